@@ -1,0 +1,213 @@
+//! The three views of an owner's phone numbers that the diff compares: desired (spec), recorded
+//! (database) and observed (Vapi), each keyed by E.164 number.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::secrets::SecretValue;
+
+/// A phone number written exactly in E.164 (`+` and digits, checked by `phonenumber` in validate).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct E164(String);
+
+impl E164 {
+    /// Wraps a string that validation already proved to be canonical E.164.
+    pub fn new_unchecked(s: impl Into<String>) -> Self {
+        E164(s.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form used in logs: everything but the last four digits hidden (`…1234`).
+    pub fn masked(&self) -> String {
+        mask_number(&self.0)
+    }
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Masks any phone-number-like string to its last four characters, for logs and the audit trail.
+pub fn mask_number(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= 4 {
+        return "…".repeat(1) + s;
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("…{tail}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Desired: what the spec asks for, after decryption and validation.
+// ---------------------------------------------------------------------------------------------
+
+/// The validated spec: the owner and every number it mentions.
+#[derive(Debug, Clone)]
+pub struct DesiredState {
+    pub owner: Uuid,
+    /// Every entry of `phoneNumbers`, including those marked `absent: true`.
+    pub numbers: BTreeMap<E164, DesiredNumber>,
+    /// SHA-256 (hex) of the spec file's bytes: saved plans use it to notice an edited spec.
+    pub spec_digest: String,
+}
+
+/// One `phoneNumbers` entry with defaults applied.
+#[derive(Debug, Clone)]
+pub struct DesiredNumber {
+    pub number: E164,
+    pub name: String,
+    /// The `assistant` reference as written: a name or an `assistants.id` of the owner.
+    pub assistant: Option<String>,
+    pub notes: Option<String>,
+    pub twilio: DesiredTwilio,
+    pub server: Option<ServerConfig>,
+    /// `smsEnabled` from the entry, else `defaults.smsEnabled`, else Vapi's default (`true`).
+    pub sms_enabled: bool,
+    pub protected: bool,
+    /// `absent: true`: the number must not exist (an explicit, reviewed delete).
+    pub absent: bool,
+    /// 1-based line of the entry in the spec, for messages.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DesiredTwilio {
+    pub account_sid: String,
+    pub auth_token: EncryptedToken,
+}
+
+/// A Twilio auth token as the spec carries it: age ciphertext, plus the plaintext when an identity
+/// could decrypt it (keyless plans have only the ciphertext).
+#[derive(Debug, Clone)]
+pub struct EncryptedToken {
+    /// The ASCII-armored age ciphertext exactly as written in the spec.
+    pub armored: String,
+    pub plaintext: Option<SecretValue>,
+}
+
+/// The webhook settings vapictl owns on a number (`server` in Vapi).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerConfig {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recorded: the application's database.
+// ---------------------------------------------------------------------------------------------
+
+/// What the database records: the owner's rows, other users' claims on the numbers in question,
+/// and the assistants a spec may refer to.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedState {
+    /// The owner's `phone_numbers` rows, keyed by `phone_number` as stored.
+    pub rows: BTreeMap<String, PhoneRow>,
+    /// `phone_number` → `user_id` for rows of *other* users whose number the spec mentions.
+    pub foreign: BTreeMap<String, Uuid>,
+    /// The owner's `assistants` rows, plus rows of other users whose `id` the spec names
+    /// (so that a reference to someone else's assistant can be refused by name).
+    pub assistants: Vec<AssistantRow>,
+}
+
+/// A `phone_numbers` row (app columns plus vapictl's own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub phone_number: String,
+    pub friendly_name: Option<String>,
+    pub provider: String,
+    pub vapi_phone_id: Option<String>,
+    pub vapi_credential_id: Option<String>,
+    pub twilio_account_sid: Option<String>,
+    /// age ciphertext (armored); never plaintext.
+    pub twilio_auth_token: Option<String>,
+    pub assigned_assistant_id: Option<Uuid>,
+    pub notes: Option<String>,
+    /// `vapictl_token_digest`: salted SHA-256 of the plaintext token, to tell a rotation.
+    pub token_digest: Option<String>,
+    /// `vapictl_protected`: remembered so that removing the entry from the spec cannot delete it.
+    pub protected: bool,
+}
+
+/// An `assistants` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssistantRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: Option<String>,
+    pub vapi_assistant_id: Option<String>,
+}
+
+/// The values vapictl writes into a `phone_numbers` row (insert or update).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowWrite {
+    pub phone_number: String,
+    pub friendly_name: String,
+    pub vapi_phone_id: Option<String>,
+    pub vapi_credential_id: Option<String>,
+    pub twilio_account_sid: String,
+    /// age ciphertext (armored).
+    pub twilio_auth_token: String,
+    pub token_digest: Option<String>,
+    pub assigned_assistant_id: Option<Uuid>,
+    pub notes: Option<String>,
+    pub protected: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observed: Vapi.
+// ---------------------------------------------------------------------------------------------
+
+/// What Vapi holds for the organization behind the API key.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedState {
+    /// Every phone number of every provider, as listed (complete: see `vapi::list`).
+    pub numbers: Vec<ObservedNumber>,
+    /// Assistants by Vapi id.
+    pub assistants: BTreeMap<String, ObservedAssistant>,
+}
+
+/// One phone number in Vapi, reduced to the fields vapictl reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedNumber {
+    pub id: String,
+    pub provider: String,
+    pub number: Option<String>,
+    pub name: Option<String>,
+    pub assistant_id: Option<String>,
+    pub squad_id: Option<String>,
+    pub workflow_id: Option<String>,
+    pub server: Option<ServerConfig>,
+    /// Absent in a response means Vapi's default, `true`.
+    pub sms_enabled: Option<bool>,
+    pub twilio_account_sid: Option<String>,
+    pub credential_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl ObservedNumber {
+    pub fn sms_enabled_effective(&self) -> bool {
+        self.sms_enabled.unwrap_or(true)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedAssistant {
+    pub id: String,
+    pub name: Option<String>,
+}
