@@ -1,8 +1,28 @@
-//! vapictl: declarative Vapi phone numbers.
+//! vapictl makes Vapi phone numbers declarative.
+//!
+//! A team keeps one YAML spec per owner. vapictl runs it through a pipeline:
+//! [`spec`] loads the file (with the position of every field), [`secrets`] decrypts the age-encrypted
+//! Twilio tokens, [`validate`] checks everything and yields the [`state::DesiredState`]; then
+//! [`store`] reads the application's database ([`state::RecordedState`]) and [`vapi`] lists Vapi
+//! completely ([`state::ObservedState`]); [`diff`] compares the three and yields a [`plan::Plan`],
+//! which [`render`] draws and [`apply`] carries out — Vapi first, then the row, per number.
+//! validate, diff, plan and render are pure; only observe and apply do IO.
 
+pub mod apply;
+pub mod diff;
+pub mod error;
+pub mod pipeline;
+pub mod plan;
+pub mod render;
+pub mod safety;
 pub mod secrets;
+pub mod spec;
 pub mod state;
 pub mod store;
+pub mod validate;
+pub mod vapi;
 
 #[cfg(feature = "standin")]
 pub mod standin;
+
+pub use error::Error;

@@ -1,0 +1,123 @@
+//! What the user typed: clap's view of the command line, nothing resolved yet.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vapictl",
+    version,
+    about = "Declarative Vapi phone numbers: plan and apply a YAML spec against Vapi and the app database",
+    after_help = "Exit codes: 0 ok / no changes, 1 error, 2 changes present (plan --detailed-exitcode), 3 refused by a safety gate.\nEnvironment: VAPI_API_KEY (or VAPI_TOKEN), VAPI_BASE_URL, DATABASE_URL, VAPICTL_AGE_IDENTITY_FILE, VAPICTL_AGE_IDENTITY, RUST_LOG, NO_COLOR."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Database URL: `sqlite://FILE` (created when missing) or `postgres://…`.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "sqlite://vapictl.db"
+    )]
+    pub database_url: String,
+
+    /// Vapi API base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "VAPI_BASE_URL",
+        default_value = "https://api.vapi.ai"
+    )]
+    pub vapi_url: String,
+
+    /// age identity file to decrypt tokens with (repeatable). Also: VAPICTL_AGE_IDENTITY_FILE,
+    /// or the key text itself in VAPICTL_AGE_IDENTITY.
+    #[arg(long = "identity", short = 'i', global = true, value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+
+    /// Timeout of one Vapi request, in seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "VAPICTL_VAPI_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub vapi_timeout: u64,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less output on stderr: errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Colour: auto (when the output is a terminal and NO_COLOR is unset), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a spec: every problem with file, line and column. Exit 0 valid, 1 invalid.
+    Validate {
+        /// The spec file (YAML).
+        spec: PathBuf,
+    },
+    /// Show what apply would change. Changes nothing.
+    Plan {
+        spec: PathBuf,
+        /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make Vapi and the database match the spec.
+    Apply {
+        spec: PathBuf,
+        /// Apply without asking.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Numbers changed at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallelism: u16,
+        /// Confirm deleting exactly N numbers whose entries disappeared from the spec, when that
+        /// is more than 5 or more than 25% of the owner's numbers.
+        #[arg(long, value_name = "N")]
+        allow_deletes: Option<usize>,
+    },
+    /// Encrypt a secret read on stdin for the spec (prints the armored value to paste).
+    Encrypt {
+        /// age recipient (`age1…`), repeatable.
+        #[arg(long = "recipient", short = 'r', required = true, value_name = "AGE1…")]
+        recipients: Vec<String>,
+    },
+    /// Print the spec format's JSON Schema.
+    Schema,
+}

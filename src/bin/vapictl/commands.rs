@@ -1,0 +1,256 @@
+//! One function per command: settings in, exit status out. Data goes to stdout, talk to stderr.
+
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use vapictl::apply::{Applier, ApplyOptions, Outcome, Progress};
+use vapictl::plan::Change;
+use vapictl::render::{Style, render_apply_report, render_plan_text};
+use vapictl::safety::DeleteThreshold;
+use vapictl::secrets::{self, SecretValue};
+use vapictl::store::{Store, StoreOptions};
+use vapictl::validate::SecretMode;
+use vapictl::vapi::VapiClient;
+use vapictl::{pipeline, spec};
+
+use crate::Exit;
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::settings;
+
+pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Validate { spec } => validate(g, spec),
+        Command::Plan {
+            spec,
+            detailed_exitcode,
+        } => plan(g, spec, *detailed_exitcode).await,
+        Command::Apply {
+            spec,
+            auto_approve,
+            parallelism,
+            allow_deletes,
+        } => {
+            apply(
+                g,
+                spec,
+                *auto_approve,
+                usize::from(*parallelism),
+                *allow_deletes,
+            )
+            .await
+        }
+        Command::Encrypt { recipients } => encrypt(recipients),
+        Command::Schema => {
+            io::stdout().write_all(spec::json_schema().as_bytes())?;
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+fn validate(g: &GlobalArgs, path: &Path) -> anyhow::Result<Exit> {
+    let identities = settings::identities(g)?;
+    let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
+    let n = desired.numbers.len();
+    println!(
+        "{}: valid ({n} number{})",
+        path.display(),
+        if n == 1 { "" } else { "s" }
+    );
+    if identities.is_empty() {
+        eprintln!(
+            "note: no age identity given, so tokens were not decrypted and their length was not checked"
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// The database and Vapi, opened only after the spec is known to be valid.
+async fn connect(g: &GlobalArgs) -> anyhow::Result<(Store, VapiClient)> {
+    let vapi = VapiClient::new(settings::vapi_config(g)?)?;
+    let store = Store::connect(&g.database_url, &StoreOptions::default()).await?;
+    Ok((store, vapi))
+}
+
+async fn plan(g: &GlobalArgs, path: &Path, detailed: bool) -> anyhow::Result<Exit> {
+    let identities = settings::identities(g)?;
+    let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
+    let (store, vapi) = connect(g).await?;
+    let plan = pipeline::plan(&store, &vapi, &desired).await?;
+    let style = Style {
+        color: settings::stdout_color(g),
+    };
+    let mut out = io::stdout().lock();
+    render_plan_text(&plan, &style, &mut out)?;
+    out.flush()?;
+    if let Err(refusal) = DeleteThreshold::default().check(&plan, None) {
+        let text = refusal.to_string();
+        eprintln!("note: apply will refuse this plan: {text}");
+    }
+    Ok(if detailed && !plan.is_empty() {
+        Exit::Changes
+    } else {
+        Exit::Ok
+    })
+}
+
+async fn apply(
+    g: &GlobalArgs,
+    path: &Path,
+    auto_approve: bool,
+    parallelism: usize,
+    allow_deletes: Option<usize>,
+) -> anyhow::Result<Exit> {
+    let identities = settings::identities(g)?;
+    let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Required)?;
+    if !auto_approve && !io::stdin().is_terminal() {
+        anyhow::bail!(
+            "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
+        );
+    }
+    let (store, vapi) = connect(g).await?;
+    let plan = pipeline::plan(&store, &vapi, &desired).await?;
+    let style = Style {
+        color: settings::stdout_color(g),
+    };
+    {
+        let mut out = io::stdout().lock();
+        render_plan_text(&plan, &style, &mut out)?;
+        out.flush()?;
+    }
+    if plan.is_empty() {
+        return Ok(Exit::Ok);
+    }
+    if let Err(refusal) = DeleteThreshold::default().check(&plan, allow_deletes) {
+        eprintln!("error: {refusal}");
+        return Ok(Exit::Refused);
+    }
+    if !auto_approve && !confirm()? {
+        eprintln!("Apply cancelled; nothing was changed.");
+        return Ok(Exit::Error);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_stop_on_signal(stop.clone());
+    let options = ApplyOptions {
+        parallelism,
+        stop: stop.clone(),
+        ci_run_id: std::env::var("GITHUB_RUN_ID")
+            .or_else(|_| std::env::var("CI_PIPELINE_ID"))
+            .ok(),
+        commit_sha: std::env::var("GITHUB_SHA")
+            .or_else(|_| std::env::var("CI_COMMIT_SHA"))
+            .ok(),
+        ..ApplyOptions::default()
+    };
+    let applier = Applier {
+        vapi: &vapi,
+        store: &store,
+        owner: desired.owner,
+        options,
+    };
+    let progress = StderrProgress { quiet: g.quiet };
+    let report = applier.apply(&plan, &progress).await;
+    {
+        let mut out = io::stdout().lock();
+        render_apply_report(&report, &style, &mut out)?;
+        out.flush()?;
+    }
+    if !report.is_complete() {
+        return Ok(Exit::Error);
+    }
+    // Prove convergence: a fresh plan must be empty.
+    let again = pipeline::plan(&store, &vapi, &desired)
+        .await
+        .context("re-reading after apply")?;
+    if !again.is_empty() {
+        eprintln!(
+            "error: apply finished but {} change(s) remain; run `vapictl plan` to see them",
+            again.changes.len()
+        );
+        return Ok(Exit::Error);
+    }
+    Ok(Exit::Ok)
+}
+
+fn confirm() -> anyhow::Result<bool> {
+    eprint!("Apply these changes? Only `yes` is accepted: ");
+    io::stderr().flush()?;
+    let mut line = String::new();
+    io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+/// Ctrl-C or SIGTERM: finish what is in flight, start nothing new.
+fn spawn_stop_on_signal(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        stop.store(true, Ordering::SeqCst);
+        eprintln!("stopping: finishing the changes in flight, starting no new ones");
+    });
+}
+
+struct StderrProgress {
+    quiet: bool,
+}
+
+impl Progress for StderrProgress {
+    fn started(&self, change: &Change) {
+        tracing::info!(
+            number = %vapictl::state::mask_number(&change.number),
+            action = change.action.label(),
+            "applying"
+        );
+    }
+    fn finished(&self, outcome: &Outcome, done: usize, total: usize) {
+        if self.quiet {
+            return;
+        }
+        let status = if outcome.result.is_ok() {
+            "ok"
+        } else {
+            "failed"
+        };
+        eprintln!(
+            "[{done}/{total}] {} {} {status}",
+            outcome.action.label(),
+            vapictl::state::mask_number(&outcome.number)
+        );
+    }
+}
+
+fn encrypt(recipients: &[String]) -> anyhow::Result<Exit> {
+    let recipients = secrets::parse_recipients(recipients)?;
+    let mut input = String::new();
+    io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the secret from stdin")?;
+    // A trailing newline from `echo` or a here-string is not part of the token.
+    let secret = SecretValue::new(input.trim_end_matches(['\n', '\r']));
+    zeroize::Zeroize::zeroize(&mut input);
+    if secret.expose().is_empty() {
+        anyhow::bail!(
+            "nothing to encrypt: stdin was empty\nhint: printf '%s' \"$TOKEN\" | vapictl encrypt --recipient age1…"
+        );
+    }
+    let armored = secrets::encrypt(&recipients, &secret)?;
+    // Exactly what `age -a` prints, so `age -d` reads it too; paste it under `authToken: |`.
+    io::stdout().write_all(armored.as_bytes())?;
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,58 @@
+//! Resolving what the user typed into settings: environment variables, defaults, identities.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use vapictl::Error;
+use vapictl::secrets::{Identities, SecretValue};
+use vapictl::vapi::VapiConfig;
+
+use crate::cli::{ColorChoice, GlobalArgs};
+
+/// Identities from `--identity`, `VAPICTL_AGE_IDENTITY_FILE` and `VAPICTL_AGE_IDENTITY`.
+pub fn identities(g: &GlobalArgs) -> Result<Identities, Error> {
+    let mut ids = Identities::none();
+    for path in &g.identities {
+        ids.add_file(path)?;
+    }
+    if let Some(path) = std::env::var_os("VAPICTL_AGE_IDENTITY_FILE").filter(|p| !p.is_empty()) {
+        ids.add_file(std::path::Path::new(&path))?;
+    }
+    if let Ok(text) = std::env::var("VAPICTL_AGE_IDENTITY")
+        && !text.trim().is_empty()
+    {
+        ids.add_text("VAPICTL_AGE_IDENTITY", &SecretValue::new(text))?;
+    }
+    Ok(ids)
+}
+
+/// The Vapi API key from `VAPI_API_KEY`, else `VAPI_TOKEN`.
+pub fn vapi_config(g: &GlobalArgs) -> Result<VapiConfig, Error> {
+    let key = ["VAPI_API_KEY", "VAPI_TOKEN"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .ok_or_else(|| {
+            Error::config(
+                "no Vapi API key: `VAPI_API_KEY` is not set",
+                "export VAPI_API_KEY=<private key from the Vapi dashboard> (or VAPI_TOKEN)",
+            )
+        })?;
+    let mut cfg = VapiConfig::new(g.vapi_url.clone(), SecretValue::new(key.trim()));
+    cfg.timeout = Duration::from_secs(g.vapi_timeout.max(1));
+    Ok(cfg)
+}
+
+/// Colour for a stream: `--color`, then `NO_COLOR`, then whether it is a terminal.
+pub fn color(choice: ColorChoice, is_terminal: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
+}
+
+pub fn stdout_color(g: &GlobalArgs) -> bool {
+    color(g.color, std::io::stdout().is_terminal())
+}

@@ -1,0 +1,36 @@
+//! The top-level error: one variant per stage, each wrapping that stage's own error type.
+
+use crate::diff::Refusals;
+use crate::secrets::SecretsError;
+use crate::spec::SpecError;
+use crate::store::StoreError;
+use crate::validate::Problems;
+use crate::vapi::VapiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("{0}")]
+    Invalid(#[from] Problems),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vapi(#[from] VapiError),
+    #[error("{0}")]
+    Refused(#[from] Refusals),
+    /// A setting is missing or wrong (flag, environment variable).
+    #[error("{message}\nhint: {hint}")]
+    Config { message: String, hint: String },
+}
+
+impl Error {
+    pub fn config(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Config {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}

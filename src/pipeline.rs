@@ -1,0 +1,71 @@
+//! The pipeline's stages wired together: load → decrypt → validate → observe → diff → plan.
+//! The commands of the binary are thin wrappers around these functions.
+
+use std::path::Path;
+
+use uuid::Uuid;
+
+use crate::Error;
+use crate::diff::diff;
+use crate::plan::Plan;
+use crate::secrets::Identities;
+use crate::spec::{LoadedSpec, load_file};
+use crate::state::{DesiredState, ObservedState, RecordedState};
+use crate::store::Store;
+use crate::validate::{SecretMode, validate};
+use crate::vapi::VapiClient;
+
+/// Reads, decrypts and validates a spec. Touches nothing but the file.
+///
+/// # Errors
+/// [`Error::Spec`] when the file cannot be read as a spec, [`Error::Invalid`] with every
+/// problem otherwise.
+pub fn load_desired(
+    path: &Path,
+    identities: &Identities,
+    mode: SecretMode,
+) -> Result<(LoadedSpec, DesiredState), Error> {
+    let loaded = load_file(path)?;
+    let desired = validate(&loaded, identities, mode)?;
+    Ok((loaded, desired))
+}
+
+/// Reads the database and Vapi (concurrently) for the numbers and assistants the spec mentions.
+///
+/// # Errors
+/// Any failed read: no plan is made from a partial view.
+pub async fn observe(
+    store: &Store,
+    vapi: &VapiClient,
+    desired: &DesiredState,
+) -> Result<(RecordedState, ObservedState), Error> {
+    let numbers: Vec<String> = desired
+        .numbers
+        .keys()
+        .map(|n| n.as_str().to_string())
+        .collect();
+    let assistant_ids: Vec<Uuid> = desired
+        .numbers
+        .values()
+        .filter_map(|d| d.assistant.as_deref())
+        .filter_map(|a| Uuid::parse_str(a).ok())
+        .collect();
+    let recorded = async {
+        store
+            .load_recorded(desired.owner, &numbers, &assistant_ids)
+            .await
+            .map_err(Error::from)
+    };
+    let observed = async { vapi.observe().await.map_err(Error::from) };
+    let (recorded, observed) = tokio::try_join!(recorded, observed)?;
+    Ok((recorded, observed))
+}
+
+/// Observes and diffs.
+///
+/// # Errors
+/// As [`observe`], plus [`Error::Refused`] when a number cannot be planned safely.
+pub async fn plan(store: &Store, vapi: &VapiClient, desired: &DesiredState) -> Result<Plan, Error> {
+    let (recorded, observed) = observe(store, vapi, desired).await?;
+    Ok(diff(desired, &recorded, &observed)?)
+}

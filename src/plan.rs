@@ -1,0 +1,246 @@
+//! A plan: the ordered changes that make Vapi and the database match the spec, each with its
+//! cause, its field-level differences and the steps that carry it out.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::state::{EncryptedToken, ObservedNumber, PhoneRow, RowWrite, ServerConfig};
+
+/// What happens to one number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Release from Vapi, then delete the row.
+    Delete,
+    /// Delete a row whose number no longer exists in Vapi.
+    RemoveRow,
+    /// Create in Vapi, then insert (or repoint) the row.
+    Create,
+    /// The number was deleted in Vapi by hand: create it again and repoint the row.
+    Recreate,
+    /// The number exists in Vapi but no one records it: take it over (PATCH, insert row).
+    Adopt,
+    /// Change the fields that differ, in Vapi and/or the row.
+    Update,
+}
+
+impl Action {
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Delete => "delete",
+            Action::RemoveRow => "remove row",
+            Action::Create => "create",
+            Action::Recreate => "re-create",
+            Action::Adopt => "adopt",
+            Action::Update => "update",
+        }
+    }
+
+    pub fn is_destructive(self) -> bool {
+        matches!(self, Action::Delete | Action::RemoveRow)
+    }
+}
+
+/// Why a change is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The number is new in the spec.
+    NewInSpec,
+    /// The spec changed a value since it was last applied.
+    SpecEdit,
+    /// Someone changed the number in Vapi (dashboard, API) since vapictl last applied it.
+    VapiEditedOutOfBand,
+    /// Someone changed the row in the database since vapictl last applied it.
+    DatabaseEditedOutOfBand,
+    /// The number was deleted in Vapi by hand while the database still records it.
+    DeletedInVapi,
+    /// A row of the owner records a number that exists neither in Vapi nor in the spec.
+    StaleDatabaseRow,
+    /// A number in Vapi that no one records is taken over because the spec lists it.
+    AdoptUnmanaged,
+    /// The number's entry was removed from the spec (an implicit delete).
+    RemovedFromSpec,
+    /// The number's entry says `absent: true` (an explicit delete).
+    MarkedAbsent,
+}
+
+impl Cause {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Cause::NewInSpec => "new in the spec",
+            Cause::SpecEdit => "spec edit",
+            Cause::VapiEditedOutOfBand => "changed in Vapi outside vapictl",
+            Cause::DatabaseEditedOutOfBand => "changed in the database outside vapictl",
+            Cause::DeletedInVapi => "deleted in Vapi outside vapictl",
+            Cause::StaleDatabaseRow => "stale database row",
+            Cause::AdoptUnmanaged => "adopting a number nobody manages",
+            Cause::RemovedFromSpec => "removed from the spec",
+            Cause::MarkedAbsent => "marked `absent: true`",
+        }
+    }
+}
+
+/// Where a field lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Vapi,
+    Database,
+    Both,
+}
+
+/// One field that differs. Values are display strings; secrets have none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    pub field: &'static str,
+    pub target: Target,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    /// A secret: before/after are never shown; `note` says what is known.
+    pub sensitive: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub cause: Cause,
+}
+
+/// The fields of a Vapi create (POST), all owned by vapictl.
+#[derive(Debug, Clone)]
+pub struct VapiCreate {
+    pub number: String,
+    pub name: String,
+    pub assistant_id: Option<String>,
+    pub server: Option<ServerConfig>,
+    pub sms_enabled: bool,
+    pub account_sid: String,
+    pub token: EncryptedToken,
+}
+
+/// The fields of a Vapi PATCH: only those vapictl owns and that changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VapiPatch {
+    pub name: Option<String>,
+    /// `Some(None)` clears the assistant.
+    pub assistant_id: Option<Option<String>>,
+    /// `Some(None)` clears the server.
+    pub server: Option<Option<ServerConfig>>,
+    pub sms_enabled: Option<bool>,
+    pub account_sid: Option<String>,
+    pub token: Option<EncryptedToken>,
+}
+
+impl PartialEq for EncryptedToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.armored == other.armored
+    }
+}
+
+impl VapiPatch {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.assistant_id.is_none()
+            && self.server.is_none()
+            && self.sms_enabled.is_none()
+            && self.account_sid.is_none()
+            && self.token.is_none()
+    }
+}
+
+/// What to do in Vapi.
+#[derive(Debug, Clone)]
+pub enum VapiStep {
+    None,
+    Create(Box<VapiCreate>),
+    Update { id: String, patch: Box<VapiPatch> },
+    Delete { id: String },
+}
+
+/// What to do with the owner's row. For inserts and repoints after a create, the Vapi id is
+/// filled in by the applier from Vapi's answer.
+#[derive(Debug, Clone)]
+pub enum RowStep {
+    None,
+    Insert(Box<RowWrite>),
+    Update { row_id: Uuid, values: Box<RowWrite> },
+    Delete { row_id: Uuid },
+}
+
+/// One number's change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub number: String,
+    pub action: Action,
+    pub cause: Cause,
+    pub fields: Vec<FieldChange>,
+    pub vapi: VapiStep,
+    pub row: RowStep,
+    /// What Vapi showed when the plan was made (saved plans compare it before applying).
+    pub observed: Option<ObservedNumber>,
+    /// The row when the plan was made.
+    pub recorded: Option<PhoneRow>,
+}
+
+/// A number that stays although the spec no longer lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    pub number: String,
+    pub reason: String,
+}
+
+/// A number in Vapi that vapictl does not manage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unmanaged {
+    pub number: Option<String>,
+    pub id: String,
+    pub provider: String,
+}
+
+/// The whole plan for one owner.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub owner: Uuid,
+    pub changes: Vec<Change>,
+    pub kept: Vec<Kept>,
+    pub unmanaged: Vec<Unmanaged>,
+    pub warnings: Vec<String>,
+    pub spec_digest: String,
+    /// How many numbers the owner manages now (rows), for deletion thresholds.
+    pub managed_count: usize,
+}
+
+/// Counts per action, for summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub adopt: usize,
+    pub update: usize,
+    pub delete: usize,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for c in &self.changes {
+            match c.action {
+                Action::Create | Action::Recreate => s.create += 1,
+                Action::Adopt => s.adopt += 1,
+                Action::Update => s.update += 1,
+                Action::Delete | Action::RemoveRow => s.delete += 1,
+            }
+        }
+        s
+    }
+
+    /// Numbers to be released from Vapi because their entry disappeared from the spec (not
+    /// `absent: true`, and not stale rows whose number is already gone from Vapi).
+    pub fn implicit_deletes(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| c.action == Action::Delete && c.cause == Cause::RemovedFromSpec)
+            .count()
+    }
+}

@@ -1,0 +1,253 @@
+//! The plain-text (optionally coloured) plan, for terminals and CI logs.
+
+use std::io::{self, Write};
+
+use similar::{ChangeTag, TextDiff};
+
+use crate::apply::ApplyReport;
+use crate::plan::{Action, Change, FieldChange, Plan};
+
+/// How to draw: colour or not.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn green(&self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    fn red(&self, s: &str) -> String {
+        self.paint("31", s)
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    fn cyan(&self, s: &str) -> String {
+        self.paint("36", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+    fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+}
+
+fn symbol(action: Action) -> &'static str {
+    match action {
+        Action::Create | Action::Recreate => "+",
+        Action::Adopt => "&",
+        Action::Update => "~",
+        Action::Delete | Action::RemoveRow => "-",
+    }
+}
+
+fn paint_action(style: &Style, action: Action, s: &str) -> String {
+    match action {
+        Action::Create | Action::Recreate => style.green(s),
+        Action::Adopt => style.cyan(s),
+        Action::Update => style.yellow(s),
+        Action::Delete | Action::RemoveRow => style.red(s),
+    }
+}
+
+/// Writes the plan as text.
+pub fn render_plan_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io::Result<()> {
+    for w in &plan.warnings {
+        writeln!(out, "{} {w}", style.yellow("warning:"))?;
+    }
+    if plan.is_empty() {
+        writeln!(
+            out,
+            "No changes. Vapi and the database match the spec ({} number{} managed).",
+            plan.managed_count,
+            if plan.managed_count == 1 { "" } else { "s" }
+        )?;
+    } else {
+        for c in &plan.changes {
+            render_change(c, style, out)?;
+        }
+    }
+    for k in &plan.kept {
+        writeln!(
+            out,
+            "  {} {:<9} {}  ({})",
+            style.dim("="),
+            "keep",
+            k.number,
+            k.reason
+        )?;
+    }
+    if !plan.unmanaged.is_empty() {
+        writeln!(
+            out,
+            "{}",
+            style.dim(&format!(
+                "{} number{} in Vapi not managed by this spec (never touched): {}",
+                plan.unmanaged.len(),
+                if plan.unmanaged.len() == 1 { "" } else { "s" },
+                plan.unmanaged
+                    .iter()
+                    .take(10)
+                    .map(|u| u
+                        .number
+                        .clone()
+                        .unwrap_or_else(|| format!("({} {})", u.provider, u.id)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + if plan.unmanaged.len() > 10 {
+                        ", …"
+                    } else {
+                        ""
+                    }
+            ))
+        )?;
+    }
+    if !plan.is_empty() {
+        let s = plan.summary();
+        writeln!(
+            out,
+            "{} {} to create, {} to adopt, {} to update, {} to delete.",
+            style.bold("Plan:"),
+            s.create,
+            s.adopt,
+            s.update,
+            s.delete
+        )?;
+    }
+    Ok(())
+}
+
+fn render_change(c: &Change, style: &Style, out: &mut dyn Write) -> io::Result<()> {
+    let head = format!("{} {:<9}", symbol(c.action), c.action.label());
+    writeln!(
+        out,
+        "  {} {}  {}",
+        paint_action(style, c.action, &head),
+        style.bold(&c.number),
+        style.dim(&format!("({})", c.cause.describe()))
+    )?;
+    let width = c.fields.iter().map(|f| f.field.len()).max().unwrap_or(0);
+    for f in &c.fields {
+        render_field(f, width, c.action, style, out)?;
+    }
+    Ok(())
+}
+
+fn quote(v: &Option<String>) -> String {
+    match v {
+        Some(s) => format!("{s:?}"),
+        None => "(none)".into(),
+    }
+}
+
+fn render_field(
+    f: &FieldChange,
+    width: usize,
+    action: Action,
+    style: &Style,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let label = format!("{:<width$}", format!("{}:", f.field), width = width + 1);
+    if f.sensitive {
+        let note = f.note.as_deref().unwrap_or("sensitive value changed");
+        return writeln!(out, "      {label} ({note})");
+    }
+    match action {
+        Action::Create | Action::Recreate => {
+            writeln!(out, "      {label} {}", style.green(&quote(&f.after)))
+        }
+        Action::Delete | Action::RemoveRow => {
+            writeln!(out, "      {label} {}", style.red(&quote(&f.before)))
+        }
+        _ => {
+            let multiline = f.before.as_deref().is_some_and(|s| s.contains('\n'))
+                || f.after.as_deref().is_some_and(|s| s.contains('\n'));
+            if multiline {
+                writeln!(out, "      {label}")?;
+                let before = f.before.clone().unwrap_or_default();
+                let after = f.after.clone().unwrap_or_default();
+                let diff = TextDiff::from_lines(&before, &after);
+                for change in diff.iter_all_changes() {
+                    let line = change.value().trim_end_matches('\n');
+                    let text = match change.tag() {
+                        ChangeTag::Delete => style.red(&format!("- {line}")),
+                        ChangeTag::Insert => style.green(&format!("+ {line}")),
+                        ChangeTag::Equal => style.dim(&format!("  {line}")),
+                    };
+                    writeln!(out, "        {text}")?;
+                }
+                Ok(())
+            } else {
+                writeln!(
+                    out,
+                    "      {label} {} → {}",
+                    style.red(&quote(&f.before)),
+                    style.green(&quote(&f.after))
+                )
+            }
+        }
+    }
+}
+
+/// Writes what an apply did.
+pub fn render_apply_report(
+    report: &ApplyReport,
+    style: &Style,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    for o in &report.outcomes {
+        match &o.result {
+            Ok(()) => writeln!(
+                out,
+                "  {} {:<9} {}",
+                style.green("ok"),
+                o.action.label(),
+                o.number
+            )?,
+            Err(e) => {
+                let first = e.lines().next().unwrap_or_default();
+                writeln!(
+                    out,
+                    "  {} {:<9} {}: {first}",
+                    style.red("failed"),
+                    o.action.label(),
+                    o.number
+                )?;
+                for more in e.lines().skip(1) {
+                    writeln!(out, "      {more}")?;
+                }
+            }
+        }
+    }
+    if !report.not_started.is_empty() {
+        writeln!(
+            out,
+            "{} {} change{} not started (stopped): {}",
+            style.yellow("stopped:"),
+            report.not_started.len(),
+            if report.not_started.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            report.not_started.join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "{} {} applied, {} failed, {} not started.",
+        style.bold("Apply:"),
+        report.succeeded(),
+        report.failed(),
+        report.not_started.len()
+    )
+}

@@ -1,0 +1,772 @@
+//! The reqwest-based Vapi client.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::wire::{self, AssistantDto, ErrorBody, ListShape, PageMeta, PhoneNumberDto};
+use super::{RetryPolicy, VapiError};
+use crate::plan::{VapiCreate, VapiPatch};
+use crate::secrets::SecretValue;
+use crate::state::{ObservedAssistant, ObservedNumber, ObservedState, mask_number};
+
+/// Vapi's largest page (`limit` is 0–1000).
+pub const PAGE_LIMIT: usize = 1000;
+
+/// Where and how to reach Vapi.
+#[derive(Debug, Clone)]
+pub struct VapiConfig {
+    pub base_url: String,
+    pub api_key: SecretValue,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Page size for listings (Vapi's maximum unless a test wants small pages).
+    pub page_limit: usize,
+}
+
+impl VapiConfig {
+    pub fn new(base_url: impl Into<String>, api_key: SecretValue) -> Self {
+        VapiConfig {
+            base_url: base_url.into(),
+            api_key,
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            page_limit: PAGE_LIMIT,
+        }
+    }
+}
+
+/// Requests made, for benchmarks and for tests that prove a no-op apply mutates nothing.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub list_requests: AtomicU64,
+    pub get_requests: AtomicU64,
+    pub mutating_requests: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// A client for one Vapi organization (the API key's).
+#[derive(Debug, Clone)]
+pub struct VapiClient {
+    http: reqwest::Client,
+    cfg: Arc<VapiConfig>,
+    base: reqwest::Url,
+    counters: Arc<Counters>,
+}
+
+/// An HTTP answer, read whole.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+}
+
+impl VapiClient {
+    /// Builds the client.
+    ///
+    /// # Errors
+    /// [`VapiError::Config`] when the base URL is not an http(s) URL.
+    pub fn new(cfg: VapiConfig) -> Result<Self, VapiError> {
+        // reqwest needs a process-wide rustls provider; installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = reqwest::Url::parse(cfg.base_url.trim_end_matches('/'))
+            .map_err(|e| VapiError::Config(format!("`{}` is not a URL: {e}", cfg.base_url)))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(VapiError::Config(format!(
+                "`{}` is not an http(s) URL",
+                cfg.base_url
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("vapictl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| VapiError::Config(e.to_string()))?;
+        Ok(VapiClient {
+            http,
+            cfg: Arc::new(cfg),
+            base,
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        let mut u = self.base.clone();
+        let joined = format!("{}{}", self.base.path().trim_end_matches('/'), path);
+        u.set_path(&joined);
+        u
+    }
+
+    /// One HTTP exchange, no retry. `Err` only for transport failures.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Answer, reqwest::Error> {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(self.cfg.api_key.expose());
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = resp.bytes().await?.to_vec();
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    /// An idempotent call (GET, PATCH, DELETE) with retries on 429, 5xx and transport errors.
+    async fn call_idempotent(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        label: &str,
+        secrets: &[&SecretValue],
+    ) -> Result<Answer, VapiError> {
+        let policy = &self.cfg.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.send(method.clone(), path, query, body).await;
+            let (retryable, wait_hint, failure) = match outcome {
+                Ok(a) if a.status.is_success() => return Ok(a),
+                Ok(a)
+                    if a.status == StatusCode::TOO_MANY_REQUESTS || a.status.is_server_error() =>
+                {
+                    let msg = self.error_text(&a.body, secrets);
+                    (
+                        true,
+                        a.retry_after,
+                        VapiError::Unavailable {
+                            request: label.to_string(),
+                            status: a.status.as_u16(),
+                            attempts: attempt,
+                            message: msg,
+                        },
+                    )
+                }
+                Ok(a) => return Err(self.classify(label, a, secrets)),
+                Err(e) => (
+                    true,
+                    None,
+                    VapiError::Unreachable {
+                        base_url: self.base.to_string(),
+                        request: label.to_string(),
+                        reason: transport_reason(&e),
+                    },
+                ),
+            };
+            if !retryable || attempt >= policy.max_attempts {
+                return Err(failure);
+            }
+            let delay = match wait_hint {
+                Some(d) if d > policy.max_retry_after => return Err(failure),
+                Some(d) => d,
+                None => backoff(policy, attempt),
+            };
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                request = label,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                "retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn classify(&self, label: &str, a: Answer, secrets: &[&SecretValue]) -> VapiError {
+        let messages = self.error_messages(&a.body, secrets);
+        match a.status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => VapiError::Unauthorized,
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => VapiError::BadRequest {
+                request: label.to_string(),
+                messages,
+            },
+            StatusCode::NOT_FOUND => VapiError::NotFound {
+                what: label.to_string(),
+            },
+            s => VapiError::Unexpected {
+                request: label.to_string(),
+                status: s.as_u16(),
+                message: messages.join("; "),
+            },
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(label: &str, body: &[u8]) -> Result<T, VapiError> {
+        serde_json::from_slice(body).map_err(|e| VapiError::Decode {
+            request: label.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Vapi's error messages with every secret that was sent (and the API key) replaced, since
+    /// 400 bodies may echo the request.
+    fn error_messages(&self, body: &[u8], secrets: &[&SecretValue]) -> Vec<String> {
+        let raw = match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(b) if !b.messages().is_empty() => b.messages(),
+            _ => vec![String::from_utf8_lossy(body).chars().take(500).collect()],
+        };
+        let mut all: Vec<&SecretValue> = secrets.to_vec();
+        all.push(&self.cfg.api_key);
+        raw.into_iter().map(|m| redact(&m, &all)).collect()
+    }
+
+    fn error_text(&self, body: &[u8], secrets: &[&SecretValue]) -> String {
+        self.error_messages(body, secrets).join("; ")
+    }
+
+    /// Reads everything vapictl compares: every phone number and every assistant.
+    ///
+    /// # Errors
+    /// Any failed or incomplete listing: nothing may be planned from a partial view.
+    pub async fn observe(&self) -> Result<ObservedState, VapiError> {
+        let (numbers, assistants) =
+            tokio::try_join!(self.list_phone_numbers(), self.list_assistants())?;
+        Ok(ObservedState {
+            numbers,
+            assistants,
+        })
+    }
+
+    /// Every phone number of every provider.
+    ///
+    /// # Guarantees
+    /// Complete, or an error: pages of `limit` items are walked by `createdAt` with an inclusive
+    /// bound (ties at the page edge are fetched again and de-duplicated by id); when a whole page
+    /// shares one `createdAt`, that instant is read through `/v2/phone-number`'s numbered pages.
+    /// The total is then checked against `/v2/phone-number`'s `totalItems`.
+    pub async fn list_phone_numbers(&self) -> Result<Vec<ObservedNumber>, VapiError> {
+        let mut last_err = None;
+        for _ in 0..2 {
+            let items = self.list_all("/phone-number", true).await?;
+            match self.count_phone_numbers().await? {
+                Some(total) if total != items.len() as u64 => {
+                    last_err = Some(VapiError::IncompleteListing {
+                        what: "phone numbers".into(),
+                        reason: format!("read {} numbers but Vapi reports {total}", items.len()),
+                    });
+                    continue;
+                }
+                _ => {}
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for v in items {
+                let dto: PhoneNumberDto =
+                    serde_json::from_value(v).map_err(|e| VapiError::Decode {
+                        request: "GET /phone-number".into(),
+                        reason: e.to_string(),
+                    })?;
+                out.push(ObservedNumber::from(dto));
+            }
+            return Ok(out);
+        }
+        Err(last_err.expect("loop ran"))
+    }
+
+    /// `totalItems` of `/v2/phone-number`, or None when that endpoint is not offered.
+    async fn count_phone_numbers(&self) -> Result<Option<u64>, VapiError> {
+        self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
+        let q = [("limit", "1".to_string())];
+        match self
+            .call_idempotent(
+                Method::GET,
+                "/v2/phone-number",
+                &q,
+                None,
+                "GET /v2/phone-number",
+                &[],
+            )
+            .await
+        {
+            Ok(a) => {
+                #[derive(serde::Deserialize)]
+                struct Page {
+                    metadata: PageMeta,
+                }
+                let p: Page = Self::decode("GET /v2/phone-number", &a.body)?;
+                Ok(Some(p.metadata.total_items))
+            }
+            Err(VapiError::NotFound { .. }) => {
+                tracing::debug!("`/v2/phone-number` not offered; listing not cross-checked");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every assistant, by id.
+    pub async fn list_assistants(&self) -> Result<BTreeMap<String, ObservedAssistant>, VapiError> {
+        let items = self.list_all("/assistant", false).await?;
+        let mut out = BTreeMap::new();
+        for v in items {
+            let dto: AssistantDto = serde_json::from_value(v).map_err(|e| VapiError::Decode {
+                request: "GET /assistant".into(),
+                reason: e.to_string(),
+            })?;
+            out.insert(dto.id.clone(), ObservedAssistant::from(dto));
+        }
+        Ok(out)
+    }
+
+    async fn list_page(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<Value>, VapiError> {
+        self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
+        let label = format!("GET {path}");
+        let a = self
+            .call_idempotent(Method::GET, path, query, None, &label, &[])
+            .await?;
+        let shape: ListShape = Self::decode(&label, &a.body)?;
+        Ok(shape.into_items())
+    }
+
+    /// Pages through a v1 list endpoint to the end (see [`Self::list_phone_numbers`]).
+    async fn list_all(&self, path: &str, has_v2: bool) -> Result<Vec<Value>, VapiError> {
+        let limit = self.cfg.page_limit;
+        let mut seen: HashMap<String, Value> = HashMap::new();
+        let mut order: Vec<String> = Vec::new();
+        // The bound for the next page: (query key, createdAt).
+        let mut bound: Option<(&'static str, String)> = None;
+        let what = path.trim_start_matches('/').to_string();
+        let mut pages = 0usize;
+        loop {
+            pages += 1;
+            if pages > 100_000 {
+                return Err(VapiError::IncompleteListing {
+                    what,
+                    reason: "paging did not end".into(),
+                });
+            }
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some((k, v)) = &bound {
+                q.push((k, v.clone()));
+            }
+            let page = self.list_page(path, &q).await?;
+            let full = page.len() >= limit;
+            let mut stamps = Vec::with_capacity(page.len());
+            for item in page {
+                let id = item
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| VapiError::Decode {
+                        request: format!("GET {path}"),
+                        reason: "an item has no `id`".into(),
+                    })?
+                    .to_string();
+                let created = item
+                    .get("createdAt")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                stamps.push(created);
+                if !seen.contains_key(&id) {
+                    order.push(id.clone());
+                    seen.insert(id, item);
+                }
+            }
+            if !full {
+                break;
+            }
+            // A full page: continue past its far edge. Decide the direction from the page itself
+            // (the default order is documented nowhere; newest first is the observed behaviour).
+            let first = stamps.first().cloned().unwrap_or_default();
+            let last = stamps.last().cloned().unwrap_or_default();
+            let ascending = instant(&first) < instant(&last);
+            let edge = if ascending {
+                stamps.iter().max_by_key(|s| instant(s)).cloned()
+            } else {
+                stamps.iter().min_by_key(|s| instant(s)).cloned()
+            }
+            .unwrap_or_default();
+            if edge.is_empty() {
+                return Err(VapiError::IncompleteListing {
+                    what,
+                    reason: "a full page has items without `createdAt`, so it cannot be paged"
+                        .into(),
+                });
+            }
+            let all_same = stamps.iter().all(|s| instant(s) == instant(&edge));
+            if all_same {
+                // More items share this instant than fit a page: read the instant by page number.
+                if !has_v2 {
+                    return Err(VapiError::IncompleteListing {
+                        what,
+                        reason: format!("more than {limit} items share createdAt {edge}"),
+                    });
+                }
+                for item in self.list_instant_v2(&edge).await? {
+                    if let Some(id) = item.get("id").and_then(Value::as_str) {
+                        let id = id.to_string();
+                        if !seen.contains_key(&id) {
+                            order.push(id.clone());
+                            seen.insert(id, item);
+                        }
+                    }
+                }
+                bound = Some((
+                    if ascending {
+                        "createdAtGt"
+                    } else {
+                        "createdAtLt"
+                    },
+                    edge,
+                ));
+            } else {
+                bound = Some((
+                    if ascending {
+                        "createdAtGe"
+                    } else {
+                        "createdAtLe"
+                    },
+                    edge,
+                ));
+            }
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|id| seen.remove(&id))
+            .collect())
+    }
+
+    /// Every phone number created at exactly `at`, by `/v2/phone-number` page numbers.
+    async fn list_instant_v2(&self, at: &str) -> Result<Vec<Value>, VapiError> {
+        let mut out: HashMap<String, Value> = HashMap::new();
+        let mut page = 1u64;
+        loop {
+            self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
+            let q = [
+                ("limit", self.cfg.page_limit.to_string()),
+                ("page", page.to_string()),
+                ("sortOrder", "ASC".to_string()),
+                ("createdAtGe", at.to_string()),
+                ("createdAtLe", at.to_string()),
+            ];
+            let a = self
+                .call_idempotent(
+                    Method::GET,
+                    "/v2/phone-number",
+                    &q,
+                    None,
+                    "GET /v2/phone-number",
+                    &[],
+                )
+                .await?;
+            #[derive(serde::Deserialize)]
+            struct Page {
+                results: Vec<Value>,
+                metadata: PageMeta,
+            }
+            let p: Page = Self::decode("GET /v2/phone-number", &a.body)?;
+            let n = p.results.len();
+            for item in p.results {
+                if let Some(id) = item.get("id").and_then(Value::as_str) {
+                    out.insert(id.to_string(), item);
+                }
+            }
+            let total = p.metadata.total_items as usize;
+            if out.len() >= total {
+                return Ok(out.into_values().collect());
+            }
+            let last_page = p.metadata.total_pages.unwrap_or(u64::MAX);
+            if n == 0 || page >= last_page {
+                return Err(VapiError::IncompleteListing {
+                    what: "phone-number".into(),
+                    reason: format!(
+                        "{} of {total} numbers created at {at} could be read",
+                        out.len()
+                    ),
+                });
+            }
+            page += 1;
+        }
+    }
+
+    /// Phone numbers whose `number` is exactly `number` (used after a create's outcome is
+    /// unknown). Uses `/v2/phone-number?search=`, falling back to a full listing.
+    pub async fn find_by_number(&self, number: &str) -> Result<Vec<ObservedNumber>, VapiError> {
+        self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
+        let q = [
+            ("search", number.to_string()),
+            ("limit", self.cfg.page_limit.to_string()),
+        ];
+        let found = match self
+            .call_idempotent(
+                Method::GET,
+                "/v2/phone-number",
+                &q,
+                None,
+                "GET /v2/phone-number",
+                &[],
+            )
+            .await
+        {
+            Ok(a) => {
+                #[derive(serde::Deserialize)]
+                struct Page {
+                    results: Vec<Value>,
+                    metadata: PageMeta,
+                }
+                let p: Page = Self::decode("GET /v2/phone-number", &a.body)?;
+                if (p.results.len() as u64) < p.metadata.total_items {
+                    None // more matches than one page: list everything instead
+                } else {
+                    Some(p.results)
+                }
+            }
+            Err(VapiError::NotFound { .. }) | Err(VapiError::BadRequest { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let items = match found {
+            Some(items) => items,
+            None => self.list_all("/phone-number", true).await?,
+        };
+        Ok(items
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<PhoneNumberDto>(v).ok())
+            .map(ObservedNumber::from)
+            .filter(|o| o.number.as_deref() == Some(number))
+            .collect())
+    }
+
+    /// POST /phone-number — sent once, never retried blindly.
+    ///
+    /// # Errors
+    /// [`VapiError::OutcomeUnknown`] when the request may or may not have been carried out
+    /// (timeout, dropped connection, 5xx): the caller must look the number up before trying again.
+    /// A 429 means it was not carried out and is retried after `Retry-After`.
+    pub async fn create_phone_number(
+        &self,
+        c: &VapiCreate,
+        token: &SecretValue,
+    ) -> Result<ObservedNumber, VapiError> {
+        let label = format!("POST /phone-number ({})", mask_number(&c.number));
+        let body = wire::create_body(c, token);
+        let secrets = [token];
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.counters
+                .mutating_requests
+                .fetch_add(1, Ordering::Relaxed);
+            let a = match self
+                .send(Method::POST, "/phone-number", &[], Some(&body))
+                .await
+            {
+                Ok(a) => a,
+                Err(e) if e.is_connect() => {
+                    // Nothing reached Vapi: safe to report as unreachable (not unknown).
+                    return Err(VapiError::Unreachable {
+                        base_url: self.base.to_string(),
+                        request: label,
+                        reason: transport_reason(&e),
+                    });
+                }
+                Err(e) => {
+                    return Err(VapiError::OutcomeUnknown {
+                        request: label,
+                        reason: transport_reason(&e),
+                    });
+                }
+            };
+            if a.status.is_success() {
+                let dto: PhoneNumberDto = Self::decode(&label, &a.body)?;
+                return Ok(dto.into());
+            }
+            if a.status == StatusCode::TOO_MANY_REQUESTS && attempt < self.cfg.retry.max_attempts {
+                let delay = a
+                    .retry_after
+                    .unwrap_or_else(|| backoff(&self.cfg.retry, attempt));
+                if delay <= self.cfg.retry.max_retry_after {
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            }
+            if a.status.is_server_error() {
+                return Err(VapiError::OutcomeUnknown {
+                    request: label,
+                    reason: format!(
+                        "{} {}",
+                        a.status.as_u16(),
+                        self.error_text(&a.body, &secrets)
+                    ),
+                });
+            }
+            if a.status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(VapiError::Unavailable {
+                    request: label,
+                    status: 429,
+                    attempts: attempt,
+                    message: self.error_text(&a.body, &secrets),
+                });
+            }
+            return Err(self.classify(&label, a, &secrets));
+        }
+    }
+
+    /// PATCH /phone-number/{id} with only the changed fields; checks that Vapi applied them.
+    pub async fn update_phone_number(
+        &self,
+        id: &str,
+        number: &str,
+        patch: &VapiPatch,
+        token: Option<&SecretValue>,
+    ) -> Result<ObservedNumber, VapiError> {
+        let label = format!("PATCH /phone-number/{id} ({})", mask_number(number));
+        let body = wire::patch_body(patch, token);
+        let secrets: Vec<&SecretValue> = token.into_iter().collect();
+        self.counters
+            .mutating_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let a = self
+            .call_idempotent(
+                Method::PATCH,
+                &format!("/phone-number/{id}"),
+                &[],
+                Some(&body),
+                &label,
+                &secrets,
+            )
+            .await?;
+        let got: ObservedNumber = Self::decode::<PhoneNumberDto>(&label, &a.body)?.into();
+        verify_patch(&label, patch, &got)?;
+        Ok(got)
+    }
+
+    /// DELETE /phone-number/{id}. A number that is already gone counts as deleted.
+    pub async fn delete_phone_number(&self, id: &str, number: &str) -> Result<(), VapiError> {
+        let label = format!("DELETE /phone-number/{id} ({})", mask_number(number));
+        self.counters
+            .mutating_requests
+            .fetch_add(1, Ordering::Relaxed);
+        match self
+            .call_idempotent(
+                Method::DELETE,
+                &format!("/phone-number/{id}"),
+                &[],
+                None,
+                &label,
+                &[],
+            )
+            .await
+        {
+            Ok(_) | Err(VapiError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Vapi's answer must show what was sent; clearing with `null` is unconfirmed in the contract.
+fn verify_patch(label: &str, p: &VapiPatch, got: &ObservedNumber) -> Result<(), VapiError> {
+    let fail = |field: &str, got: String| {
+        Err(VapiError::NotApplied {
+            request: label.to_string(),
+            field: field.to_string(),
+            got,
+        })
+    };
+    if let Some(a) = &p.assistant_id
+        && got.assistant_id != *a
+    {
+        return fail("assistantId", format!("{:?}", got.assistant_id));
+    }
+    if let Some(n) = &p.name
+        && got.name.as_deref() != Some(n.as_str())
+    {
+        return fail("name", format!("{:?}", got.name));
+    }
+    if let Some(None) = &p.server
+        && got.server.is_some()
+    {
+        return fail("server", "a server".into());
+    }
+    Ok(())
+}
+
+fn instant(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(s).ok()
+}
+
+fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = policy
+        .base_delay
+        .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16));
+    let capped = exp.min(policy.max_delay);
+    // Full jitter between half and all of the delay.
+    let ms = capped.as_millis() as u64;
+    Duration::from_millis(ms / 2 + rand::random_range(0..=ms / 2))
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<f64>() {
+        return (secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
+    let now = chrono::Utc::now();
+    Some(
+        (when.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn transport_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection refused or unreachable".into()
+    } else {
+        // reqwest's own text names the URL but never headers or bodies.
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(inner) = src {
+            s.push_str(": ");
+            s.push_str(&inner.to_string());
+            src = inner.source();
+        }
+        s
+    }
+}
+
+/// Replaces every occurrence of a secret with `(sensitive)`.
+pub fn redact(text: &str, secrets: &[&SecretValue]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if !s.expose().is_empty() {
+            out = out.replace(s.expose(), "(sensitive)");
+        }
+    }
+    out
+}

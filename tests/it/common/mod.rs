@@ -1,0 +1,328 @@
+//! Test helpers: a temporary world (stand-in Vapi, database, age key, spec files) and a way to
+//! run the real `vapictl` binary in it.
+
+#![allow(dead_code)]
+
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use uuid::Uuid;
+use vapictl::secrets::{SecretValue, encrypt, parse_recipients};
+use vapictl::standin::{StandIn, StandInConfig};
+use vapictl::state::RecordedState;
+use vapictl::store::{Store, StoreOptions};
+
+pub use spec::{Entry, SpecFile};
+
+pub const OWNER: &str = "3f1c2b7e-0000-4000-8000-000000000001";
+pub const OTHER_USER: &str = "0000aaaa-0000-4000-8000-000000000002";
+pub const SID: &str = "AC0123456789abcdef0123456789abcdef";
+/// Canary secrets: no output, log, plan or row may ever contain them.
+pub const TOKEN: &str = "CANARYtok0123456789abcdef01234567";
+pub const TOKEN2: &str = "CANARYrot0123456789abcdef01234567";
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, isolated world for one test.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub vapi: StandIn,
+    pub db_url: String,
+    pub identity_file: PathBuf,
+    pub identity_text: String,
+    pub recipient: String,
+    pub owner: Uuid,
+    pub backend: Backend,
+    rt: tokio::runtime::Runtime,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+impl World {
+    pub fn sqlite() -> World {
+        World::new(Backend::Sqlite).expect("sqlite world")
+    }
+
+    /// None when PostgreSQL is not configured (and not required): the caller skips.
+    pub fn postgres() -> Option<World> {
+        World::new(Backend::Postgres)
+    }
+
+    pub fn new(backend: Backend) -> Option<World> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime();
+        let db_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("app.db").display()),
+            Backend::Postgres => rt.block_on(fresh_postgres_database())?,
+        };
+        let vapi = StandIn::start_background(StandInConfig::default()).unwrap();
+        use age::secrecy::ExposeSecret;
+        let id = age::x25519::Identity::generate();
+        let identity_text = id.to_string().expose_secret().to_string();
+        let identity_file = dir.path().join("key.txt");
+        std::fs::write(&identity_file, format!("# test key\n{identity_text}\n")).unwrap();
+        let world = World {
+            recipient: id.to_public().to_string(),
+            identity_file,
+            identity_text,
+            vapi,
+            db_url,
+            owner: Uuid::parse_str(OWNER).unwrap(),
+            backend,
+            rt,
+            dir,
+        };
+        // Migrate once so tests can seed the app's tables directly.
+        world.store();
+        Some(world)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn encrypt(&self, token: &str) -> String {
+        encrypt(
+            &parse_recipients(&[self.recipient.clone()]).unwrap(),
+            &SecretValue::new(token),
+        )
+        .unwrap()
+    }
+
+    /// A spec with the world's owner and default Twilio account.
+    pub fn spec(&self) -> SpecFile {
+        SpecFile::new(OWNER, SID, &self.encrypt(TOKEN))
+    }
+
+    /// Writes the spec and returns its path.
+    pub fn write(&self, spec: &SpecFile) -> PathBuf {
+        let p = self.path("spec.yaml");
+        std::fs::write(&p, spec.to_yaml()).unwrap();
+        p
+    }
+
+    /// `vapictl` with this world's environment (and nothing inherited that could interfere).
+    pub fn vapictl(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::cargo_bin("vapictl").unwrap();
+        for var in [
+            "VAPI_API_KEY",
+            "VAPI_TOKEN",
+            "VAPI_BASE_URL",
+            "DATABASE_URL",
+            "VAPICTL_AGE_IDENTITY",
+            "VAPICTL_AGE_IDENTITY_FILE",
+            "RUST_LOG",
+            "NO_COLOR",
+            "GITHUB_RUN_ID",
+            "GITHUB_SHA",
+        ] {
+            c.env_remove(var);
+        }
+        c.env("VAPI_API_KEY", self.vapi.api_key())
+            .env("VAPI_BASE_URL", self.vapi.base_url())
+            .env("DATABASE_URL", &self.db_url)
+            .env("VAPICTL_AGE_IDENTITY_FILE", &self.identity_file)
+            .env("VAPICTL_VAPI_TIMEOUT", "5")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    /// Runs `vapictl ARGS…` and returns its output, whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.vapictl().args(args).output().unwrap()
+    }
+
+    pub fn plan(&self, spec: &Path) -> Output {
+        self.run(&["plan", "--detailed-exitcode", spec.to_str().unwrap()])
+    }
+
+    pub fn apply(&self, spec: &Path) -> Output {
+        self.run(&["apply", "--auto-approve", spec.to_str().unwrap()])
+    }
+
+    pub fn store(&self) -> Store {
+        self.rt
+            .block_on(Store::connect(&self.db_url, &StoreOptions::default()))
+            .expect("connect")
+    }
+
+    /// The owner's rows (and the assistants) as the database holds them now.
+    pub fn recorded(&self) -> RecordedState {
+        let store = self.store();
+        self.rt
+            .block_on(store.load_recorded(self.owner, &[], &[]))
+            .unwrap()
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// An assistant as the application would have it: in Vapi and as an `assistants` row.
+    /// Returns (row id, Vapi id).
+    pub fn assistant(&self, name: &str, user: &str) -> (Uuid, String) {
+        let vapi_id = self.vapi.seed_assistant(name);
+        let row_id = Uuid::new_v4();
+        self.exec_sql(&format!(
+            "INSERT INTO assistants (id, user_id, name, vapi_assistant_id) VALUES ('{row_id}', '{user}', '{name}', '{vapi_id}')"
+        ));
+        (row_id, vapi_id)
+    }
+
+    /// Runs one SQL statement on the world's database (seeding app data, out-of-band edits).
+    pub fn exec_sql(&self, sql: &str) {
+        let url = self.db_url.clone();
+        let sql = sql.to_string();
+        self.rt.block_on(async move {
+            use sqlx::Connection;
+            if url.starts_with("sqlite") {
+                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            } else {
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+
+    /// Everything the database holds, as text (for leak scans).
+    pub fn dump_db(&self) -> String {
+        let url = self.db_url.clone();
+        self.rt.block_on(async move {
+            use sqlx::{Connection, Row};
+            let mut out = String::new();
+            if url.starts_with("sqlite") {
+                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                let tables: Vec<String> =
+                    sqlx::query("SELECT name FROM sqlite_master WHERE type='table'")
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.get::<String, _>(0))
+                        .collect();
+                for t in tables {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM \"{t}\"")))
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap();
+                    for r in rows {
+                        for i in 0..r.len() {
+                            let v: Option<String> =
+                                r.try_get::<Option<String>, _>(i).ok().flatten();
+                            out.push_str(&v.unwrap_or_default());
+                            out.push('\t');
+                        }
+                        out.push('\n');
+                    }
+                }
+            } else {
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                let tables: Vec<String> = sqlx::query(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+                for t in tables {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT row_to_json(x)::text FROM \"{t}\" x"
+                    )))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap();
+                    for r in rows {
+                        out.push_str(&r.get::<String, _>(0));
+                        out.push('\n');
+                    }
+                }
+            }
+            out
+        })
+    }
+}
+
+/// A new empty database on the test PostgreSQL server, or None (skip) when none is configured.
+async fn fresh_postgres_database() -> Option<String> {
+    let Ok(base) = std::env::var("VAPICTL_TEST_POSTGRES_URL") else {
+        if std::env::var("VAPICTL_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+            panic!("VAPICTL_REQUIRE_POSTGRES=1 but VAPICTL_TEST_POSTGRES_URL is not set");
+        }
+        eprintln!("skipped: VAPICTL_TEST_POSTGRES_URL not set");
+        return None;
+    };
+    use sqlx::Connection;
+    let name = format!("vapictl_it_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("postgres reachable");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut url = reqwest::Url::parse(&base).unwrap();
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}
+
+/// stdout and stderr as text.
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Asserts the exit code, showing the output when it differs.
+#[track_caller]
+pub fn assert_code(o: &Output, code: i32) {
+    let (out, err) = text(o);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit code\n--- stdout\n{out}\n--- stderr\n{err}"
+    );
+}
+
+/// Runs a test body on SQLite and, when configured, on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn sqlite() {
+                let w = $crate::common::World::sqlite();
+                ($body)(w);
+            }
+            #[test]
+            fn postgres() {
+                if let Some(w) = $crate::common::World::postgres() {
+                    ($body)(w);
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,6 @@
+//! vapictl's integration tests: one binary, one module per area, shared helpers in `common`.
+
+mod common;
+
+mod cli;
+mod reconcile;
