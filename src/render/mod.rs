@@ -1,6 +1,10 @@
 //! Turning plans and reports into text for people and machines. Writers only: nothing here
 //! prints, reads the clock, or touches the network.
 
+mod json;
+mod markdown;
 mod text;
 
-pub use text::{Style, render_apply_report, render_plan_text};
+pub use json::{FORMAT_VERSION, fingerprint, render_plan_json};
+pub use markdown::{GITHUB_COMMENT_LIMIT, STICKY_MARKER, render_plan_markdown};
+pub use text::{Style, render_apply_report, render_drift_text, render_plan_text};

@@ -198,6 +198,31 @@ fn render_field(
     }
 }
 
+/// Writes a drift report: each finding with its cause and fingerprint.
+pub fn render_drift_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io::Result<()> {
+    if plan.is_empty() {
+        writeln!(
+            out,
+            "In sync: Vapi and the database match the spec ({} number{} managed).",
+            plan.managed_count,
+            if plan.managed_count == 1 { "" } else { "s" }
+        )?;
+        return Ok(());
+    }
+    for c in &plan.changes {
+        render_change(c, style, out)?;
+        writeln!(out, "      {}", style.dim(&format!("fingerprint {}", super::fingerprint(c))))?;
+    }
+    writeln!(
+        out,
+        "{} {} finding{}; `vapictl apply` would resolve {}.",
+        style.bold("Drift:"),
+        plan.changes.len(),
+        if plan.changes.len() == 1 { "" } else { "s" },
+        if plan.changes.len() == 1 { "it" } else { "them" }
+    )
+}
+
 /// Writes what an apply did.
 pub fn render_apply_report(
     report: &ApplyReport,

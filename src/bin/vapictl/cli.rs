@@ -79,6 +79,13 @@ pub enum ColorChoice {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -97,6 +104,17 @@ pub enum Command {
         /// Exit 0 when there are no changes, 2 when there are, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Output format: text (terminals, logs), markdown (pull-request comments), json.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Report what differs between the spec and the database/Vapi, by cause. Changes nothing.
+    /// Exit 0 in sync, 2 drift found, 1 error.
+    Drift {
+        spec: PathBuf,
+        /// Output format; json carries a stable fingerprint per finding.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Make Vapi and the database match the spec.
     Apply {

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use vapictl::apply::{Applier, ApplyOptions, Outcome, Progress};
 use vapictl::plan::Change;
-use vapictl::render::{Style, render_apply_report, render_plan_text};
+use vapictl::render::{
+    GITHUB_COMMENT_LIMIT, Style, render_apply_report, render_drift_text, render_plan_json,
+    render_plan_markdown, render_plan_text,
+};
 use vapictl::safety::DeleteThreshold;
 use vapictl::secrets::{self, SecretValue};
 use vapictl::store::{Store, StoreOptions};
@@ -17,7 +20,7 @@ use vapictl::vapi::VapiClient;
 use vapictl::{pipeline, spec};
 
 use crate::Exit;
-use crate::cli::{Cli, Command, GlobalArgs};
+use crate::cli::{Cli, Command, Format, GlobalArgs};
 use crate::settings;
 
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
@@ -27,7 +30,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plan {
             spec,
             detailed_exitcode,
-        } => plan(g, spec, *detailed_exitcode).await,
+            format,
+        } => plan(g, spec, *detailed_exitcode, *format).await,
         Command::Apply {
             spec,
             auto_approve,
@@ -43,6 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             )
             .await
         }
+        Command::Drift { spec, format } => drift(g, spec, *format).await,
         Command::Encrypt { recipients } => encrypt(recipients),
         Command::Schema => {
             io::stdout().write_all(spec::json_schema().as_bytes())?;
@@ -75,7 +80,7 @@ async fn connect(g: &GlobalArgs) -> anyhow::Result<(Store, VapiClient)> {
     Ok((store, vapi))
 }
 
-async fn plan(g: &GlobalArgs, path: &Path, detailed: bool) -> anyhow::Result<Exit> {
+async fn plan(g: &GlobalArgs, path: &Path, detailed: bool, format: Format) -> anyhow::Result<Exit> {
     let identities = settings::identities(g)?;
     let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
     let (store, vapi) = connect(g).await?;
@@ -84,7 +89,11 @@ async fn plan(g: &GlobalArgs, path: &Path, detailed: bool) -> anyhow::Result<Exi
         color: settings::stdout_color(g),
     };
     let mut out = io::stdout().lock();
-    render_plan_text(&plan, &style, &mut out)?;
+    match format {
+        Format::Text => render_plan_text(&plan, &style, &mut out)?,
+        Format::Markdown => render_plan_markdown(&plan, GITHUB_COMMENT_LIMIT, &mut out)?,
+        Format::Json => render_plan_json(&plan, &mut out)?,
+    }
     out.flush()?;
     if let Err(refusal) = DeleteThreshold::default().check(&plan, None) {
         let text = refusal.to_string();
@@ -94,6 +103,30 @@ async fn plan(g: &GlobalArgs, path: &Path, detailed: bool) -> anyhow::Result<Exi
         Exit::Changes
     } else {
         Exit::Ok
+    })
+}
+
+async fn drift(g: &GlobalArgs, path: &Path, format: Format) -> anyhow::Result<Exit> {
+    let identities = settings::identities(g)?;
+    let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
+    let (store, vapi) = connect(g).await?;
+    let plan = pipeline::plan(&store, &vapi, &desired).await?;
+    let mut out = io::stdout().lock();
+    match format {
+        Format::Text => {
+            let style = Style {
+                color: settings::stdout_color(g),
+            };
+            render_drift_text(&plan, &style, &mut out)?
+        }
+        Format::Markdown => render_plan_markdown(&plan, GITHUB_COMMENT_LIMIT, &mut out)?,
+        Format::Json => render_plan_json(&plan, &mut out)?,
+    }
+    out.flush()?;
+    Ok(if plan.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Changes
     })
 }
 

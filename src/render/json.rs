@@ -1,0 +1,109 @@
+//! The machine-readable plan (`--format json`): versioned, stably ordered, no secret values.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::plan::{Action, Cause, Change, FieldChange, Kept, Plan, Summary, Unmanaged};
+use crate::safety::DeleteThreshold;
+
+/// Bumped on any incompatible change to the JSON shape.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct JsonPlan<'a> {
+    format_version: u32,
+    owner: String,
+    spec_digest: &'a str,
+    summary: Summary,
+    changes: Vec<JsonChange<'a>>,
+    kept: &'a [Kept],
+    unmanaged: &'a [Unmanaged],
+    warnings: &'a [String],
+    safety: Safety,
+}
+
+#[derive(Serialize)]
+struct Safety {
+    implicit_deletes: usize,
+    managed_numbers: usize,
+    needs_confirmation: bool,
+}
+
+#[derive(Serialize)]
+struct JsonChange<'a> {
+    number: &'a str,
+    action: Action,
+    cause: Cause,
+    cause_text: &'static str,
+    destructive: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vapi_id: Option<&'a str>,
+    fields: &'a [FieldChange],
+    fingerprint: String,
+}
+
+/// A stable id for a change: the same difference found twice has the same fingerprint, so a
+/// scheduled drift job can tell new findings from ones it already reported.
+pub fn fingerprint(c: &Change) -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(c.number.as_bytes());
+    h.update([0]);
+    h.update(c.action.label().as_bytes());
+    h.update([0]);
+    h.update(c.cause.describe().as_bytes());
+    for f in &c.fields {
+        h.update([1]);
+        h.update(f.field.as_bytes());
+        h.update([0]);
+        h.update(f.before.as_deref().unwrap_or("\u{0}none").as_bytes());
+        h.update([0]);
+        h.update(f.after.as_deref().unwrap_or("\u{0}none").as_bytes());
+        h.update([0]);
+        h.update(f.note.as_deref().unwrap_or_default().as_bytes());
+    }
+    format!("sha256:{}", &hex::encode(h.finalize())[..32])
+}
+
+fn vapi_id(c: &Change) -> Option<&str> {
+    c.observed
+        .as_ref()
+        .map(|o| o.id.as_str())
+        .or_else(|| c.recorded.as_ref().and_then(|r| r.vapi_phone_id.as_deref()))
+}
+
+/// Writes the plan as one JSON document.
+pub fn render_plan_json(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+    let threshold = DeleteThreshold::default();
+    let doc = JsonPlan {
+        format_version: FORMAT_VERSION,
+        owner: plan.owner.to_string(),
+        spec_digest: &plan.spec_digest,
+        summary: plan.summary(),
+        changes: plan
+            .changes
+            .iter()
+            .map(|c| JsonChange {
+                number: &c.number,
+                action: c.action,
+                cause: c.cause,
+                cause_text: c.cause.describe(),
+                destructive: c.action.is_destructive(),
+                vapi_id: vapi_id(c),
+                fields: &c.fields,
+                fingerprint: fingerprint(c),
+            })
+            .collect(),
+        kept: &plan.kept,
+        unmanaged: &plan.unmanaged,
+        warnings: &plan.warnings,
+        safety: Safety {
+            implicit_deletes: plan.implicit_deletes(),
+            managed_numbers: plan.managed_count,
+            needs_confirmation: threshold.check(plan, None).is_err(),
+        },
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
+}

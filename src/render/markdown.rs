@@ -1,0 +1,178 @@
+//! The plan as a pull-request comment: a summary table, destructive changes first, one
+//! collapsible section per number, and a hard size budget.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::plan::{Change, Plan};
+use crate::safety::DeleteThreshold;
+
+/// GitHub's limit on a comment body.
+pub const GITHUB_COMMENT_LIMIT: usize = 65_536;
+
+/// A marker that lets a CI job find and update its own (sticky) comment.
+pub const STICKY_MARKER: &str = "<!-- vapictl-plan -->";
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn code(s: &Option<String>) -> String {
+    match s {
+        Some(v) => format!("`{}`", v.replace('`', "'").replace('\n', "⏎")),
+        None => "_(none)_".into(),
+    }
+}
+
+fn section(c: &Change) -> String {
+    let mut s = String::new();
+    let icon = if c.action.is_destructive() { "🔴" } else { "🟢" };
+    let _ = writeln!(
+        s,
+        "<details><summary>{icon} <b>{}</b> <code>{}</code> — {}</summary>\n",
+        c.action.label(),
+        c.number,
+        c.cause.describe()
+    );
+    let _ = writeln!(s, "| field | before | after |\n|---|---|---|");
+    for f in &c.fields {
+        if f.sensitive {
+            let note = f.note.as_deref().unwrap_or("sensitive value changed");
+            let _ = writeln!(s, "| `{}` | _(sensitive)_ | _({})_ |", f.field, cell(note));
+        } else {
+            let _ = writeln!(s, "| `{}` | {} | {} |", f.field, cell(&code(&f.before)), cell(&code(&f.after)));
+        }
+    }
+    let _ = writeln!(s, "\n</details>\n");
+    s
+}
+
+/// Writes the plan as Markdown no longer than `budget` characters.
+pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> io::Result<()> {
+    let mut head = String::new();
+    let _ = writeln!(head, "{STICKY_MARKER}\n### vapictl plan for owner `{}`\n", plan.owner);
+    if plan.is_empty() {
+        let _ = writeln!(
+            head,
+            "✅ **No changes.** Vapi and the database match the spec ({} numbers managed).",
+            plan.managed_count
+        );
+    } else {
+        let s = plan.summary();
+        let _ = writeln!(
+            head,
+            "| create | adopt | update | delete |\n|---:|---:|---:|---:|\n| {} | {} | {} | {} |\n",
+            s.create, s.adopt, s.update, s.delete
+        );
+        if let Err(refusal) = DeleteThreshold::default().check(plan, None) {
+            let first = refusal.to_string();
+            let _ = writeln!(head, "> [!CAUTION]\n> {}\n", cell(first.lines().next().unwrap_or_default()));
+        }
+    }
+    for w in &plan.warnings {
+        let _ = writeln!(head, "> [!WARNING]\n> {}\n", cell(w));
+    }
+    let mut tail = String::new();
+    if !plan.kept.is_empty() {
+        let _ = writeln!(tail, "**Kept (protected):** {}\n", plan.kept.iter().map(|k| format!("`{}`", k.number)).collect::<Vec<_>>().join(", "));
+    }
+    if !plan.unmanaged.is_empty() {
+        let _ = writeln!(tail, "_{} number(s) in Vapi are not managed by this spec and are never touched._\n", plan.unmanaged.len());
+    }
+
+    // Destructive changes first; each section whole or not at all.
+    let mut ordered: Vec<&Change> = plan.changes.iter().filter(|c| c.action.is_destructive()).collect();
+    ordered.extend(plan.changes.iter().filter(|c| !c.action.is_destructive()));
+    let reserve = 200; // room for the truncation note
+    let mut body = String::new();
+    let mut shown = 0;
+    for c in &ordered {
+        let s = section(c);
+        if head.len() + body.len() + s.len() + tail.len() + reserve > budget {
+            break;
+        }
+        body.push_str(&s);
+        shown += 1;
+    }
+    let mut doc = head;
+    doc.push_str(&body);
+    if shown < ordered.len() {
+        let _ = writeln!(
+            doc,
+            "> [!NOTE]\n> Truncated: {} of {} changes are not shown to stay within the comment size limit. Run `vapictl plan` for the full plan.\n",
+            ordered.len() - shown,
+            ordered.len()
+        );
+    }
+    if doc.len() + tail.len() <= budget {
+        doc.push_str(&tail);
+    }
+    // The budget is in characters; the sections are ASCII except for a few symbols, so bytes
+    // over-count and the result always fits.
+    out.write_all(doc.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, Cause, FieldChange, RowStep, Target, VapiStep};
+
+    fn change(n: usize, action: Action) -> Change {
+        Change {
+            number: format!("+1415555{n:04}"),
+            action,
+            cause: Cause::SpecEdit,
+            fields: vec![FieldChange {
+                field: "name",
+                target: Target::Vapi,
+                before: Some("x".repeat(300)),
+                after: Some("y".repeat(300)),
+                sensitive: false,
+                note: None,
+                cause: Cause::SpecEdit,
+            }],
+            vapi: VapiStep::None,
+            row: RowStep::None,
+            observed: None,
+            recorded: None,
+        }
+    }
+
+    fn render(plan: &Plan, budget: usize) -> String {
+        let mut out = Vec::new();
+        render_plan_markdown(plan, budget, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn huge_plans_are_cut_to_the_budget_and_say_how_much_is_missing() {
+        let mut plan = Plan::default();
+        for i in 0..1000 {
+            plan.changes.push(change(i, Action::Update));
+        }
+        let md = render(&plan, GITHUB_COMMENT_LIMIT);
+        assert!(md.chars().count() <= GITHUB_COMMENT_LIMIT);
+        assert!(md.contains("Truncated:"), "the cut is explicit");
+        let shown = md.matches("<details>").count();
+        assert!(md.contains(&format!("{} of 1000 changes are not shown", 1000 - shown)));
+    }
+
+    #[test]
+    fn destructive_changes_come_first() {
+        let mut plan = Plan::default();
+        plan.changes.push(change(1, Action::Create));
+        plan.changes.push(change(2, Action::Delete));
+        let md = render(&plan, GITHUB_COMMENT_LIMIT);
+        assert!(md.find("+14155550002").unwrap() < md.find("+14155550001").unwrap());
+        assert!(md.starts_with(STICKY_MARKER));
+    }
+
+    #[test]
+    fn small_plans_are_whole() {
+        let mut plan = Plan::default();
+        plan.changes.push(change(1, Action::Update));
+        let md = render(&plan, GITHUB_COMMENT_LIMIT);
+        assert!(!md.contains("Truncated"));
+        assert!(md.contains("| 0 | 0 | 1 | 0 |"));
+    }
+}
