@@ -116,11 +116,12 @@ async fn run(args: Args) -> Result<(), String> {
     vapi.save_state()
         .map_err(|e| format!("cannot write the state file: {e}"))?;
 
-    println!("VAPI_BASE_URL={}", vapi.base_url());
+    // The ready file first: whoever waits for the stdout line may read the file right away.
     if let Some(path) = &args.ready_file {
         write_atomically(path, &ready)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
+    println!("VAPI_BASE_URL={}", vapi.base_url());
 
     wait_for_signal().await;
     drop(vapi);
