@@ -20,7 +20,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,9 +37,9 @@ const INVALID_KEY: &str = "Invalid Key. Hot tip, you may be using the private ke
 
 /// One request as the stand-in received it.
 ///
-/// Bodies may hold Twilio tokens: they stay in memory, and `Debug` masks them.
-#[derive(Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// Bodies may hold Twilio tokens: they stay in memory (no `Serialize` on purpose), and `Debug`
+/// masks them.
+#[derive(Clone, PartialEq)]
 pub struct LoggedRequest {
     /// Arrival order, from 0 (continues across `reset_log`).
     pub seq: usize,
