@@ -1111,10 +1111,10 @@ async fn in_memory_sqlite_works_across_pooled_uses() {
     lock.release().await.unwrap();
 }
 
-/// A PostgreSQL server's refusals (unknown role, unknown database) name the condition and never
-/// repeat the password.
+/// A PostgreSQL server's refusals (unknown role, unknown database) name the condition, and
+/// neither they nor a connected store's `Debug` repeat the password.
 #[tokio::test]
-async fn postgres_refusals_are_named_without_the_password() {
+async fn postgres_refusals_and_debug_output_never_show_the_password() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
@@ -1139,4 +1139,36 @@ async fn postgres_refusals_are_named_without_the_password() {
     let err = Store::connect(&unknown_db, &quick()).await.unwrap_err();
     assert!(matches!(err, StoreError::DatabaseMissing { .. }), "{err:?}");
     assert_no_canary(&err);
+
+    // The test server trusts any password, so this one connects.
+    let with_password = with_database(
+        &format!("{scheme}://{user}:{CANARY}@{rest}"),
+        &db.pg.as_ref().unwrap().1,
+    );
+    let store = Store::connect(&with_password, &quick()).await.unwrap();
+    let debug = format!("{store:?}");
+    assert!(!debug.contains(CANARY), "{debug}");
+}
+
+/// Every store future can be spawned on a multi-threaded runtime (the applier does).
+#[tokio::test]
+async fn store_futures_are_send() {
+    fn spawnable<F: std::future::Future + Send>(_: F) {}
+    let store = Store::connect("sqlite::memory:", &StoreOptions::default())
+        .await
+        .unwrap();
+    let (me, row) = (owner(), write("+15551230001"));
+    spawnable(Store::connect("sqlite::memory:", &StoreOptions::default()));
+    spawnable(store.load_recorded(me, &[], &[]));
+    spawnable(store.insert_row(me, &row));
+    spawnable(store.update_row(me, me, &row));
+    spawnable(store.delete_row(me, me));
+    spawnable(store.acquire_lock(me, &holder("a"), Duration::ZERO));
+    spawnable(store.record_change(&change(me, "+15551230001", "create", 1)));
+    spawnable(store.history(me, None, 1));
+    let lock = store
+        .acquire_lock(me, &holder("a"), Duration::ZERO)
+        .await
+        .unwrap();
+    spawnable(lock.release());
 }

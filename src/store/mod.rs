@@ -164,6 +164,11 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::QueryFailed`] when a statement fails.
+    ///
+    /// # Caveats
+    /// The statements do not share one snapshot: a write landing between them may show in one
+    /// part and not another. vapictl's own writes cannot (they take the owner's lock first); the
+    /// application's can, and the next plan sees them.
     pub async fn load_recorded(
         &self,
         owner: Uuid,
@@ -236,6 +241,9 @@ impl Store {
     ///
     /// Callers pass non-secret fields only (see [`ChangeRecord`]).
     ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`] when the row cannot be written.
+    ///
     /// # Guarantees
     /// The number is stored masked, even if the caller passed it whole.
     pub async fn record_change(&self, change: &ChangeRecord) -> Result<(), StoreError> {
@@ -243,7 +251,11 @@ impl Store {
     }
 
     /// The owner's most recent changes, newest first, at most `limit` of them; only those of
-    /// `number` when given (compared by its masked form: the trail keeps nothing else).
+    /// `number` when given (compared by its masked form: the trail keeps nothing else, so two
+    /// numbers with the same last four digits share a history).
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`], or [`StoreError::UnreadableValue`] for a corrupt record.
     pub async fn history(
         &self,
         owner: Uuid,
