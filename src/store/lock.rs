@@ -141,20 +141,20 @@ pub(crate) async fn acquire(
                 heartbeat,
             });
         }
-        // Busy. The holder may release between the two statements: then just try again.
-        let current = store.read_lease(owner).await?;
         let now = Instant::now();
-        if now >= deadline
-            && let Some(lease) = current
-        {
-            return Err(StoreError::LockHeld {
-                owner,
-                host: lease.host,
-                pid: lease.pid,
-                run_id: lease.run_id,
-                since: lease.acquired_at,
-                expires_at: lease.expires_at,
-            });
+        if now >= deadline {
+            // The holder may have released between the two statements: then just try again.
+            if let Some(lease) = store.read_lease(owner).await? {
+                return Err(StoreError::LockHeld {
+                    owner,
+                    host: lease.host,
+                    pid: lease.pid,
+                    run_id: lease.run_id,
+                    since: lease.acquired_at,
+                    expires_at: lease.expires_at,
+                });
+            }
+            continue;
         }
         let jitter = Duration::from_millis(rand::random_range(0..=100));
         let pause = (RETRY_INTERVAL + jitter).min(deadline.saturating_duration_since(now));

@@ -26,7 +26,14 @@
 //! # Types
 //! PostgreSQL stores ids as `uuid` and times as `timestamptz`. SQLite stores ids as lowercase
 //! hyphenated TEXT (never sqlx's default 16-byte BLOB) and times as RFC 3339 UTC TEXT of fixed
-//! width, so text order is time order.
+//! width, so text order is time order; an application that spells SQLite ids otherwise (uppercase,
+//! BLOB) will not have its rows matched. A SQLite file is switched to WAL journaling, which
+//! persists in the file and lets the application read while vapictl writes.
+//!
+//! # Caveats
+//! PostgreSQL behind a transaction-pooling proxy (PgBouncer's `transaction` mode) breaks the
+//! session advisory lock that serializes migrations: point vapictl at the server or a
+//! session-pooled port.
 //!
 //! # Messy application data
 //! Rows load whatever their NULLs: a NULL `provider` reads as `""`, a NULL `user_id` as the nil
