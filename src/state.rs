@@ -40,7 +40,7 @@ impl fmt::Display for E164 {
 pub fn mask_number(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     if chars.len() <= 4 {
-        return "…".repeat(1) + s;
+        return "…".to_string() + s;
     }
     let tail: String = chars[chars.len() - 4..].iter().collect();
     format!("…{tail}")

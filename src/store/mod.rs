@@ -1,49 +1,334 @@
-//! TEMPORARY STUB (replaced by the store branch).
-use crate::state::{RecordedState, RowWrite};
+//! The database: the application's `phone_numbers` and `assistants` tables, SQLite or PostgreSQL.
+//!
+//! [`Store::connect`] picks the backend from the URL (`postgres://` or `postgresql://` →
+//! PostgreSQL; `sqlite://path` or `sqlite::memory:` → SQLite, the file created when missing),
+//! migrates, and returns one [`Store`] whose methods behave the same on both. A single conformance
+//! suite (`tests/store.rs`) holds both backends to that.
+//!
+//! # Migrations
+//! They run on every connect, are idempotent, and are safe on the application's own database,
+//! which may have created `phone_numbers` and `assistants` long before vapictl. So they come in
+//! two steps, both inside one mutual exclusion (PostgreSQL: a session advisory lock; SQLite: a
+//! `BEGIN IMMEDIATE` transaction), so concurrent first runs queue instead of failing:
+//!
+//! 1. **Adoption, in code.** The application tables are created only when absent (with indexes on
+//!    `user_id`; an existing table gets no index). Then the columns of `phone_numbers` are read
+//!    (`pragma_table_info` / `pg_attribute`) and only the missing ones among `notes`,
+//!    `vapictl_token_digest` and `vapictl_protected` are added — each nullable or with a constant
+//!    default, so no row is rewritten, and an up-to-date table is not even locked. A table that
+//!    lacks a column vapictl needs but may not add is refused with
+//!    [`StoreError::AppSchemaMismatch`]. Nothing is ever renamed, dropped or rewritten.
+//! 2. **vapictl's own tables** (`vapictl_locks`, `vapictl_changes`) come from sqlx migrations,
+//!    one set per backend (`migrations/sqlite`, `migrations/postgres`, embedded at build time),
+//!    recorded in `vapictl_schema_migrations` so they cannot collide with an application that
+//!    uses sqlx's default `_sqlx_migrations`.
+//!
+//! # Types
+//! PostgreSQL stores ids as `uuid` and times as `timestamptz`. SQLite stores ids as lowercase
+//! hyphenated TEXT (never sqlx's default 16-byte BLOB) and times as RFC 3339 UTC TEXT of fixed
+//! width, so text order is time order; an application that spells SQLite ids otherwise (uppercase,
+//! BLOB) will not have its rows matched. A SQLite file is switched to WAL journaling, which
+//! persists in the file and lets the application read while vapictl writes.
+//!
+//! # Caveats
+//! PostgreSQL behind a transaction-pooling proxy (PgBouncer's `transaction` mode) breaks the
+//! session advisory lock that serializes migrations: point vapictl at the server or a
+//! session-pooled port.
+//!
+//! # Messy application data
+//! Rows load whatever their NULLs: a NULL `provider` reads as `""`, a NULL `user_id` as the nil
+//! UUID (nobody's, hence never the owner's), a row without `phone_number` is skipped. Numbers are
+//! plain strings; nothing here requires E.164.
+//!
+//! # Locking
+//! See [`OwnerLock`]: a lease row per owner, taken by one atomic insert-or-take-over-if-expired
+//! statement, renewed by a heartbeat. It works the same across processes on SQLite and across
+//! hosts on PostgreSQL (where the server's clock decides expiry).
+//!
+//! # Query budget
+//! Reads cost a constant number of statements whatever the number of rows ([`Store::load_recorded`]:
+//! at most three), and [`Store::queries_issued`] counts every statement issued after connecting,
+//! for benchmarks.
+
+mod audit;
+mod error;
+mod lock;
+mod postgres;
+mod schema;
+mod sql;
+mod sqlite;
+mod url;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use uuid::Uuid;
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("x")]
-    X,
+
+pub use audit::ChangeRecord;
+pub use error::StoreError;
+pub use lock::{LockHolder, OwnerLock};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+pub use url::redact_url;
+
+use crate::state::{RecordedState, RowWrite, mask_number};
+
+/// How to connect. [`Default`] suits the CLI.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Pool size. vapictl runs a handful of statements at a time; keep it small so as not to
+    /// crowd the application's connection limit.
+    pub max_connections: u32,
+    /// Bound on establishing a connection (and on waiting for a pooled one).
+    pub connect_timeout: Duration,
+    /// PostgreSQL `statement_timeout`: no statement runs longer.
+    pub statement_timeout: Duration,
+    /// SQLite `busy_timeout`: how long a write waits for another connection's write lock.
+    pub busy_timeout: Duration,
+    /// How long a lock outlives its holder's last heartbeat.
+    pub lock_ttl: Duration,
 }
-#[derive(Default)]
-pub struct StoreOptions;
-pub struct Store;
-pub struct ChangeRecord;
-impl ChangeRecord {
-    pub fn from_change(
-        _c: &crate::plan::Change,
-        _o: Uuid,
-        _r: &str,
-        _e: Option<&str>,
-        _a: Option<String>,
-        _b: Option<String>,
-    ) -> Self {
-        ChangeRecord
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 4,
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+            busy_timeout: Duration::from_secs(5),
+            lock_ttl: Duration::from_secs(30),
+        }
     }
 }
+
+/// A migrated connection pool on the application's database.
+///
+/// Cheap to clone: clones share the pool and the query counter.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Runs `$body` with `$s` bound to whichever backend `$self` is.
+macro_rules! dispatch {
+    ($self:expr, $s:ident => $body:expr) => {
+        match $self {
+            Store::Sqlite($s) => $body,
+            Store::Postgres($s) => $body,
+        }
+    };
+}
+
 impl Store {
-    pub async fn connect(_u: &str, _o: &StoreOptions) -> Result<Store, StoreError> {
-        Ok(Store)
+    /// Connects to the database at `url` and brings its schema up to date (see the module docs).
+    ///
+    /// # Errors
+    /// [`StoreError::UnsupportedUrl`] for another scheme; otherwise a variant naming the failure
+    /// (unreachable, timed out, bad credentials, missing database, unopenable or read-only file,
+    /// failed migration, incompatible application table). No error repeats the URL's password.
+    ///
+    /// # Guarantees
+    /// Application rows are never changed by connecting; at most, missing tables and columns
+    /// are added. Several processes may connect for the first time at once.
+    pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let scheme = url.split_once(':').map(|(scheme, _)| scheme);
+        match scheme {
+            Some("postgres" | "postgresql") => {
+                Ok(Store::Postgres(PgStore::connect(url, opts).await?))
+            }
+            Some("sqlite") => Ok(Store::Sqlite(SqliteStore::connect(url, opts).await?)),
+            _ => Err(StoreError::UnsupportedUrl {
+                url: redact_url(url),
+            }),
+        }
     }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Statements issued through this store (and its clones) since it connected, migrations not
+    /// included.
+    pub fn queries_issued(&self) -> u64 {
+        dispatch!(self, s => s.queries().get())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        dispatch!(self, s => s.close().await)
+    }
+
+    /// Reads what the database records for `owner`, in at most three statements whatever the
+    /// number of rows: all of the owner's `phone_numbers` rows (`rows`), which other users' rows
+    /// hold any of `numbers` (`foreign`), and the owner's assistants plus those of other users
+    /// whose id is in `assistant_ids`.
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`] when a statement fails.
+    ///
+    /// # Caveats
+    /// The statements do not share one snapshot: a write landing between them may show in one
+    /// part and not another. vapictl's own writes cannot (they take the owner's lock first); the
+    /// application's can, and the next plan sees them.
     pub async fn load_recorded(
         &self,
-        _o: Uuid,
-        _n: &[String],
-        _a: &[Uuid],
+        owner: Uuid,
+        numbers: &[String],
+        assistant_ids: &[Uuid],
     ) -> Result<RecordedState, StoreError> {
-        Ok(RecordedState::default())
+        dispatch!(self, s => s.load_recorded(owner, numbers, assistant_ids).await)
     }
-    pub async fn insert_row(&self, _o: Uuid, _r: &RowWrite) -> Result<Uuid, StoreError> {
-        Ok(Uuid::nil())
+
+    /// Inserts a row for `owner` with a new id, `provider` `twilio`, and both timestamps now.
+    ///
+    /// # Errors
+    /// [`StoreError::NumberAlreadyRecorded`] when a row (anyone's) already holds the number.
+    ///
+    /// # Guarantees
+    /// One statement: the row exists completely or not at all.
+    pub async fn insert_row(&self, owner: Uuid, row: &RowWrite) -> Result<Uuid, StoreError> {
+        dispatch!(self, s => s.insert_row(owner, row).await)
     }
-    pub async fn update_row(&self, _o: Uuid, _id: Uuid, _r: &RowWrite) -> Result<(), StoreError> {
-        Ok(())
+
+    /// Overwrites the vapictl-managed columns of the owner's row `row_id` and bumps `updated_at`.
+    ///
+    /// # Errors
+    /// [`StoreError::RowNotFound`] when no row has that id; [`StoreError::RowOwnedByAnotherUser`]
+    /// when it is not the owner's; [`StoreError::NumberAlreadyRecorded`] when the new number is
+    /// another row's.
+    ///
+    /// # Guarantees
+    /// One statement that matches only `id = row_id AND user_id = owner`: another user's row is
+    /// never changed. `provider`, `user_id` and `created_at` are never touched.
+    pub async fn update_row(
+        &self,
+        owner: Uuid,
+        row_id: Uuid,
+        row: &RowWrite,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.update_row(owner, row_id, row).await)
     }
-    pub async fn delete_row(&self, _o: Uuid, _id: Uuid) -> Result<(), StoreError> {
-        Ok(())
+
+    /// Deletes the owner's row `row_id`.
+    ///
+    /// # Errors
+    /// [`StoreError::RowNotFound`] or [`StoreError::RowOwnedByAnotherUser`], as for
+    /// [`update_row`](Store::update_row).
+    ///
+    /// # Guarantees
+    /// One statement that matches only the owner's row.
+    pub async fn delete_row(&self, owner: Uuid, row_id: Uuid) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete_row(owner, row_id).await)
     }
-    pub async fn record_change(&self, _c: &ChangeRecord) -> Result<(), StoreError> {
-        Ok(())
+
+    /// Takes the lock on `owner`, waiting up to `timeout` for another holder to release it or for
+    /// its lease to expire. Locks on different owners never wait for each other.
+    ///
+    /// # Errors
+    /// [`StoreError::LockHeld`], naming the holder, when `timeout` passes first.
+    ///
+    /// # Guarantees
+    /// See [`OwnerLock`]. A zero `timeout` makes exactly one attempt.
+    pub async fn acquire_lock(
+        &self,
+        owner: Uuid,
+        holder: &LockHolder,
+        timeout: Duration,
+    ) -> Result<OwnerLock, StoreError> {
+        lock::acquire(self, owner, holder, timeout).await
+    }
+
+    /// Appends `change` to the audit trail.
+    ///
+    /// Callers pass non-secret fields only (see [`ChangeRecord`]).
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`] when the row cannot be written.
+    ///
+    /// # Guarantees
+    /// The number is stored masked, even if the caller passed it whole.
+    pub async fn record_change(&self, change: &ChangeRecord) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_change(change).await)
+    }
+
+    /// The owner's most recent changes, newest first, at most `limit` of them; only those of
+    /// `number` when given (compared by its masked form: the trail keeps nothing else, so two
+    /// numbers with the same last four digits share a history).
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`], or [`StoreError::UnreadableValue`] for a corrupt record.
+    pub async fn history(
+        &self,
+        owner: Uuid,
+        number: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        let masked = number.map(mask_number);
+        dispatch!(self, s => s.history(owner, masked, i64::from(limit)).await)
+    }
+
+    pub(crate) fn lock_ttl(&self) -> Duration {
+        dispatch!(self, s => s.lock_ttl())
+    }
+
+    pub(crate) async fn take_lease(
+        &self,
+        owner: Uuid,
+        holder: &LockHolder,
+        token: Uuid,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.take_lease(owner, holder, token).await)
+    }
+
+    pub(crate) async fn read_lease(&self, owner: Uuid) -> Result<Option<lock::Lease>, StoreError> {
+        dispatch!(self, s => s.read_lease(owner).await)
+    }
+
+    pub(crate) async fn renew_lease(&self, owner: Uuid, token: Uuid) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.renew_lease(owner, token).await)
+    }
+
+    pub(crate) async fn drop_lease(&self, owner: Uuid, token: Uuid) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.drop_lease(owner, token).await)
+    }
+}
+
+/// Counts statements for [`Store::queries_issued`]; shared by a store's clones.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct QueryCounter(Arc<AtomicU64>);
+
+impl QueryCounter {
+    pub(crate) fn tick(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A unique violation while writing `number` means another row already holds it (`id` is a fresh
+/// v4 and `phone_number` the only other unique column).
+fn unique_violation_is_taken_number(err: sqlx::Error, number: &str) -> StoreError {
+    match err.as_database_error() {
+        Some(db) if db.is_unique_violation() => StoreError::NumberAlreadyRecorded {
+            number: mask_number(number),
+        },
+        _ => StoreError::QueryFailed(err),
+    }
+}
+
+/// Why a write guarded by `id AND user_id` matched nothing, given how many rows have the id.
+fn untouched_row_error(row_id: Uuid, rows_with_id: i64) -> StoreError {
+    if rows_with_id == 0 {
+        StoreError::RowNotFound { row_id }
+    } else {
+        StoreError::RowOwnedByAnotherUser { row_id }
     }
 }

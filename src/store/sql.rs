@@ -1,0 +1,132 @@
+//! The statements both backends share (their placeholders, `$n`, mean the same in SQLite and
+//! PostgreSQL) and the raw row shapes they decode into.
+
+use uuid::Uuid;
+
+use crate::state::{AssistantRow, PhoneRow};
+
+/// Columns of a `phone_numbers` row as [`RawPhoneRow`] reads them.
+macro_rules! phone_columns {
+    () => {
+        "id, user_id, phone_number, friendly_name, provider, vapi_phone_id, vapi_credential_id, \
+         twilio_account_sid, twilio_auth_token, assigned_assistant_id, notes, \
+         vapictl_token_digest, vapictl_protected"
+    };
+}
+
+/// The owner's rows. `$1` owner.
+pub(crate) const SELECT_OWNER_ROWS: &str = concat!(
+    "SELECT ",
+    phone_columns!(),
+    " FROM phone_numbers WHERE user_id = $1"
+);
+
+/// `$1` id, `$2` owner, `$3..$12` the [`RowWrite`](crate::state::RowWrite) fields, `$13` now.
+pub(crate) const INSERT_ROW: &str = "INSERT INTO phone_numbers (id, user_id, phone_number, \
+     friendly_name, provider, vapi_phone_id, vapi_credential_id, twilio_account_sid, \
+     twilio_auth_token, vapictl_token_digest, assigned_assistant_id, notes, vapictl_protected, \
+     created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, 'twilio', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)";
+
+/// `$1` id, `$2` owner, `$3..$12` the fields, `$13` now. Never touches `provider`, `user_id` or
+/// `created_at`, nor rows of another user.
+pub(crate) const UPDATE_ROW: &str = "UPDATE phone_numbers SET phone_number = $3, \
+     friendly_name = $4, vapi_phone_id = $5, vapi_credential_id = $6, twilio_account_sid = $7, \
+     twilio_auth_token = $8, vapictl_token_digest = $9, assigned_assistant_id = $10, notes = $11, \
+     vapictl_protected = $12, updated_at = $13 \
+     WHERE id = $1 AND user_id = $2";
+
+/// `$1` id, `$2` owner.
+pub(crate) const DELETE_ROW: &str = "DELETE FROM phone_numbers WHERE id = $1 AND user_id = $2";
+
+/// Whether a row exists at all, to tell "missing" from "someone else's" after a write matched
+/// nothing. `$1` id.
+pub(crate) const ROW_EXISTS: &str = "SELECT COUNT(*) FROM phone_numbers WHERE id = $1";
+
+/// `$1` run, `$2` at, `$3` owner, `$4` masked number, `$5` action, `$6` fields, `$7` before,
+/// `$8` after, `$9` Vapi id, `$10` outcome, `$11` error, `$12` CI run, `$13` commit.
+pub(crate) const INSERT_CHANGE: &str = "INSERT INTO vapictl_changes (run_id, at, user_id, \
+     number_masked, action, fields, \"before\", \"after\", vapi_phone_id, outcome, error, \
+     ci_run_id, commit_sha) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+/// Newest first. `$1` owner, `$2` masked number or NULL for all, `$3` limit.
+pub(crate) const SELECT_CHANGES: &str = "SELECT run_id, at, user_id, number_masked, action, \
+     fields, \"before\", \"after\", vapi_phone_id, outcome, error, ci_run_id, commit_sha \
+     FROM vapictl_changes WHERE user_id = $1 AND ($2 IS NULL OR number_masked = $2) \
+     ORDER BY at DESC, id DESC LIMIT $3";
+
+/// `$1` owner, `$2` lease token.
+pub(crate) const DELETE_LEASE: &str =
+    "DELETE FROM vapictl_locks WHERE owner = $1 AND lease_token = $2";
+
+/// `$1` owner.
+pub(crate) const SELECT_LEASE: &str = "SELECT holder_host, holder_pid, run_id, acquired_at, \
+     expires_at FROM vapictl_locks WHERE owner = $1";
+
+/// A `phone_numbers` row as stored, before the NULLs of messy app data are given meaning.
+/// `U` is how the backend spells a UUID.
+#[derive(sqlx::FromRow)]
+pub(crate) struct RawPhoneRow<U> {
+    id: U,
+    user_id: Option<U>,
+    phone_number: Option<String>,
+    friendly_name: Option<String>,
+    provider: Option<String>,
+    vapi_phone_id: Option<String>,
+    vapi_credential_id: Option<String>,
+    twilio_account_sid: Option<String>,
+    twilio_auth_token: Option<String>,
+    assigned_assistant_id: Option<U>,
+    notes: Option<String>,
+    vapictl_token_digest: Option<String>,
+    vapictl_protected: Option<bool>,
+}
+
+impl<U: Into<Uuid>> RawPhoneRow<U> {
+    /// `None` for a row without a number: nothing can refer to it by number.
+    /// A NULL `provider` reads as `""` and a NULL `user_id` as the nil UUID.
+    pub(crate) fn into_phone_row(self) -> Option<PhoneRow> {
+        Some(PhoneRow {
+            id: self.id.into(),
+            user_id: self.user_id.map(Into::into).unwrap_or_default(),
+            phone_number: self.phone_number?,
+            friendly_name: self.friendly_name,
+            provider: self.provider.unwrap_or_default(),
+            vapi_phone_id: self.vapi_phone_id,
+            vapi_credential_id: self.vapi_credential_id,
+            twilio_account_sid: self.twilio_account_sid,
+            twilio_auth_token: self.twilio_auth_token,
+            assigned_assistant_id: self.assigned_assistant_id.map(Into::into),
+            notes: self.notes,
+            token_digest: self.vapictl_token_digest,
+            protected: self.vapictl_protected.unwrap_or(false),
+        })
+    }
+}
+
+/// An `assistants` row as stored.
+#[derive(sqlx::FromRow)]
+pub(crate) struct RawAssistantRow<U> {
+    id: U,
+    user_id: Option<U>,
+    name: Option<String>,
+    vapi_assistant_id: Option<String>,
+}
+
+impl<U: Into<Uuid>> RawAssistantRow<U> {
+    /// A NULL `user_id` reads as the nil UUID (nobody's).
+    pub(crate) fn into_assistant_row(self) -> AssistantRow {
+        AssistantRow {
+            id: self.id.into(),
+            user_id: self.user_id.map(Into::into).unwrap_or_default(),
+            name: self.name,
+            vapi_assistant_id: self.vapi_assistant_id,
+        }
+    }
+}
+
+/// Assistants in a stable order (by name, then id), whatever order the database returned.
+pub(crate) fn sorted_assistants(mut rows: Vec<AssistantRow>) -> Vec<AssistantRow> {
+    rows.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
+    rows
+}

@@ -1,0 +1,506 @@
+//! The SQLite backend: one file (or memory), UUIDs as lowercase hyphenated TEXT, timestamps as
+//! fixed-width RFC 3339 UTC TEXT.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::types::Json;
+use sqlx::{ConnectOptions, Connection, Row};
+use uuid::Uuid;
+use uuid::fmt::Hyphenated;
+
+use super::audit::{self, ChangeRecord};
+use super::lock::{Lease, LockHolder};
+use super::schema::{self, ASSISTANTS_REQUIRED, PHONE_NUMBERS_REQUIRED};
+use super::sql::{self, RawAssistantRow, RawPhoneRow};
+use super::url::{redact_url, scrub};
+use super::{QueryCounter, StoreError, StoreOptions};
+use crate::state::{RecordedState, RowWrite, mask_number};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// SQLite's primary result code for "attempt to write a readonly database".
+const SQLITE_READONLY: i32 = 8;
+
+/// The application tables as vapictl creates them when the database has none.
+const CREATE_PHONE_NUMBERS: &str = "CREATE TABLE phone_numbers (
+    id TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL,
+    phone_number TEXT NOT NULL UNIQUE,
+    friendly_name TEXT,
+    provider TEXT DEFAULT 'twilio',
+    vapi_phone_id TEXT,
+    vapi_credential_id TEXT,
+    twilio_account_sid TEXT,
+    twilio_auth_token TEXT,
+    assigned_assistant_id TEXT,
+    notes TEXT,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX phone_numbers_user_id ON phone_numbers (user_id);";
+
+const CREATE_ASSISTANTS: &str = "CREATE TABLE assistants (
+    id TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL,
+    name TEXT,
+    vapi_assistant_id TEXT
+);
+CREATE INDEX assistants_user_id ON assistants (user_id);";
+
+/// A pool on one SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    queries: QueryCounter,
+    lock_ttl: Duration,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) and migrates the database at `url`.
+    pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidUrl {
+                url: redact_url(url),
+                reason: scrub(&e.to_string(), url),
+            })?
+            .create_if_missing(true)
+            .busy_timeout(opts.busy_timeout)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+
+        // A first connection of our own, so that a failure surfaces as itself rather than as the
+        // pool's "timed out".
+        let mut conn = tokio::time::timeout(opts.connect_timeout, options.connect())
+            .await
+            .map_err(|_| StoreError::ConnectTimedOut {
+                url: redact_url(url),
+                after: opts.connect_timeout,
+            })?
+            .map_err(|e| connect_error(e, url))?;
+        migrate(&mut conn, url).await?;
+
+        // An in-memory database lives as long as one connection to it: keep exactly one, forever.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory { 1 } else { opts.max_connections })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout((!in_memory).then_some(Duration::from_secs(600)))
+            .max_lifetime((!in_memory).then_some(Duration::from_secs(1800)))
+            .acquire_timeout(opts.connect_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| connect_error(e, url))?;
+        let _ = conn.close().await;
+
+        Ok(SqliteStore {
+            pool,
+            queries: QueryCounter::default(),
+            lock_ttl: opts.lock_ttl,
+        })
+    }
+
+    pub(crate) fn queries(&self) -> &QueryCounter {
+        &self.queries
+    }
+
+    pub(crate) fn lock_ttl(&self) -> Duration {
+        self.lock_ttl
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn load_recorded(
+        &self,
+        owner: Uuid,
+        numbers: &[String],
+        assistant_ids: &[Uuid],
+    ) -> Result<RecordedState, StoreError> {
+        let mut state = RecordedState::default();
+
+        self.queries.tick();
+        let rows: Vec<RawPhoneRow<Hyphenated>> = sqlx::query_as(sql::SELECT_OWNER_ROWS)
+            .bind(owner.hyphenated())
+            .fetch_all(&self.pool)
+            .await?;
+        state.rows = rows
+            .into_iter()
+            .filter_map(RawPhoneRow::into_phone_row)
+            .map(|row| (row.phone_number.clone(), row))
+            .collect();
+
+        if !numbers.is_empty() {
+            self.queries.tick();
+            let claims = sqlx::query(
+                "SELECT phone_number, user_id FROM phone_numbers \
+                 WHERE phone_number IN (SELECT value FROM json_each($1)) \
+                 AND user_id IS NOT $2",
+            )
+            .bind(Json(numbers))
+            .bind(owner.hyphenated())
+            .fetch_all(&self.pool)
+            .await?;
+            for claim in claims {
+                let number: String = claim.try_get("phone_number")?;
+                let user: Option<Hyphenated> = claim.try_get("user_id")?;
+                state
+                    .foreign
+                    .insert(number, user.map(Uuid::from).unwrap_or_default());
+            }
+        }
+
+        self.queries.tick();
+        let assistants: Vec<RawAssistantRow<Hyphenated>> = sqlx::query_as(
+            "SELECT id, user_id, name, vapi_assistant_id FROM assistants \
+             WHERE user_id = $1 OR id IN (SELECT value FROM json_each($2))",
+        )
+        .bind(owner.hyphenated())
+        // serde writes a `Uuid` lowercase and hyphenated, as the ids are stored.
+        .bind(Json(assistant_ids))
+        .fetch_all(&self.pool)
+        .await?;
+        state.assistants = sql::sorted_assistants(
+            assistants
+                .into_iter()
+                .map(RawAssistantRow::into_assistant_row)
+                .collect(),
+        );
+        Ok(state)
+    }
+
+    pub(crate) async fn insert_row(&self, owner: Uuid, row: &RowWrite) -> Result<Uuid, StoreError> {
+        let id = Uuid::new_v4();
+        self.queries.tick();
+        bind_row(sqlx::query(sql::INSERT_ROW), id, owner, row)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| super::unique_violation_is_taken_number(e, &row.phone_number))?;
+        Ok(id)
+    }
+
+    pub(crate) async fn update_row(
+        &self,
+        owner: Uuid,
+        row_id: Uuid,
+        row: &RowWrite,
+    ) -> Result<(), StoreError> {
+        self.queries.tick();
+        let done = bind_row(sqlx::query(sql::UPDATE_ROW), row_id, owner, row)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| super::unique_violation_is_taken_number(e, &row.phone_number))?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(self.why_untouched(row_id).await?)
+        }
+    }
+
+    pub(crate) async fn delete_row(&self, owner: Uuid, row_id: Uuid) -> Result<(), StoreError> {
+        self.queries.tick();
+        let done = sqlx::query(sql::DELETE_ROW)
+            .bind(row_id.hyphenated())
+            .bind(owner.hyphenated())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(self.why_untouched(row_id).await?)
+        }
+    }
+
+    /// After a write to `row_id` matched no row of the owner: whose fault it was.
+    async fn why_untouched(&self, row_id: Uuid) -> Result<StoreError, StoreError> {
+        self.queries.tick();
+        let count: i64 = sqlx::query_scalar(sql::ROW_EXISTS)
+            .bind(row_id.hyphenated())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(super::untouched_row_error(row_id, count))
+    }
+
+    pub(crate) async fn record_change(&self, change: &ChangeRecord) -> Result<(), StoreError> {
+        self.queries.tick();
+        sqlx::query(sql::INSERT_CHANGE)
+            .bind(&change.run_id)
+            .bind(timestamp(change.at))
+            .bind(change.owner.hyphenated())
+            .bind(mask_number(&change.number_masked))
+            .bind(&change.action)
+            .bind(Json(&change.fields))
+            .bind(audit::object_json(&change.before).map(Json))
+            .bind(audit::object_json(&change.after).map(Json))
+            .bind(&change.vapi_phone_id)
+            .bind(&change.outcome)
+            .bind(&change.error)
+            .bind(&change.ci_run_id)
+            .bind(&change.commit_sha)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn history(
+        &self,
+        owner: Uuid,
+        number_masked: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.queries.tick();
+        let rows = sqlx::query(sql::SELECT_CHANGES)
+            .bind(owner.hyphenated())
+            .bind(number_masked)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let at: String = row.try_get("at")?;
+                let owner: Hyphenated = row.try_get("user_id")?;
+                let fields: Json<serde_json::Value> = row.try_get("fields")?;
+                let before: Option<Json<serde_json::Value>> = row.try_get("before")?;
+                let after: Option<Json<serde_json::Value>> = row.try_get("after")?;
+                Ok(ChangeRecord {
+                    run_id: row.try_get("run_id")?,
+                    at: parse_timestamp(&at, "vapictl_changes", "at")?,
+                    owner: owner.into(),
+                    number_masked: row.try_get("number_masked")?,
+                    action: row.try_get("action")?,
+                    fields: audit::json_fields(fields.0)?,
+                    before: audit::json_object(before.map(|j| j.0), "before")?,
+                    after: audit::json_object(after.map(|j| j.0), "after")?,
+                    vapi_phone_id: row.try_get("vapi_phone_id")?,
+                    outcome: row.try_get("outcome")?,
+                    error: row.try_get("error")?,
+                    ci_run_id: row.try_get("ci_run_id")?,
+                    commit_sha: row.try_get("commit_sha")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes the owner's lease when it is free or expired, in one statement.
+    pub(crate) async fn take_lease(
+        &self,
+        owner: Uuid,
+        holder: &LockHolder,
+        token: Uuid,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        self.queries.tick();
+        let done = sqlx::query(
+            "INSERT INTO vapictl_locks \
+             (owner, holder_host, holder_pid, run_id, lease_token, acquired_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
+             holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
+             lease_token = excluded.lease_token, acquired_at = excluded.acquired_at, \
+             expires_at = excluded.expires_at \
+             WHERE vapictl_locks.expires_at < excluded.acquired_at",
+        )
+        .bind(owner.hyphenated())
+        .bind(&holder.host)
+        .bind(i64::from(holder.pid))
+        .bind(&holder.run_id)
+        .bind(token.hyphenated())
+        .bind(timestamp(now))
+        .bind(timestamp(now + self.lock_ttl))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn read_lease(&self, owner: Uuid) -> Result<Option<Lease>, StoreError> {
+        self.queries.tick();
+        let Some(row) = sqlx::query(sql::SELECT_LEASE)
+            .bind(owner.hyphenated())
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let acquired_at: String = row.try_get("acquired_at")?;
+        let expires_at: String = row.try_get("expires_at")?;
+        Ok(Some(Lease {
+            host: row.try_get("holder_host")?,
+            pid: row.try_get("holder_pid")?,
+            run_id: row.try_get("run_id")?,
+            acquired_at: parse_timestamp(&acquired_at, "vapictl_locks", "acquired_at")?,
+            expires_at: parse_timestamp(&expires_at, "vapictl_locks", "expires_at")?,
+        }))
+    }
+
+    pub(crate) async fn renew_lease(&self, owner: Uuid, token: Uuid) -> Result<bool, StoreError> {
+        self.queries.tick();
+        let done = sqlx::query(
+            "UPDATE vapictl_locks SET expires_at = $3 WHERE owner = $1 AND lease_token = $2",
+        )
+        .bind(owner.hyphenated())
+        .bind(token.hyphenated())
+        .bind(timestamp(Utc::now() + self.lock_ttl))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn drop_lease(&self, owner: Uuid, token: Uuid) -> Result<bool, StoreError> {
+        self.queries.tick();
+        let done = sqlx::query(sql::DELETE_LEASE)
+            .bind(owner.hyphenated())
+            .bind(token.hyphenated())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// Binds `$1` id, `$2` owner and `$3..$13` of [`sql::INSERT_ROW`] / [`sql::UPDATE_ROW`].
+fn bind_row<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    id: Uuid,
+    owner: Uuid,
+    row: &RowWrite,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(id.hyphenated())
+        .bind(owner.hyphenated())
+        .bind(&row.phone_number)
+        .bind(&row.friendly_name)
+        .bind(&row.vapi_phone_id)
+        .bind(&row.vapi_credential_id)
+        .bind(&row.twilio_account_sid)
+        .bind(&row.twilio_auth_token)
+        .bind(&row.token_digest)
+        .bind(row.assigned_assistant_id.map(|id| id.hyphenated()))
+        .bind(&row.notes)
+        .bind(row.protected)
+        .bind(timestamp(Utc::now()))
+}
+
+/// Creates the application tables when absent, adds vapictl's columns when missing, then runs
+/// vapictl's own migrations — all in one `BEGIN IMMEDIATE` transaction, which takes SQLite's
+/// write lock up front so that concurrent first runs queue (up to the busy timeout) instead of
+/// racing.
+async fn migrate(conn: &mut SqliteConnection, url: &str) -> Result<(), StoreError> {
+    let fail = |e: sqlx::Error| migration_error(e, url);
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT lower(name) FROM sqlite_master WHERE type = 'table' \
+         AND lower(name) IN ('phone_numbers', 'assistants')",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(fail)?;
+    // Indexes come only with tables vapictl creates: an application's table is left as it is.
+    if !tables.iter().any(|t| t == "phone_numbers") {
+        sqlx::raw_sql(CREATE_PHONE_NUMBERS)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+    }
+    if !tables.iter().any(|t| t == "assistants") {
+        sqlx::raw_sql(CREATE_ASSISTANTS)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+    }
+
+    let mut phone_columns = columns(&mut tx, "phone_numbers").await.map_err(fail)?;
+    for column in schema::columns_to_add(&phone_columns) {
+        let ddl = format!(
+            "ALTER TABLE phone_numbers ADD COLUMN {} {}",
+            column.name, column.sqlite
+        );
+        sqlx::query(sqlx::AssertSqlSafe(ddl))
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        phone_columns.push(column.name.to_owned());
+    }
+    schema::check_required("phone_numbers", PHONE_NUMBERS_REQUIRED, &phone_columns)?;
+    let assistant_columns = columns(&mut tx, "assistants").await.map_err(fail)?;
+    schema::check_required("assistants", ASSISTANTS_REQUIRED, &assistant_columns)?;
+
+    schema::migrator(&MIGRATIONS)
+        .run_direct(None, &mut *tx, false)
+        .await
+        .map_err(|e| schema::migrate_error(e, |e| read_only(e, url)))?;
+    tx.commit().await.map_err(fail)?;
+    Ok(())
+}
+
+/// Lowercase column names of `table`.
+async fn columns(conn: &mut SqliteConnection, table: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT lower(name) FROM pragma_table_info($1)")
+        .bind(table)
+        .fetch_all(conn)
+        .await
+}
+
+fn primary_code(err: &sqlx::Error) -> Option<i32> {
+    let code = err.as_database_error()?.code()?;
+    code.parse::<i32>().ok().map(|c| c & 0xff)
+}
+
+fn connect_error(err: sqlx::Error, url: &str) -> StoreError {
+    read_only(&err, url).unwrap_or_else(|| StoreError::CannotOpenFile {
+        url: redact_url(url),
+        reason: scrub(&err.to_string(), url),
+    })
+}
+
+fn migration_error(err: sqlx::Error, url: &str) -> StoreError {
+    read_only(&err, url).unwrap_or_else(|| schema::migration_failed(err))
+}
+
+/// [`StoreError::ReadOnly`] when SQLite refused a write because the file or connection is
+/// read-only.
+fn read_only(err: &sqlx::Error, url: &str) -> Option<StoreError> {
+    (primary_code(err) == Some(SQLITE_READONLY)).then(|| StoreError::ReadOnly {
+        url: redact_url(url),
+        reason: scrub(&err.to_string(), url),
+    })
+}
+
+/// The one text form of a timestamp: RFC 3339, UTC, microseconds, `Z`. Fixed width, so that text
+/// comparison (lease expiry) and text order (history) are time order.
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn parse_timestamp(
+    s: &str,
+    table: &'static str,
+    column: &'static str,
+) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::UnreadableValue {
+            table,
+            column,
+            reason: format!("`{s}` is not an RFC 3339 timestamp: {e}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_fixed_width_and_round_trip() {
+        let t = DateTime::parse_from_rfc3339("2025-01-31T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(timestamp(t), "2025-01-31T12:00:00.000000Z");
+        assert_eq!(parse_timestamp(&timestamp(t), "t", "c").unwrap(), t);
+    }
+}
