@@ -244,7 +244,7 @@ pub fn validate(
     }
 
     if !c.items.is_empty() {
-        c.items.sort_by(|a, b| a.location.cmp(&b.location));
+        c.items.sort_by_key(|p| p.location);
         return Err(Problems {
             path: loaded.path.clone(),
             items: c.items,
@@ -277,13 +277,13 @@ pub fn parse_e164(input: &str) -> Result<E164, (String, Option<String>)> {
             )),
         ));
     }
-    if !input.starts_with('+') {
-        if let Some(c) = canonical(input, Some(phonenumber::country::Id::US)) {
-            return Err((
-                format!("`{input}` is not in E.164 (no `+` and country code)"),
-                Some(format!("if this is a North American number, write `{c}`")),
-            ));
-        }
+    if !input.starts_with('+')
+        && let Some(c) = canonical(input, Some(phonenumber::country::Id::US))
+    {
+        return Err((
+            format!("`{input}` is not in E.164 (no `+` and country code)"),
+            Some(format!("if this is a North American number, write `{c}`")),
+        ));
     }
     let ext = phonenumber::parse(None, input)
         .ok()
@@ -473,7 +473,7 @@ mod tests {
 
     fn armor(k: &Key, plain: &str) -> String {
         encrypt(
-            &parse_recipients(&[k.recipient.clone()]).unwrap(),
+            &parse_recipients(std::slice::from_ref(&k.recipient)).unwrap(),
             &SecretValue::new(plain),
         )
         .unwrap()

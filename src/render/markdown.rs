@@ -26,7 +26,11 @@ fn code(s: &Option<String>) -> String {
 
 fn section(c: &Change) -> String {
     let mut s = String::new();
-    let icon = if c.action.is_destructive() { "🔴" } else { "🟢" };
+    let icon = if c.action.is_destructive() {
+        "🔴"
+    } else {
+        "🟢"
+    };
     let _ = writeln!(
         s,
         "<details><summary>{icon} <b>{}</b> <code>{}</code> — {}</summary>\n",
@@ -40,7 +44,13 @@ fn section(c: &Change) -> String {
             let note = f.note.as_deref().unwrap_or("sensitive value changed");
             let _ = writeln!(s, "| `{}` | _(sensitive)_ | _({})_ |", f.field, cell(note));
         } else {
-            let _ = writeln!(s, "| `{}` | {} | {} |", f.field, cell(&code(&f.before)), cell(&code(&f.after)));
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} |",
+                f.field,
+                cell(&code(&f.before)),
+                cell(&code(&f.after))
+            );
         }
     }
     let _ = writeln!(s, "\n</details>\n");
@@ -50,7 +60,11 @@ fn section(c: &Change) -> String {
 /// Writes the plan as Markdown no longer than `budget` characters.
 pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> io::Result<()> {
     let mut head = String::new();
-    let _ = writeln!(head, "{STICKY_MARKER}\n### vapictl plan for owner `{}`\n", plan.owner);
+    let _ = writeln!(
+        head,
+        "{STICKY_MARKER}\n### vapictl plan for owner `{}`\n",
+        plan.owner
+    );
     if plan.is_empty() {
         let _ = writeln!(
             head,
@@ -66,7 +80,11 @@ pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> 
         );
         if let Err(refusal) = DeleteThreshold::default().check(plan, None) {
             let first = refusal.to_string();
-            let _ = writeln!(head, "> [!CAUTION]\n> {}\n", cell(first.lines().next().unwrap_or_default()));
+            let _ = writeln!(
+                head,
+                "> [!CAUTION]\n> {}\n",
+                cell(first.lines().next().unwrap_or_default())
+            );
         }
     }
     for w in &plan.warnings {
@@ -74,14 +92,30 @@ pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> 
     }
     let mut tail = String::new();
     if !plan.kept.is_empty() {
-        let _ = writeln!(tail, "**Kept (protected):** {}\n", plan.kept.iter().map(|k| format!("`{}`", k.number)).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            tail,
+            "**Kept (protected):** {}\n",
+            plan.kept
+                .iter()
+                .map(|k| format!("`{}`", k.number))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     if !plan.unmanaged.is_empty() {
-        let _ = writeln!(tail, "_{} number(s) in Vapi are not managed by this spec and are never touched._\n", plan.unmanaged.len());
+        let _ = writeln!(
+            tail,
+            "_{} number(s) in Vapi are not managed by this spec and are never touched._\n",
+            plan.unmanaged.len()
+        );
     }
 
     // Destructive changes first; each section whole or not at all.
-    let mut ordered: Vec<&Change> = plan.changes.iter().filter(|c| c.action.is_destructive()).collect();
+    let mut ordered: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.is_destructive())
+        .collect();
     ordered.extend(plan.changes.iter().filter(|c| !c.action.is_destructive()));
     let reserve = 200; // room for the truncation note
     let mut body = String::new();

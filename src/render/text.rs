@@ -211,7 +211,11 @@ pub fn render_drift_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io:
     }
     for c in &plan.changes {
         render_change(c, style, out)?;
-        writeln!(out, "      {}", style.dim(&format!("fingerprint {}", super::fingerprint(c))))?;
+        writeln!(
+            out,
+            "      {}",
+            style.dim(&format!("fingerprint {}", super::fingerprint(c)))
+        )?;
     }
     writeln!(
         out,
@@ -219,7 +223,11 @@ pub fn render_drift_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io:
         style.bold("Drift:"),
         plan.changes.len(),
         if plan.changes.len() == 1 { "" } else { "s" },
-        if plan.changes.len() == 1 { "it" } else { "them" }
+        if plan.changes.len() == 1 {
+            "it"
+        } else {
+            "them"
+        }
     )
 }
 

@@ -89,11 +89,12 @@ impl ChangeRecord {
                 after.insert(f.field.to_owned(), Value::String(v.clone()));
             }
         }
-        let vapi_phone_id = change
-            .observed
-            .as_ref()
-            .map(|o| o.id.clone())
-            .or_else(|| change.recorded.as_ref().and_then(|r| r.vapi_phone_id.clone()));
+        let vapi_phone_id = change.observed.as_ref().map(|o| o.id.clone()).or_else(|| {
+            change
+                .recorded
+                .as_ref()
+                .and_then(|r| r.vapi_phone_id.clone())
+        });
         ChangeRecord {
             run_id: run_id.to_owned(),
             at: Utc::now(),

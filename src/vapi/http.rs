@@ -390,10 +390,7 @@ impl VapiClient {
                     .unwrap_or_default()
                     .to_string();
                 stamps.push(created);
-                if !seen.contains_key(&id) {
-                    order.push(id.clone());
-                    seen.insert(id, item);
-                }
+                remember(&mut seen, &mut order, id, item);
             }
             if !full {
                 break;
@@ -428,10 +425,7 @@ impl VapiClient {
                 for item in self.list_instant_v2(&edge).await? {
                     if let Some(id) = item.get("id").and_then(Value::as_str) {
                         let id = id.to_string();
-                        if !seen.contains_key(&id) {
-                            order.push(id.clone());
-                            seen.insert(id, item);
-                        }
+                        remember(&mut seen, &mut order, id, item);
                     }
                 }
                 bound = Some((
@@ -712,6 +706,14 @@ fn verify_patch(label: &str, p: &VapiPatch, got: &ObservedNumber) -> Result<(), 
         return fail("server", "a server".into());
     }
     Ok(())
+}
+
+/// Keeps the first copy of an item seen on several pages, in listing order.
+fn remember(seen: &mut HashMap<String, Value>, order: &mut Vec<String>, id: String, item: Value) {
+    if let std::collections::hash_map::Entry::Vacant(slot) = seen.entry(id) {
+        order.push(slot.key().clone());
+        slot.insert(item);
+    }
 }
 
 fn instant(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {

@@ -88,7 +88,7 @@ fn validation_lists_every_problem_with_file_line_and_hint() {
     for expected in [
         "5 problems",
         "bad.yaml:2:8: `owner`",
-        "bad.yaml:4:15: `phoneNumbers[0].number`",
+        "bad.yaml:4:13: `phoneNumbers[0].number`",
         "hint: write it as `+14155551234`",
         "`phoneNumbers[0].name`: name is 41 characters",
         "`phoneNumbers[0].twilio.accountSid`",

@@ -13,18 +13,35 @@ fn json(o: &std::process::Output) -> serde_json::Value {
 fn json_plan_is_versioned_with_causes_and_no_secret() {
     let w = World::sqlite();
     w.vapi.seed_twilio_number(N2, "Dashboard", None);
-    let spec = w.write(&w.spec().with(Entry::new(N1, "Main")).with(Entry::new(N2, "Adopted")));
+    let spec = w.write(
+        &w.spec()
+            .with(Entry::new(N1, "Main"))
+            .with(Entry::new(N2, "Adopted")),
+    );
     let o = w.run(&["plan", "--format", "json", spec.to_str().unwrap()]);
     assert_code(&o, 0);
     let v = json(&o);
     assert_eq!(v["format_version"], 1);
     assert_eq!(v["summary"]["create"], 1);
     assert_eq!(v["summary"]["adopt"], 1);
-    let causes: Vec<&str> = v["changes"].as_array().unwrap().iter().map(|c| c["cause"].as_str().unwrap()).collect();
+    let causes: Vec<&str> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["cause"].as_str().unwrap())
+        .collect();
     assert_eq!(causes, vec!["new_in_spec", "adopt_unmanaged"]);
-    assert!(v["changes"][0]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        v["changes"][0]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     let raw = String::from_utf8(o.stdout).unwrap();
-    assert!(!raw.contains(TOKEN) && !raw.contains("BEGIN AGE"), "no secret and no ciphertext");
+    assert!(
+        !raw.contains(TOKEN) && !raw.contains("BEGIN AGE"),
+        "no secret and no ciphertext"
+    );
 }
 
 #[test]
@@ -35,7 +52,10 @@ fn markdown_plan_is_a_sticky_comment_with_a_summary_table() {
     assert_code(&o, 0);
     let md = text(&o).0;
     assert!(md.starts_with("<!-- vapictl-plan -->"));
-    assert!(md.contains("| create | adopt | update | delete |") && md.contains("| 1 | 0 | 0 | 0 |"), "{md}");
+    assert!(
+        md.contains("| create | adopt | update | delete |") && md.contains("| 1 | 0 | 0 | 0 |"),
+        "{md}"
+    );
     assert!(md.contains("<details>"));
 }
 
@@ -47,22 +67,37 @@ fn color_follows_the_flag_and_no_color() {
     assert!(text(&o).0.contains("\x1b["));
     let o = w.run(&["plan", spec.to_str().unwrap()]);
     assert!(!text(&o).0.contains("\x1b["), "not a terminal: plain");
-    let o = w.vapictl().env("NO_COLOR", "1").args(["--color", "auto", "plan", spec.to_str().unwrap()]).output().unwrap();
+    let o = w
+        .vapictl()
+        .env("NO_COLOR", "1")
+        .args(["--color", "auto", "plan", spec.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!text(&o).0.contains("\x1b["));
 }
 
 #[test]
 fn drift_reports_out_of_band_edits_in_vapi_and_the_database() {
     let w = World::sqlite();
-    let spec = w.write(&w.spec().with(Entry::new(N1, "Main")).with(Entry::new(N2, "Support")));
+    let spec = w.write(
+        &w.spec()
+            .with(Entry::new(N1, "Main"))
+            .with(Entry::new(N2, "Support")),
+    );
     assert_code(&w.apply(&spec), 0);
     let o = w.run(&["drift", spec.to_str().unwrap()]);
     assert_code(&o, 0);
     assert!(text(&o).0.contains("In sync"));
 
-    let id = w.vapi.find_by_number(N1)[0]["id"].as_str().unwrap().to_string();
-    w.vapi.patch_number(&id, serde_json::json!({"name": "Dashboard edit"}));
-    w.exec_sql(&format!("DELETE FROM phone_numbers WHERE phone_number = '{N2}'"));
+    let id = w.vapi.find_by_number(N1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.vapi
+        .patch_number(&id, serde_json::json!({"name": "Dashboard edit"}));
+    w.exec_sql(&format!(
+        "DELETE FROM phone_numbers WHERE phone_number = '{N2}'"
+    ));
     let before_calls = w.vapi.mutating_calls();
     let o = w.run(&["drift", "--format", "json", spec.to_str().unwrap()]);
     assert_code(&o, 2);
@@ -70,13 +105,26 @@ fn drift_reports_out_of_band_edits_in_vapi_and_the_database() {
     let findings = v["changes"].as_array().unwrap();
     let by_number = |n: &str| findings.iter().find(|c| c["number"] == n).unwrap().clone();
     assert_eq!(by_number(N1)["cause"], "vapi_edited_out_of_band");
-    assert_eq!(by_number(N2)["cause"], "adopt_unmanaged", "a row deleted by hand: Vapi's number is re-adopted");
-    assert_eq!(w.vapi.mutating_calls(), before_calls, "drift changes nothing");
+    assert_eq!(
+        by_number(N2)["cause"],
+        "adopt_unmanaged",
+        "a row deleted by hand: Vapi's number is re-adopted"
+    );
+    assert_eq!(
+        w.vapi.mutating_calls(),
+        before_calls,
+        "drift changes nothing"
+    );
 
     // Fingerprints are stable across runs, so a scheduled job can alert on new findings only.
     let again = json(&w.run(&["drift", "--format", "json", spec.to_str().unwrap()]));
     let prints = |v: &serde_json::Value| -> Vec<String> {
-        v["changes"].as_array().unwrap().iter().map(|c| c["fingerprint"].as_str().unwrap().to_string()).collect()
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["fingerprint"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(prints(&v), prints(&again));
 }
@@ -86,9 +134,15 @@ fn plan_exit_codes() {
     let w = World::sqlite();
     let spec = w.write(&w.spec().with(Entry::new(N1, "Main")));
     assert_code(&w.run(&["plan", spec.to_str().unwrap()]), 0);
-    assert_code(&w.run(&["plan", "--detailed-exitcode", spec.to_str().unwrap()]), 2);
+    assert_code(
+        &w.run(&["plan", "--detailed-exitcode", spec.to_str().unwrap()]),
+        2,
+    );
     assert_code(&w.apply(&spec), 0);
-    assert_code(&w.run(&["plan", "--detailed-exitcode", spec.to_str().unwrap()]), 0);
+    assert_code(
+        &w.run(&["plan", "--detailed-exitcode", spec.to_str().unwrap()]),
+        0,
+    );
     assert_code(&w.run(&["plan", "--detailed-exitcode", "missing.yaml"]), 1);
 }
 
@@ -110,7 +164,13 @@ fn implicit_mass_delete_needs_the_exact_count() {
     let o = w.apply(&empty);
     assert_code(&o, 3);
     assert!(text(&o).1.contains("--allow-deletes 8"), "{}", text(&o).1);
-    let o = w.run(&["apply", "--auto-approve", "--allow-deletes", "7", empty.to_str().unwrap()]);
+    let o = w.run(&[
+        "apply",
+        "--auto-approve",
+        "--allow-deletes",
+        "7",
+        empty.to_str().unwrap(),
+    ]);
     assert_code(&o, 3);
     assert!(text(&o).1.contains("does not match"), "{}", text(&o).1);
     assert_eq!(w.vapi.numbers().len(), 8, "nothing was deleted");
@@ -135,7 +195,14 @@ fn implicit_mass_delete_needs_the_exact_count() {
     assert_code(&w.apply(&w.write(&s)), 0);
     assert_eq!(w.vapi.numbers().len(), 1);
 
-    let o = w.run(&["apply", "--auto-approve", "--allow-deletes", "1", empty.to_str().unwrap()]);
+    let empty = w.write(&w.spec());
+    let o = w.run(&[
+        "apply",
+        "--auto-approve",
+        "--allow-deletes",
+        "1",
+        empty.to_str().unwrap(),
+    ]);
     assert_code(&o, 0);
     assert!(w.vapi.numbers().is_empty());
 }

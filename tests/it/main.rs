@@ -5,3 +5,5 @@ mod common;
 mod cli;
 mod gitops;
 mod reconcile;
+mod standin;
+mod store;

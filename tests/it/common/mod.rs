@@ -40,6 +40,8 @@ pub struct World {
     pub recipient: String,
     pub owner: Uuid,
     pub backend: Backend,
+    /// TOKEN encrypted once, so that specs written twice carry the same ciphertext.
+    pub token_armored: String,
     rt: tokio::runtime::Runtime,
 }
 
@@ -74,8 +76,15 @@ impl World {
         let identity_text = id.to_string().expose_secret().to_string();
         let identity_file = dir.path().join("key.txt");
         std::fs::write(&identity_file, format!("# test key\n{identity_text}\n")).unwrap();
+        let recipient = id.to_public().to_string();
+        let token_armored = encrypt(
+            &parse_recipients(std::slice::from_ref(&recipient)).unwrap(),
+            &SecretValue::new(TOKEN),
+        )
+        .unwrap();
         let world = World {
-            recipient: id.to_public().to_string(),
+            token_armored,
+            recipient,
             identity_file,
             identity_text,
             vapi,
@@ -96,7 +105,7 @@ impl World {
 
     pub fn encrypt(&self, token: &str) -> String {
         encrypt(
-            &parse_recipients(&[self.recipient.clone()]).unwrap(),
+            &parse_recipients(std::slice::from_ref(&self.recipient)).unwrap(),
             &SecretValue::new(token),
         )
         .unwrap()
@@ -104,7 +113,7 @@ impl World {
 
     /// A spec with the world's owner and default Twilio account.
     pub fn spec(&self) -> SpecFile {
-        SpecFile::new(OWNER, SID, &self.encrypt(TOKEN))
+        SpecFile::new(OWNER, SID, &self.token_armored)
     }
 
     /// Writes the spec and returns its path.
