@@ -202,3 +202,38 @@ impl ListShape {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_list_shapes_decode() {
+        let plain: ListShape = serde_json::from_str(r#"[{"id":"a"}]"#).unwrap();
+        let wrapped: ListShape =
+            serde_json::from_str(r#"{"results":[{"id":"a"},{"id":"b"}],"metadata":{}}"#).unwrap();
+        assert_eq!(plain.into_items().len(), 1);
+        assert_eq!(wrapped.into_items().len(), 2);
+    }
+
+    #[test]
+    fn error_messages_decode_as_string_or_list() {
+        let one: ErrorBody =
+            serde_json::from_str(r#"{"message":"nope","statusCode":404}"#).unwrap();
+        let many: ErrorBody =
+            serde_json::from_str(r#"{"message":["a","b"],"error":"Bad Request"}"#).unwrap();
+        assert_eq!(one.messages(), vec!["nope"]);
+        assert_eq!(many.messages(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn patch_body_clears_with_null_and_sends_only_changes() {
+        let p = VapiPatch {
+            assistant_id: Some(None),
+            name: Some("n".into()),
+            ..VapiPatch::default()
+        };
+        let body = patch_body(&p, None);
+        assert_eq!(body, serde_json::json!({"name": "n", "assistantId": null}));
+    }
+}

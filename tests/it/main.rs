@@ -4,6 +4,8 @@ mod common;
 
 mod cli;
 mod gitops;
+mod property;
 mod reconcile;
 mod standin;
 mod store;
+mod vapi_client;

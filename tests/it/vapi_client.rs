@@ -1,0 +1,219 @@
+//! The Vapi client against the stand-in: complete listings, retries, error mapping.
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use vapictl::secrets::SecretValue;
+use vapictl::standin::{FaultConfig, FaultScope, StandIn, StandInConfig};
+use vapictl::vapi::{RetryPolicy, VapiClient, VapiConfig, VapiError};
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 5,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        max_retry_after: Duration::from_secs(2),
+    }
+}
+
+fn client(v: &StandIn, page: usize) -> VapiClient {
+    let mut cfg = VapiConfig::new(v.base_url(), SecretValue::new(v.api_key()));
+    cfg.page_limit = page;
+    cfg.retry = fast_retries();
+    cfg.timeout = Duration::from_secs(2);
+    VapiClient::new(cfg).unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn number(i: usize) -> String {
+    format!("+1415555{:04}", i)
+}
+
+#[test]
+fn listing_is_complete_when_many_numbers_share_one_created_at() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    for i in 0..7 {
+        v.seed_twilio_number(&number(i), "before", None);
+    }
+    // 35 numbers in one millisecond: more than three pages of 10.
+    v.freeze_clock(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    for i in 100..135 {
+        v.seed_twilio_number(&number(i), "tied", None);
+    }
+    v.unfreeze_clock();
+    for i in 200..205 {
+        v.seed_twilio_number(&number(i), "after", None);
+    }
+    let c = client(&v, 10);
+    let got = rt().block_on(c.list_phone_numbers()).unwrap();
+    let mut numbers: Vec<String> = got.iter().filter_map(|o| o.number.clone()).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(got.len(), 47, "no number missing, none twice");
+    assert_eq!(numbers.len(), 47);
+}
+
+#[test]
+fn ties_at_page_edges_are_not_skipped() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    // Groups of three numbers per instant, pages of 10: every page edge cuts a group.
+    for g in 0..10 {
+        v.freeze_clock(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, g).unwrap());
+        for k in 0..3 {
+            v.seed_twilio_number(&number(g as usize * 10 + k), "x", None);
+        }
+    }
+    v.unfreeze_clock();
+    let c = client(&v, 10);
+    let got = rt().block_on(c.list_phone_numbers()).unwrap();
+    assert_eq!(got.len(), 30);
+    let pages = c
+        .counters()
+        .list_requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(pages <= 6, "O(pages) requests: {pages}");
+}
+
+#[test]
+fn other_providers_and_unknown_fields_are_tolerated() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    v.seed_raw(serde_json::json!({"provider": "vonage", "number": "+14155550001", "credentialId": "c1", "brandNewField": {"x": 1}}))
+        .unwrap();
+    v.seed_raw(serde_json::json!({"provider": "vapi", "sipUri": "sip:x@y"}))
+        .unwrap();
+    v.seed_twilio_number("+14155550002", "t", None);
+    let got = rt()
+        .block_on(client(&v, 1000).list_phone_numbers())
+        .unwrap();
+    let mut providers: Vec<&str> = got.iter().map(|o| o.provider.as_str()).collect();
+    providers.sort();
+    assert_eq!(providers, vec!["twilio", "vapi", "vonage"]);
+}
+
+#[test]
+fn reads_are_retried_through_5xx_and_429() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    v.seed_twilio_number("+14155550002", "t", None);
+    v.fail_next("GET", "/phone-number", 503, 2);
+    v.fail_next("GET", "/assistant", 429, 1);
+    let c = client(&v, 1000);
+    let got = rt().block_on(c.observe()).unwrap();
+    assert_eq!(got.numbers.len(), 1);
+    assert!(
+        c.counters()
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    );
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    v.set_faults(FaultConfig {
+        seed: 1,
+        p_rate_limit: 1.0,
+        retry_after_secs: 1,
+        scope: FaultScope::All,
+        ..FaultConfig::default()
+    });
+    let c = client(&v, 1000);
+    let start = std::time::Instant::now();
+    let err = rt().block_on(c.list_assistants()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VapiError::Unavailable {
+                status: 429,
+                attempts: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_secs(4),
+        "waited Retry-After between attempts"
+    );
+}
+
+#[test]
+fn a_create_that_fails_with_5xx_is_reported_as_unknown_not_retried() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    v.fail_next("POST", "/phone-number", 502, 1);
+    let c = client(&v, 1000);
+    let create = vapictl::plan::VapiCreate {
+        number: "+14155550002".into(),
+        name: "x".into(),
+        assistant_id: None,
+        server: None,
+        sms_enabled: true,
+        account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+        token: vapictl::state::EncryptedToken {
+            armored: String::new(),
+            plaintext: None,
+        },
+    };
+    let err = rt()
+        .block_on(c.create_phone_number(&create, &SecretValue::new("t".repeat(32))))
+        .unwrap_err();
+    assert!(matches!(err, VapiError::OutcomeUnknown { .. }), "{err}");
+    assert_eq!(v.calls("POST"), 1);
+}
+
+#[test]
+fn bad_key_and_bad_request_are_mapped() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    let mut cfg = VapiConfig::new(v.base_url(), SecretValue::new("nope"));
+    cfg.retry = fast_retries();
+    let err = rt()
+        .block_on(VapiClient::new(cfg).unwrap().list_assistants())
+        .unwrap_err();
+    assert!(matches!(err, VapiError::Unauthorized));
+
+    let c = client(&v, 1000);
+    let create = vapictl::plan::VapiCreate {
+        number: "+14155550002".into(),
+        name: "n".repeat(41),
+        assistant_id: None,
+        server: None,
+        sms_enabled: true,
+        account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+        token: vapictl::state::EncryptedToken {
+            armored: String::new(),
+            plaintext: None,
+        },
+    };
+    let secret = "SECRETtoken0123456789abcdef012345";
+    let err = rt()
+        .block_on(c.create_phone_number(&create, &SecretValue::new(secret)))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, VapiError::BadRequest { .. }), "{text}");
+    assert!(
+        text.contains("name must be shorter than or equal to 40 characters"),
+        "{text}"
+    );
+    assert!(!text.contains(secret));
+}
+
+#[test]
+fn unreachable_vapi_is_named_with_a_hint() {
+    // A port nothing listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut cfg = VapiConfig::new(format!("http://{addr}"), SecretValue::new("k"));
+    cfg.retry = fast_retries();
+    let err = rt()
+        .block_on(VapiClient::new(cfg).unwrap().list_assistants())
+        .unwrap_err();
+    assert!(matches!(err, VapiError::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains("VAPI_BASE_URL"));
+}
