@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::plan::{Action, Change, Plan, RowStep, VapiCreate, VapiStep};
 use crate::secrets::{SecretValue, token_digest};
 use crate::state::{EncryptedToken, ObservedNumber, RowWrite, mask_number};
-use crate::store::{ChangeRecord, Store};
+use crate::store::{ChangeRecord, OwnerLock, Store};
 use crate::vapi::{VapiClient, VapiError};
 
 /// How many times a create is attempted when each attempt's outcome is unknown.
@@ -100,6 +100,8 @@ pub struct Applier<'a> {
     pub store: &'a Store,
     pub owner: Uuid,
     pub options: ApplyOptions,
+    /// The owner's lock, when held: no number is started once it is lost.
+    pub lock: Option<&'a OwnerLock>,
 }
 
 impl Applier<'_> {
@@ -120,7 +122,10 @@ impl Applier<'_> {
                         return None;
                     }
                     progress.started(c);
-                    let result = self.apply_one(c).await;
+                    let result = match self.lock.map(OwnerLock::ensure_held) {
+                        Some(Err(e)) => Err(ApplyError::Store(e)),
+                        _ => self.apply_one(c).await,
+                    };
                     let outcome = Outcome {
                         number: c.number.clone(),
                         action: c.action,

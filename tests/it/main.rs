@@ -2,6 +2,8 @@
 
 mod common;
 
+mod concurrency;
+
 mod cli;
 mod gitops;
 mod property;

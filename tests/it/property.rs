@@ -122,6 +122,7 @@ fn run_case(cases: &[Case]) {
             store: &store,
             owner: w.owner,
             options: ApplyOptions::default(),
+            lock: None,
         };
         let report = applier.apply(&plan, &NoProgress).await;
         assert!(report.is_complete(), "{report:#?}");

@@ -129,6 +129,23 @@ pub enum Command {
         /// is more than 5 or more than 25% of the owner's numbers.
         #[arg(long, value_name = "N")]
         allow_deletes: Option<usize>,
+        /// How long to wait for another apply on the same owner to finish, in seconds.
+        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        lock_timeout: u64,
+    },
+    /// Show the audit trail of applied changes, newest first.
+    History {
+        /// Only changes to this number (matched by its last four digits, as stored).
+        number: Option<String>,
+        /// The owner (users.id); or give `--spec` to read it from a spec.
+        #[arg(long, required_unless_present = "spec", value_name = "UUID")]
+        owner: Option<String>,
+        /// Read the owner from this spec.
+        #[arg(long, value_name = "SPEC")]
+        spec: Option<PathBuf>,
+        /// At most this many records.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
     },
     /// Encrypt a secret read on stdin for the spec (prints the armored value to paste).
     Encrypt {

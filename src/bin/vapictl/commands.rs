@@ -4,6 +4,7 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use vapictl::apply::{Applier, ApplyOptions, Outcome, Progress};
@@ -14,7 +15,8 @@ use vapictl::render::{
 };
 use vapictl::safety::DeleteThreshold;
 use vapictl::secrets::{self, SecretValue};
-use vapictl::store::{Store, StoreOptions};
+use vapictl::state::DesiredState;
+use vapictl::store::{LockHolder, OwnerLock, Store, StoreOptions};
 use vapictl::validate::SecretMode;
 use vapictl::vapi::VapiClient;
 use vapictl::{pipeline, spec};
@@ -37,13 +39,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             auto_approve,
             parallelism,
             allow_deletes,
+            lock_timeout,
         } => {
-            apply(
+            let opts = ApplyArgs {
+                auto_approve: *auto_approve,
+                parallelism: usize::from(*parallelism),
+                allow_deletes: *allow_deletes,
+                lock_timeout: Duration::from_secs(*lock_timeout),
+            };
+            apply(g, spec, &opts).await
+        }
+        Command::History {
+            number,
+            owner,
+            spec,
+            limit,
+        } => {
+            history(
                 g,
-                spec,
-                *auto_approve,
-                usize::from(*parallelism),
-                *allow_deletes,
+                number.as_deref(),
+                owner.as_deref(),
+                spec.as_deref(),
+                *limit,
             )
             .await
         }
@@ -130,13 +147,15 @@ async fn drift(g: &GlobalArgs, path: &Path, format: Format) -> anyhow::Result<Ex
     })
 }
 
-async fn apply(
-    g: &GlobalArgs,
-    path: &Path,
+struct ApplyArgs {
     auto_approve: bool,
     parallelism: usize,
     allow_deletes: Option<usize>,
-) -> anyhow::Result<Exit> {
+    lock_timeout: Duration,
+}
+
+async fn apply(g: &GlobalArgs, path: &Path, args: &ApplyArgs) -> anyhow::Result<Exit> {
+    let auto_approve = args.auto_approve;
     let identities = settings::identities(g)?;
     let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Required)?;
     if !auto_approve && !io::stdin().is_terminal() {
@@ -145,7 +164,32 @@ async fn apply(
         );
     }
     let (store, vapi) = connect(g).await?;
-    let plan = pipeline::plan(&store, &vapi, &desired).await?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    // One apply per owner at a time: the plan is made and carried out under the lock.
+    let lock = store
+        .acquire_lock(
+            desired.owner,
+            &LockHolder::this_process(run_id.clone()),
+            args.lock_timeout,
+        )
+        .await?;
+    let result = apply_locked(g, &store, &vapi, &desired, args, run_id, &lock).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not release the owner lock; it expires by itself");
+    }
+    result
+}
+
+async fn apply_locked(
+    g: &GlobalArgs,
+    store: &Store,
+    vapi: &VapiClient,
+    desired: &DesiredState,
+    args: &ApplyArgs,
+    run_id: String,
+    lock: &OwnerLock,
+) -> anyhow::Result<Exit> {
+    let plan = pipeline::plan(store, vapi, desired).await?;
     let style = Style {
         color: settings::stdout_color(g),
     };
@@ -157,11 +201,11 @@ async fn apply(
     if plan.is_empty() {
         return Ok(Exit::Ok);
     }
-    if let Err(refusal) = DeleteThreshold::default().check(&plan, allow_deletes) {
+    if let Err(refusal) = DeleteThreshold::default().check(&plan, args.allow_deletes) {
         eprintln!("error: {refusal}");
         return Ok(Exit::Refused);
     }
-    if !auto_approve && !confirm()? {
+    if !args.auto_approve && !confirm()? {
         eprintln!("Apply cancelled; nothing was changed.");
         return Ok(Exit::Error);
     }
@@ -169,21 +213,22 @@ async fn apply(
     let stop = Arc::new(AtomicBool::new(false));
     spawn_stop_on_signal(stop.clone());
     let options = ApplyOptions {
-        parallelism,
+        parallelism: args.parallelism,
         stop: stop.clone(),
+        run_id,
         ci_run_id: std::env::var("GITHUB_RUN_ID")
             .or_else(|_| std::env::var("CI_PIPELINE_ID"))
             .ok(),
         commit_sha: std::env::var("GITHUB_SHA")
             .or_else(|_| std::env::var("CI_COMMIT_SHA"))
             .ok(),
-        ..ApplyOptions::default()
     };
     let applier = Applier {
-        vapi: &vapi,
-        store: &store,
+        vapi,
+        store,
         owner: desired.owner,
         options,
+        lock: Some(lock),
     };
     let progress = StderrProgress { quiet: g.quiet };
     let report = applier.apply(&plan, &progress).await;
@@ -196,7 +241,7 @@ async fn apply(
         return Ok(Exit::Error);
     }
     // Prove convergence: a fresh plan must be empty.
-    let again = pipeline::plan(&store, &vapi, &desired)
+    let again = pipeline::plan(store, vapi, desired)
         .await
         .context("re-reading after apply")?;
     if !again.is_empty() {
@@ -205,6 +250,57 @@ async fn apply(
             again.changes.len()
         );
         return Ok(Exit::Error);
+    }
+    Ok(Exit::Ok)
+}
+
+async fn history(
+    g: &GlobalArgs,
+    number: Option<&str>,
+    owner: Option<&str>,
+    spec: Option<&Path>,
+    limit: u32,
+) -> anyhow::Result<Exit> {
+    let owner = match (owner, spec) {
+        (Some(o), _) => uuid::Uuid::parse_str(o).map_err(|_| {
+            anyhow::anyhow!("`{o}` is not a UUID\nhint: `--owner` takes the owner's users.id")
+        })?,
+        (None, Some(path)) => spec::load_file(path)?.spec.owner.parse().map_err(|_| {
+            anyhow::anyhow!("the spec's owner is not a UUID; run `vapictl validate`")
+        })?,
+        (None, None) => anyhow::bail!("give `--owner UUID` or `--spec FILE`"),
+    };
+    let store = Store::connect(&g.database_url, &StoreOptions::default()).await?;
+    let records = store.history(owner, number, limit).await?;
+    let mut out = io::stdout().lock();
+    if records.is_empty() {
+        writeln!(out, "No recorded changes for owner {owner}.")?;
+    }
+    for r in &records {
+        writeln!(
+            out,
+            "{}  {:<10} {:<8} {:<10} {}{}",
+            r.at.format("%Y-%m-%d %H:%M:%S"),
+            r.action,
+            r.number_masked,
+            r.outcome,
+            r.fields.join(","),
+            r.error
+                .as_deref()
+                .map(|e| format!("  ({})", e.lines().next().unwrap_or_default()))
+                .unwrap_or_default()
+        )?;
+        let mut meta = format!("    run {}", r.run_id);
+        if let Some(ci) = &r.ci_run_id {
+            meta.push_str(&format!(" ci {ci}"));
+        }
+        if let Some(sha) = &r.commit_sha {
+            meta.push_str(&format!(" commit {sha}"));
+        }
+        if let Some(id) = &r.vapi_phone_id {
+            meta.push_str(&format!(" vapi {id}"));
+        }
+        writeln!(out, "{meta}")?;
     }
     Ok(Exit::Ok)
 }

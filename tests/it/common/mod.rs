@@ -123,9 +123,10 @@ impl World {
         p
     }
 
-    /// `vapictl` with this world's environment (and nothing inherited that could interfere).
-    pub fn vapictl(&self) -> assert_cmd::Command {
-        let mut c = assert_cmd::Command::cargo_bin("vapictl").unwrap();
+    /// The `vapictl` binary with this world's environment (and nothing inherited that could
+    /// interfere), as a plain command (for spawning several at once).
+    pub fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("vapictl"));
         for var in [
             "VAPI_API_KEY",
             "VAPI_TOKEN",
@@ -147,6 +148,11 @@ impl World {
             .env("VAPICTL_VAPI_TIMEOUT", "5")
             .current_dir(self.dir.path());
         c
+    }
+
+    /// [`World::command`] with assert_cmd's conveniences (stdin, output).
+    pub fn vapictl(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.command())
     }
 
     /// Runs `vapictl ARGS…` and returns its output, whatever the exit code.
