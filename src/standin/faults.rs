@@ -51,6 +51,8 @@ pub enum InjectedFault {
     RateLimited,
     Hang,
     LostResponse,
+    /// A 400 whose message quotes the request body (as some validators do).
+    EchoBody,
 }
 
 /// What a one-shot rule does to the requests it matches.
@@ -60,6 +62,8 @@ pub enum OneShotAction {
     Status(u16),
     /// Handle the request (commit it), then drop the connection.
     Lose,
+    /// Answer 400 with a message that quotes the request body, without handling the request.
+    Echo,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +141,7 @@ impl Faults {
                 OneShotAction::Status(429) => InjectedFault::RateLimited,
                 OneShotAction::Status(s) => InjectedFault::Status(s),
                 OneShotAction::Lose => InjectedFault::LostResponse,
+                OneShotAction::Echo => InjectedFault::EchoBody,
             });
         }
 

@@ -372,6 +372,17 @@ impl StandIn {
         );
     }
 
+    /// Answers the next `times` matching requests with a 400 whose message quotes the request
+    /// body (secrets included), without handling them: for leak tests.
+    pub fn echo_next(&self, method: &str, path_prefix: &str, times: usize) {
+        lock(&self.shared.faults).add_rule(
+            any_method(method),
+            path_prefix,
+            OneShotAction::Echo,
+            times,
+        );
+    }
+
     pub fn clear_fault_rules(&self) {
         lock(&self.shared.faults).clear_rules();
     }

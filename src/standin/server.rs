@@ -343,6 +343,13 @@ async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Re
     let response = match fault {
         Some(InjectedFault::Status(s)) => injected(s, retry_after),
         Some(InjectedFault::RateLimited) => injected(429, retry_after),
+        Some(InjectedFault::EchoBody) => nest(
+            StatusCode::BAD_REQUEST,
+            json!([format!(
+                "request body could not be processed: {}",
+                String::from_utf8_lossy(&bytes)
+            )]),
+        ),
         Some(InjectedFault::Hang) => {
             tokio::time::sleep(Duration::from_millis(hang)).await;
             injected(504, retry_after)

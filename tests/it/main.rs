@@ -4,7 +4,9 @@ mod common;
 
 mod concurrency;
 
+mod bad_input;
 mod cli;
+mod faults;
 mod gitops;
 mod property;
 mod reconcile;

@@ -163,6 +163,9 @@ async fn apply(g: &GlobalArgs, path: &Path, args: &ApplyArgs) -> anyhow::Result<
             "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
         );
     }
+    // From here on, Ctrl-C or SIGTERM stops cleanly: in-flight changes finish, no new one starts.
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_stop_on_signal(stop.clone());
     let (store, vapi) = connect(g).await?;
     let run_id = uuid::Uuid::new_v4().to_string();
     // One apply per owner at a time: the plan is made and carried out under the lock.
@@ -173,22 +176,42 @@ async fn apply(g: &GlobalArgs, path: &Path, args: &ApplyArgs) -> anyhow::Result<
             args.lock_timeout,
         )
         .await?;
-    let result = apply_locked(g, &store, &vapi, &desired, args, run_id, &lock).await;
+    let run = LockedRun {
+        store: &store,
+        vapi: &vapi,
+        lock: &lock,
+        run_id,
+        stop,
+    };
+    let result = apply_locked(g, &desired, args, run).await;
     if let Err(e) = lock.release().await {
         tracing::warn!(error = %e, "could not release the owner lock; it expires by itself");
     }
     result
 }
 
+/// What an apply holds while it runs under the owner's lock.
+struct LockedRun<'a> {
+    store: &'a Store,
+    vapi: &'a VapiClient,
+    lock: &'a OwnerLock,
+    run_id: String,
+    stop: Arc<AtomicBool>,
+}
+
 async fn apply_locked(
     g: &GlobalArgs,
-    store: &Store,
-    vapi: &VapiClient,
     desired: &DesiredState,
     args: &ApplyArgs,
-    run_id: String,
-    lock: &OwnerLock,
+    run: LockedRun<'_>,
 ) -> anyhow::Result<Exit> {
+    let LockedRun {
+        store,
+        vapi,
+        lock,
+        run_id,
+        stop,
+    } = run;
     let plan = pipeline::plan(store, vapi, desired).await?;
     let style = Style {
         color: settings::stdout_color(g),
@@ -210,8 +233,6 @@ async fn apply_locked(
         return Ok(Exit::Error);
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    spawn_stop_on_signal(stop.clone());
     let options = ApplyOptions {
         parallelism: args.parallelism,
         stop: stop.clone(),

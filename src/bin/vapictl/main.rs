@@ -36,7 +36,18 @@ impl From<Exit> for ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // Usage errors exit 1, not clap's 2: 2 means "changes present" in vapictl's contract.
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Error.into()
+            } else {
+                Exit::Ok.into()
+            };
+        }
+    };
     logging::init(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

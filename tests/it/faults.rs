@@ -1,0 +1,272 @@
+//! Nothing lost: flaky networks, killed processes and interrupted applies never duplicate or
+//! lose a number, and the next run converges.
+
+use std::time::{Duration, Instant};
+
+use vapictl::standin::{FaultConfig, FaultScope};
+
+use crate::common::*;
+
+fn numbers(n: usize, base: usize) -> Vec<String> {
+    (0..n).map(|i| format!("+1415555{:04}", base + i)).collect()
+}
+
+fn spec_of(w: &World, numbers: &[String], name: &str) -> std::path::PathBuf {
+    let mut s = w.spec();
+    for n in numbers {
+        s = s.with(Entry::new(n, name));
+    }
+    w.write(&s)
+}
+
+#[track_caller]
+fn assert_each_once(w: &World, numbers: &[String]) {
+    let rec = w.recorded();
+    for n in numbers {
+        let found = w.vapi.find_by_number(n);
+        assert_eq!(found.len(), 1, "{n} must exist exactly once in Vapi");
+        let row = rec
+            .rows
+            .get(n.as_str())
+            .unwrap_or_else(|| panic!("{n} has no row"));
+        assert_eq!(
+            row.vapi_phone_id.as_deref(),
+            found[0]["id"].as_str(),
+            "{n}: row and Vapi agree"
+        );
+    }
+    assert_eq!(rec.rows.len(), numbers.len(), "no orphan rows");
+    assert_eq!(w.vapi.numbers().len(), numbers.len(), "no orphan numbers");
+}
+
+/// Applies until exit 0 (at most `tries` times); returns how many runs it took.
+fn apply_until_done(w: &World, spec: &std::path::Path, tries: usize) -> usize {
+    for i in 1..=tries {
+        let o = w.apply(spec);
+        if o.status.code() == Some(0) {
+            return i;
+        }
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o).1);
+    }
+    panic!("did not converge in {tries} applies");
+}
+
+#[test]
+fn flaky_vapi_with_lost_responses_never_duplicates() {
+    let w = World::sqlite();
+    let ns = numbers(12, 5000);
+    w.vapi.set_faults(FaultConfig {
+        seed: 7,
+        p_server_error: 0.2,
+        p_rate_limit: 0.1,
+        retry_after_secs: 0,
+        p_lost_response: 0.1,
+        scope: FaultScope::Mutating,
+        ..FaultConfig::default()
+    });
+    let spec = spec_of(&w, &ns, "Line");
+    apply_until_done(&w, &spec, 8);
+    // Updates and deletes under the same faults.
+    let spec = spec_of(&w, &ns[..10], "Renamed");
+    let o = w.run(&[
+        "apply",
+        "--auto-approve",
+        "--allow-deletes",
+        "2",
+        spec.to_str().unwrap(),
+    ]);
+    if o.status.code() != Some(0) {
+        apply_until_done(&w, &spec, 8);
+    }
+    w.vapi.set_faults(FaultConfig::default());
+    assert_each_once(&w, &ns[..10]);
+    for n in &ns[..10] {
+        assert_eq!(w.vapi.find_by_number(n)[0]["name"], "Renamed");
+    }
+    assert_code(&w.plan(&spec), 0);
+}
+
+#[test]
+fn requests_that_hang_past_the_timeout_are_survived() {
+    let w = World::sqlite();
+    let ns = numbers(4, 5100);
+    w.vapi.set_faults(FaultConfig {
+        seed: 3,
+        p_hang: 0.3,
+        hang_ms: 2500,
+        scope: FaultScope::All,
+        ..FaultConfig::default()
+    });
+    let spec = spec_of(&w, &ns, "Line");
+    let o = w
+        .vapictl()
+        .env("VAPICTL_VAPI_TIMEOUT", "1")
+        .args(["apply", "--auto-approve", spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    if o.status.code() != Some(0) {
+        assert_code(&o, 1);
+    }
+    w.vapi.set_faults(FaultConfig::default());
+    apply_until_done(&w, &spec, 3);
+    assert_each_once(&w, &ns);
+}
+
+#[test]
+fn killed_applies_are_repaired_by_the_next_run() {
+    let w = World::sqlite();
+    let ns = numbers(10, 5200);
+    // Every request takes 40 ms, one number at a time: an apply lasts about a second.
+    w.vapi.set_faults(FaultConfig {
+        latency_ms: 40,
+        ..FaultConfig::default()
+    });
+    let spec = spec_of(&w, &ns, "Line");
+    let mut rng_delays = [150u64, 420, 260, 610, 330].into_iter();
+    for _ in 0..5 {
+        let mut child = w
+            .command()
+            .args([
+                "apply",
+                "--auto-approve",
+                "--parallelism",
+                "1",
+                spec.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng_delays.next().unwrap()));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // A killed holder's lock must not block the next run for long.
+    }
+    w.vapi.set_faults(FaultConfig::default());
+    let start = Instant::now();
+    let o = w.run(&[
+        "apply",
+        "--auto-approve",
+        "--lock-timeout",
+        "60",
+        spec.to_str().unwrap(),
+    ]);
+    assert_code(&o, 0);
+    assert!(
+        start.elapsed() < Duration::from_secs(45),
+        "stale lease expired in time"
+    );
+    assert_each_once(&w, &ns);
+    assert_code(&w.plan(&spec), 0);
+}
+
+#[test]
+fn interrupt_finishes_in_flight_work_and_reports_what_is_left() {
+    let w = World::sqlite();
+    let ns = numbers(10, 5300);
+    w.vapi.set_faults(FaultConfig {
+        latency_ms: 100,
+        ..FaultConfig::default()
+    });
+    let spec = spec_of(&w, &ns, "Line");
+    let child = w
+        .command()
+        .args([
+            "apply",
+            "--auto-approve",
+            "--parallelism",
+            "1",
+            spec.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 1);
+    let (out, err) = text(&o);
+    assert!(err.contains("stopping"), "{err}");
+    assert!(out.contains("not started (stopped)"), "{out}");
+    w.vapi.set_faults(FaultConfig::default());
+    // What was done is recorded; the next run finishes the rest.
+    let rec = w.recorded();
+    for (n, row) in &rec.rows {
+        assert_eq!(w.vapi.find_by_number(n).len(), 1);
+        assert!(row.vapi_phone_id.is_some());
+    }
+    assert!(rec.rows.len() < ns.len());
+    assert_code(&w.apply(&spec), 0);
+    assert_each_once(&w, &ns);
+}
+
+#[test]
+fn a_failed_listing_plans_nothing() {
+    let w = World::sqlite();
+    let ns = numbers(3, 5400);
+    let spec = spec_of(&w, &ns, "Line");
+    assert_code(&w.apply(&spec), 0);
+    // Vapi's list keeps failing: nothing may be planned as "missing", nothing re-created.
+    w.vapi.set_faults(FaultConfig {
+        p_server_error: 1.0,
+        scope: FaultScope::All,
+        ..FaultConfig::default()
+    });
+    let before = w.vapi.mutating_calls();
+    let o = w.apply(&spec);
+    assert_code(&o, 1);
+    assert!(text(&o).1.contains("Vapi kept answering"), "{}", text(&o).1);
+    assert_eq!(w.vapi.mutating_calls(), before);
+    w.vapi.set_faults(FaultConfig::default());
+    assert_code(&w.plan(&spec), 0);
+}
+
+#[test]
+fn one_numbers_failure_does_not_stop_the_others() {
+    let w = World::sqlite();
+    let ns = numbers(3, 5500);
+    let spec = spec_of(&w, &ns, "Line");
+    // A validation error from Vapi for one create only.
+    w.vapi.fail_next("POST", "/phone-number", 400, 1);
+    let o = w.apply(&spec);
+    assert_code(&o, 1);
+    let out = text(&o).0;
+    assert!(
+        out.contains("failed") && out.contains("Apply: 2 applied, 1 failed"),
+        "{out}"
+    );
+    assert_eq!(w.vapi.numbers().len(), 2);
+    assert_code(&w.apply(&spec), 0);
+    assert_each_once(&w, &ns);
+}
+
+#[test]
+fn errors_that_echo_the_request_never_leak_the_token() {
+    let w = World::sqlite();
+    let spec = spec_of(&w, &numbers(1, 5600), "Line");
+    w.vapi.echo_next("POST", "/phone-number", 1);
+    let o = w.run(&[
+        "-vvv",
+        "--log-format",
+        "json",
+        "apply",
+        "--auto-approve",
+        spec.to_str().unwrap(),
+    ]);
+    assert_code(&o, 1);
+    let (out, err) = text(&o);
+    assert!(out.contains("request body could not be processed"), "{out}");
+    assert!(
+        out.contains("(sensitive)"),
+        "the echoed token is redacted: {out}"
+    );
+    for s in [TOKEN, w.vapi.api_key()] {
+        assert!(!out.contains(s) && !err.contains(s));
+    }
+    assert!(!w.dump_db().contains(TOKEN));
+}
