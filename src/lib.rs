@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod render;
 pub mod safety;
+pub mod saved;
 pub mod secrets;
 pub mod spec;
 pub mod state;

@@ -257,6 +257,30 @@ impl Store {
         dispatch!(self, s => s.record_change(change).await)
     }
 
+    /// Whether the saved plan `plan_id` was applied before.
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`].
+    pub async fn plan_claimed(&self, plan_id: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.plan_claimed(plan_id).await)
+    }
+
+    /// Marks the saved plan `plan_id` as applied by `run_id`.
+    ///
+    /// # Guarantees
+    /// Atomic: of several runs claiming one plan, exactly one gets `true`.
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`].
+    pub async fn claim_plan(
+        &self,
+        plan_id: &str,
+        owner: Uuid,
+        run_id: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.claim_plan(plan_id, owner, run_id).await)
+    }
+
     /// The owner's most recent changes, newest first, at most `limit` of them; only those of
     /// `number` when given (compared by its masked form: the trail keeps nothing else, so two
     /// numbers with the same last four digits share a history).

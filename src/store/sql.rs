@@ -130,3 +130,11 @@ pub(crate) fn sorted_assistants(mut rows: Vec<AssistantRow>) -> Vec<AssistantRow
     rows.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
     rows
 }
+
+/// Claims a saved plan for one run; no row is inserted when it was claimed before.
+pub(crate) const CLAIM_PLAN: &str = "INSERT INTO vapictl_applied_plans (plan_id, user_id, run_id, \
+     applied_at) VALUES ($1, $2, $3, $4) ON CONFLICT (plan_id) DO NOTHING";
+
+/// Whether a saved plan was applied.
+pub(crate) const PLAN_CLAIMED: &str =
+    "SELECT count(*) FROM vapictl_applied_plans WHERE plan_id = $1";

@@ -227,6 +227,32 @@ impl SqliteStore {
         Ok(super::untouched_row_error(row_id, count))
     }
 
+    pub(crate) async fn plan_claimed(&self, plan_id: &str) -> Result<bool, StoreError> {
+        self.queries.tick();
+        let n: i64 = sqlx::query_scalar(sql::PLAN_CLAIMED)
+            .bind(plan_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn claim_plan(
+        &self,
+        plan_id: &str,
+        owner: Uuid,
+        run_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.queries.tick();
+        let done = sqlx::query(sql::CLAIM_PLAN)
+            .bind(plan_id)
+            .bind(owner.hyphenated())
+            .bind(run_id)
+            .bind(timestamp(chrono::Utc::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub(crate) async fn record_change(&self, change: &ChangeRecord) -> Result<(), StoreError> {
         self.queries.tick();
         sqlx::query(sql::INSERT_CHANGE)

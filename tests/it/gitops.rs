@@ -206,3 +206,100 @@ fn implicit_mass_delete_needs_the_exact_count() {
     assert_code(&o, 0);
     assert!(w.vapi.numbers().is_empty());
 }
+
+#[test]
+fn saved_plan_is_applied_exactly_once() {
+    let w = World::sqlite();
+    let spec = w.write(
+        &w.spec()
+            .with(Entry::new(N1, "Main"))
+            .with(Entry::new(N2, "Support")),
+    );
+    let o = w.run(&["plan", "--out", "plan.json", spec.to_str().unwrap()]);
+    assert_code(&o, 0);
+    let file = std::fs::read_to_string(w.path("plan.json")).unwrap();
+    assert!(
+        !file.contains(TOKEN) && !file.contains("BEGIN AGE"),
+        "no secret, no ciphertext"
+    );
+    assert_eq!(w.vapi.mutating_calls(), 0);
+
+    let o = w.run(&["apply", "plan.json"]);
+    assert_code(&o, 0);
+    assert_eq!(w.vapi.numbers().len(), 2);
+    let o = w.run(&["apply", "plan.json"]);
+    assert_code(&o, 3);
+    assert!(text(&o).1.contains("applied before"), "{}", text(&o).1);
+}
+
+#[test]
+fn stale_saved_plan_is_refused_naming_what_changed() {
+    let w = World::sqlite();
+    let spec = w.write(
+        &w.spec()
+            .with(Entry::new(N1, "Main"))
+            .with(Entry::new(N2, "Support")),
+    );
+    assert_code(&w.apply(&spec), 0);
+    let spec = w.write(
+        &w.spec()
+            .with(Entry::new(N1, "Renamed"))
+            .with(Entry::new(N2, "Support")),
+    );
+    assert_code(
+        &w.run(&["plan", "--out", "plan.json", spec.to_str().unwrap()]),
+        0,
+    );
+
+    // Someone edits the number in the dashboard after the plan was made.
+    let id = w.vapi.find_by_number(N1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.vapi
+        .patch_number(&id, serde_json::json!({"smsEnabled": false}));
+    let before = w.vapi.mutating_calls();
+    let o = w.run(&["apply", "plan.json"]);
+    assert_code(&o, 3);
+    let err = text(&o).1;
+    assert!(
+        err.contains("stale") && err.contains(N1) && err.contains("changed in Vapi"),
+        "{err}"
+    );
+    assert_eq!(w.vapi.mutating_calls(), before, "nothing applied");
+
+    // A spec edit after the plan is refused as well.
+    assert_code(
+        &w.run(&["plan", "--out", "plan2.json", spec.to_str().unwrap()]),
+        0,
+    );
+    w.write(
+        &w.spec()
+            .with(Entry::new(N1, "Other"))
+            .with(Entry::new(N2, "Support")),
+    );
+    let o = w.run(&["apply", "plan2.json"]);
+    assert_code(&o, 3);
+    assert!(
+        text(&o).1.contains("changed since the plan"),
+        "{}",
+        text(&o).1
+    );
+
+    // A new database edit on the other number too.
+    w.write(
+        &w.spec()
+            .with(Entry::new(N1, "Renamed"))
+            .with(Entry::new(N2, "Support")),
+    );
+    assert_code(
+        &w.run(&["plan", "--out", "plan3.json", spec.to_str().unwrap()]),
+        0,
+    );
+    w.exec_sql(&format!(
+        "UPDATE phone_numbers SET notes = 'by hand' WHERE phone_number = '{N2}'"
+    ));
+    let o = w.run(&["apply", "plan3.json"]);
+    assert_code(&o, 3);
+    assert!(text(&o).1.contains(N2), "{}", text(&o).1);
+}

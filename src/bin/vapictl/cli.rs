@@ -107,6 +107,9 @@ pub enum Command {
         /// Output format: text (terminals, logs), markdown (pull-request comments), json.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also save the plan to FILE, for `vapictl apply FILE` (no secrets inside).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Report what differs between the spec and the database/Vapi, by cause. Changes nothing.
     /// Exit 0 in sync, 2 drift found, 1 error.
@@ -116,8 +119,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Make Vapi and the database match the spec.
+    /// Make Vapi and the database match the spec, or apply a plan saved with `plan --out`
+    /// (exactly that plan: refused with exit 3 when anything changed since, or when it was
+    /// applied before).
     Apply {
+        /// The spec file, or a saved plan file.
+        #[arg(value_name = "SPEC|PLAN")]
         spec: PathBuf,
         /// Apply without asking.
         #[arg(long)]

@@ -14,6 +14,7 @@ use vapictl::render::{
     render_plan_markdown, render_plan_text,
 };
 use vapictl::safety::DeleteThreshold;
+use vapictl::saved::SavedPlan;
 use vapictl::secrets::{self, SecretValue};
 use vapictl::state::DesiredState;
 use vapictl::store::{LockHolder, OwnerLock, Store, StoreOptions};
@@ -33,7 +34,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             spec,
             detailed_exitcode,
             format,
-        } => plan(g, spec, *detailed_exitcode, *format).await,
+            out,
+        } => plan(g, spec, *detailed_exitcode, *format, out.as_deref()).await,
         Command::Apply {
             spec,
             auto_approve,
@@ -97,7 +99,13 @@ async fn connect(g: &GlobalArgs) -> anyhow::Result<(Store, VapiClient)> {
     Ok((store, vapi))
 }
 
-async fn plan(g: &GlobalArgs, path: &Path, detailed: bool, format: Format) -> anyhow::Result<Exit> {
+async fn plan(
+    g: &GlobalArgs,
+    path: &Path,
+    detailed: bool,
+    format: Format,
+    save_to: Option<&Path>,
+) -> anyhow::Result<Exit> {
     let identities = settings::identities(g)?;
     let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
     let (store, vapi) = connect(g).await?;
@@ -112,6 +120,18 @@ async fn plan(g: &GlobalArgs, path: &Path, detailed: bool, format: Format) -> an
         Format::Json => render_plan_json(&plan, &mut out)?,
     }
     out.flush()?;
+    if let Some(file) = save_to {
+        let saved = SavedPlan::new(&plan, &path.to_string_lossy(), uuid::Uuid::new_v4());
+        let mut json = serde_json::to_vec_pretty(&saved)?;
+        json.push(b'\n');
+        std::fs::write(file, json)
+            .with_context(|| format!("writing the plan to `{}`", file.display()))?;
+        eprintln!(
+            "Saved the plan to {}; apply exactly it with `vapictl apply {}`.",
+            file.display(),
+            file.display()
+        );
+    }
     if let Err(refusal) = DeleteThreshold::default().check(&plan, None) {
         let text = refusal.to_string();
         eprintln!("note: apply will refuse this plan: {text}");
@@ -155,9 +175,31 @@ struct ApplyArgs {
 }
 
 async fn apply(g: &GlobalArgs, path: &Path, args: &ApplyArgs) -> anyhow::Result<Exit> {
-    let auto_approve = args.auto_approve;
+    // A saved plan names its spec; anything else is a spec.
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let saved = SavedPlan::parse(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "`{}`: {e}\nhint: make a new plan with `vapictl plan --out FILE`",
+            path.display()
+        )
+    })?;
+    let spec_path = match &saved {
+        Some(s) => std::path::PathBuf::from(&s.spec_path),
+        None => path.to_path_buf(),
+    };
+    // A saved plan was reviewed: it is applied without asking.
+    let auto_approve = args.auto_approve || saved.is_some();
     let identities = settings::identities(g)?;
-    let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Required)?;
+    let (loaded, desired) = pipeline::load_desired(&spec_path, &identities, SecretMode::Required)?;
+    if let Some(s) = &saved
+        && loaded.digest != s.spec_digest
+    {
+        eprintln!(
+            "error: the saved plan is stale: the spec `{}` changed since the plan was made\nhint: run `vapictl plan --out FILE` again and review the new plan",
+            s.spec_path
+        );
+        return Ok(Exit::Refused);
+    }
     if !auto_approve && !io::stdin().is_terminal() {
         anyhow::bail!(
             "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
@@ -182,6 +224,8 @@ async fn apply(g: &GlobalArgs, path: &Path, args: &ApplyArgs) -> anyhow::Result<
         lock: &lock,
         run_id,
         stop,
+        saved,
+        auto_approve,
     };
     let result = apply_locked(g, &desired, args, run).await;
     if let Err(e) = lock.release().await {
@@ -197,6 +241,8 @@ struct LockedRun<'a> {
     lock: &'a OwnerLock,
     run_id: String,
     stop: Arc<AtomicBool>,
+    saved: Option<SavedPlan>,
+    auto_approve: bool,
 }
 
 async fn apply_locked(
@@ -211,8 +257,32 @@ async fn apply_locked(
         lock,
         run_id,
         stop,
+        saved,
+        auto_approve,
     } = run;
     let plan = pipeline::plan(store, vapi, desired).await?;
+    if let Some(saved) = &saved {
+        let replayed = "error: this saved plan was applied before; a plan can be applied once\nhint: run `vapictl plan --out FILE` for a new plan";
+        if store.plan_claimed(&saved.plan_id).await? {
+            eprintln!("{replayed}");
+            return Ok(Exit::Refused);
+        }
+        let reasons = saved.staleness(&plan);
+        if !reasons.is_empty() {
+            eprintln!(
+                "error: the saved plan is stale; nothing was applied:\n  {}\nhint: run `vapictl plan --out FILE` again and review the new plan",
+                reasons.join("\n  ")
+            );
+            return Ok(Exit::Refused);
+        }
+        if !store
+            .claim_plan(&saved.plan_id, desired.owner, &run_id)
+            .await?
+        {
+            eprintln!("{replayed}");
+            return Ok(Exit::Refused);
+        }
+    }
     let style = Style {
         color: settings::stdout_color(g),
     };
@@ -228,7 +298,7 @@ async fn apply_locked(
         eprintln!("error: {refusal}");
         return Ok(Exit::Refused);
     }
-    if !args.auto_approve && !confirm()? {
+    if !auto_approve && !confirm()? {
         eprintln!("Apply cancelled; nothing was changed.");
         return Ok(Exit::Error);
     }
