@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod diff;
 pub mod error;
+pub mod import;
 pub mod pipeline;
 pub mod plan;
 pub mod render;

@@ -413,6 +413,12 @@ impl<'a> TokenCache<'a> {
     }
 
     fn decrypt(&self, armored: &str) -> Result<Option<SecretValue>, (String, String)> {
+        if armored.trim().starts_with(crate::import::TOKEN_PLACEHOLDER) {
+            return Err((
+                "authToken is a placeholder left by `vapictl import`".into(),
+                "encrypt this number's Twilio auth token with `printf '%s' \"$TOKEN\" | vapictl encrypt -r age1…` and paste the block here".into(),
+            ));
+        }
         if !looks_armored(armored) {
             return Err((
                 "authToken is not age-encrypted; plaintext tokens are refused".into(),

@@ -303,3 +303,70 @@ fn stale_saved_plan_is_refused_naming_what_changed() {
     assert_code(&o, 3);
     assert!(text(&o).1.contains(N2), "{}", text(&o).1);
 }
+
+#[test]
+fn import_round_trips_to_an_empty_plan() {
+    let w = World::sqlite();
+    w.assistant("sales-bot", OWNER);
+    let spec = w.write(
+        &w.spec()
+            .with(Entry {
+                notes: Some("front desk".into()),
+                protected: true,
+                ..Entry::new(N1, "Main").assistant("sales-bot")
+            })
+            .with(Entry {
+                server_url: Some("https://hooks.example.com/v".into()),
+                sms_enabled: Some(false),
+                ..Entry::new(N2, "Support")
+            }),
+    );
+    assert_code(&w.apply(&spec), 0);
+    w.vapi.seed_twilio_number("+14155550077", "Nobody's", None);
+    let o = w.run(&["import", "--owner", OWNER]);
+    assert_code(&o, 0);
+    let (yaml, err) = text(&o);
+    assert!(err.contains("+14155550077") && err.contains("--adopt"), "{err}");
+    assert!(!yaml.contains("+14155550077"));
+    let imported = w.path("imported.yaml");
+    std::fs::write(&imported, &yaml).unwrap();
+    let o = w.plan(&imported);
+    assert_code(&o, 0);
+    assert!(text(&o).0.contains("No changes"), "{yaml}\n{}", text(&o).0);
+    // Stable: importing twice gives the same file.
+    assert_eq!(text(&w.run(&["import", "--owner", OWNER])).0, yaml);
+}
+
+#[test]
+fn import_re_encrypts_to_new_recipients_and_adopt_leaves_placeholders() {
+    let w = World::sqlite();
+    let spec = w.write(&w.spec().with(Entry::new(N1, "Main")));
+    assert_code(&w.apply(&spec), 0);
+    w.vapi.seed_twilio_number(N2, "Dashboard", None);
+    let new_key = age::x25519::Identity::generate();
+    let o = w.run(&[
+        "import",
+        "--owner",
+        OWNER,
+        "--adopt",
+        "--recipient",
+        &new_key.to_public().to_string(),
+    ]);
+    assert_code(&o, 0);
+    let yaml = text(&o).0;
+    assert!(!yaml.contains(&w.token_armored), "re-encrypted");
+    assert!(yaml.contains(N2) && yaml.contains(vapictl::import::TOKEN_PLACEHOLDER));
+    let imported = w.path("imported.yaml");
+    std::fs::write(&imported, &yaml).unwrap();
+    use age::secrecy::ExposeSecret;
+    let o = w
+        .vapictl()
+        .env_remove("VAPICTL_AGE_IDENTITY_FILE")
+        .env("VAPICTL_AGE_IDENTITY", new_key.to_string().expose_secret())
+        .args(["validate", imported.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    let err = text(&o).1;
+    assert!(err.contains("1 problem") && err.contains("placeholder left by `vapictl import`"), "{err}");
+}

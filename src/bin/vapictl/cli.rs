@@ -154,6 +154,20 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Write a spec (to stdout) for what an owner has in the database and Vapi.
+    Import {
+        /// The owner (users.id).
+        #[arg(long, value_name = "UUID")]
+        owner: String,
+        /// Re-encrypt the tokens to these age recipients (repeatable; needs an identity that
+        /// can decrypt the stored tokens). Without it, stored ciphertexts are kept as they are.
+        #[arg(long = "recipient", short = 'r', value_name = "AGE1…")]
+        recipients: Vec<String>,
+        /// Also include Twilio numbers in Vapi that nobody manages, to take them over (their
+        /// tokens are placeholders to fill in).
+        #[arg(long)]
+        adopt: bool,
+    },
     /// Encrypt a secret read on stdin for the spec (prints the armored value to paste).
     Encrypt {
         /// age recipient (`age1…`), repeatable.

@@ -1,0 +1,225 @@
+//! Writing a spec for what an owner already has (pure): the owner's rows joined with Vapi's
+//! numbers, in a stable order, so that `import` then `plan` shows no changes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use uuid::Uuid;
+
+use crate::secrets::{Identities, SecretsError, encrypt};
+use crate::state::{AssistantRow, ObservedNumber, ObservedState, RecordedState};
+
+/// Marks a token `import` could not fill in; validation names it.
+pub const TOKEN_PLACEHOLDER: &str = "REPLACE-ME-encrypt-the-twilio-auth-token";
+
+/// How to write tokens.
+pub enum Tokens<'a> {
+    /// Keep each row's ciphertext as it is (no key needed; round-trips exactly).
+    Keep,
+    /// Decrypt each row's token and encrypt it to these recipients.
+    ReEncrypt {
+        identities: &'a Identities,
+        recipients: &'a [age::x25519::Recipient],
+    },
+}
+
+/// The imported spec and what the user should know about it.
+#[derive(Debug, Clone, Default)]
+pub struct Imported {
+    pub yaml: String,
+    pub numbers: usize,
+    /// Numbers whose token is a placeholder that must be filled in.
+    pub placeholders: Vec<String>,
+    /// Twilio numbers in Vapi that nobody records (listed, and included with `--adopt`).
+    pub unmanaged: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// One number, as it goes into the spec.
+struct Item {
+    number: String,
+    name: String,
+    assistant: Option<String>,
+    notes: Option<String>,
+    account_sid: String,
+    token: String,
+    server: Option<crate::state::ServerConfig>,
+    sms_enabled: bool,
+    protected: bool,
+}
+
+fn q(s: &str) -> String {
+    // A JSON string is a valid YAML double-quoted scalar.
+    serde_json::to_string(s).expect("strings serialize")
+}
+
+fn block(armored: &str, indent: usize) -> String {
+    if !armored.contains('\n') {
+        return format!(" {}\n", q(armored));
+    }
+    let mut out = String::from(" |\n");
+    for line in armored.trim_end().lines() {
+        let _ = writeln!(out, "{}{line}", " ".repeat(indent));
+    }
+    out
+}
+
+fn assistant_ref(owner_rows: &[&AssistantRow], vapi_id: &str) -> Option<String> {
+    let row = owner_rows
+        .iter()
+        .find(|a| a.vapi_assistant_id.as_deref() == Some(vapi_id))?;
+    match &row.name {
+        Some(n) if owner_rows.iter().filter(|a| a.name.as_ref() == Some(n)).count() == 1 => {
+            Some(n.clone())
+        }
+        _ => Some(row.id.to_string()),
+    }
+}
+
+/// Builds the spec.
+///
+/// # Errors
+/// With [`Tokens::ReEncrypt`], a row's token that cannot be decrypted or encrypted.
+pub fn import(
+    owner: Uuid,
+    recorded: &RecordedState,
+    observed: &ObservedState,
+    tokens: &Tokens<'_>,
+    adopt: bool,
+) -> Result<Imported, (String, SecretsError)> {
+    let mut out = Imported::default();
+    let owner_assistants: Vec<&AssistantRow> = recorded
+        .assistants
+        .iter()
+        .filter(|a| a.user_id == owner)
+        .collect();
+    let mut in_vapi: BTreeMap<&str, &ObservedNumber> = BTreeMap::new();
+    for o in observed.numbers.iter().filter(|o| o.provider == "twilio") {
+        if let Some(n) = o.number.as_deref() {
+            in_vapi.entry(n).or_insert(o);
+        }
+    }
+    let mut items = Vec::new();
+    for (number, row) in &recorded.rows {
+        let o = row
+            .vapi_phone_id
+            .as_deref()
+            .and_then(|id| observed.numbers.iter().find(|o| o.id == id))
+            .or_else(|| in_vapi.get(number.as_str()).copied());
+        if o.is_none() {
+            out.warnings.push(format!("`{number}` is recorded but not in Vapi: the first apply re-creates it"));
+        }
+        let token = match (&row.twilio_auth_token, tokens) {
+            (Some(armored), Tokens::Keep) => armored.clone(),
+            (Some(armored), Tokens::ReEncrypt { identities, recipients }) => {
+                let plain = identities.decrypt(armored).map_err(|e| (number.clone(), e))?;
+                encrypt(recipients, &plain).map_err(|e| (number.clone(), e))?
+            }
+            (None, _) => {
+                out.placeholders.push(number.clone());
+                TOKEN_PLACEHOLDER.to_string()
+            }
+        };
+        let assistant = match (o.and_then(|o| o.assistant_id.as_deref()), row.assigned_assistant_id) {
+            (Some(vid), _) => assistant_ref(&owner_assistants, vid).or_else(|| {
+                out.warnings.push(format!("`{number}` is answered by Vapi assistant `{vid}`, which has no row in `assistants`"));
+                Some(vid.to_string())
+            }),
+            (None, Some(row_id)) => owner_assistants
+                .iter()
+                .find(|a| a.id == row_id)
+                .map(|a| a.name.clone().unwrap_or_else(|| a.id.to_string())),
+            (None, None) => None,
+        };
+        items.push(Item {
+            number: number.clone(),
+            name: o
+                .and_then(|o| o.name.clone())
+                .or_else(|| row.friendly_name.clone())
+                .unwrap_or_default(),
+            assistant,
+            notes: row.notes.clone(),
+            account_sid: o
+                .and_then(|o| o.twilio_account_sid.clone())
+                .or_else(|| row.twilio_account_sid.clone())
+                .unwrap_or_default(),
+            token,
+            server: o.and_then(|o| o.server.clone()),
+            sms_enabled: o.is_none_or(ObservedNumber::sms_enabled_effective),
+            protected: row.protected,
+        });
+    }
+    for (number, o) in &in_vapi {
+        if recorded.rows.contains_key(*number) || recorded.foreign.contains_key(*number) {
+            continue;
+        }
+        out.unmanaged.push(number.to_string());
+        if adopt {
+            out.placeholders.push(number.to_string());
+            items.push(Item {
+                number: number.to_string(),
+                name: o.name.clone().unwrap_or_default(),
+                assistant: o
+                    .assistant_id
+                    .as_deref()
+                    .and_then(|vid| assistant_ref(&owner_assistants, vid)),
+                notes: None,
+                account_sid: o.twilio_account_sid.clone().unwrap_or_default(),
+                token: TOKEN_PLACEHOLDER.to_string(),
+                server: o.server.clone(),
+                sms_enabled: o.sms_enabled_effective(),
+                protected: false,
+            });
+        }
+    }
+    items.sort_by(|a, b| a.number.cmp(&b.number));
+
+    // One shared account and token go into `defaults`.
+    let shared = items
+        .first()
+        .map(|f| (f.account_sid.clone(), f.token.clone()))
+        .filter(|(sid, tok)| items.iter().all(|i| &i.account_sid == sid && &i.token == tok));
+
+    let y = &mut out.yaml;
+    // `vapictl schema > vapictl.schema.json` next to the spec gives editors completion.
+    let _ = writeln!(y, "# yaml-language-server: $schema=vapictl.schema.json");
+    let _ = writeln!(y, "# Written by `vapictl import`. Review it, then `vapictl plan` should show no changes.");
+    let _ = writeln!(y, "version: 1\nowner: {owner}");
+    if let Some((sid, token)) = &shared {
+        let _ = write!(y, "defaults:\n  twilio:\n    accountSid: {}\n    authToken:{}", q(sid), block(token, 6));
+    }
+    if items.is_empty() {
+        let _ = writeln!(y, "phoneNumbers: []");
+    } else {
+        let _ = writeln!(y, "phoneNumbers:");
+    }
+    for i in &items {
+        let _ = writeln!(y, "  - number: {}\n    name: {}", q(&i.number), q(&i.name));
+        if let Some(a) = &i.assistant {
+            let _ = writeln!(y, "    assistant: {}", q(a));
+        }
+        if let Some(n) = &i.notes {
+            let _ = writeln!(y, "    notes: {}", q(n));
+        }
+        if shared.is_none() {
+            let _ = write!(y, "    twilio:\n      accountSid: {}\n      authToken:{}", q(&i.account_sid), block(&i.token, 8));
+        }
+        if let Some(s) = &i.server {
+            let _ = writeln!(y, "    server:\n      url: {}", q(&s.url));
+            if let Some(c) = &s.credential_id {
+                let _ = writeln!(y, "      credentialId: {}", q(c));
+            }
+            if let Some(t) = s.timeout_seconds {
+                let _ = writeln!(y, "      timeoutSeconds: {t}");
+            }
+        }
+        if !i.sms_enabled {
+            let _ = writeln!(y, "    smsEnabled: false");
+        }
+        if i.protected {
+            let _ = writeln!(y, "    protected: true");
+        }
+    }
+    out.numbers = items.len();
+    Ok(out)
+}
