@@ -69,7 +69,13 @@ fn assistant_ref(owner_rows: &[&AssistantRow], vapi_id: &str) -> Option<String> 
         .iter()
         .find(|a| a.vapi_assistant_id.as_deref() == Some(vapi_id))?;
     match &row.name {
-        Some(n) if owner_rows.iter().filter(|a| a.name.as_ref() == Some(n)).count() == 1 => {
+        Some(n)
+            if owner_rows
+                .iter()
+                .filter(|a| a.name.as_ref() == Some(n))
+                .count()
+                == 1 =>
+        {
             Some(n.clone())
         }
         _ => Some(row.id.to_string()),
@@ -107,12 +113,22 @@ pub fn import(
             .and_then(|id| observed.numbers.iter().find(|o| o.id == id))
             .or_else(|| in_vapi.get(number.as_str()).copied());
         if o.is_none() {
-            out.warnings.push(format!("`{number}` is recorded but not in Vapi: the first apply re-creates it"));
+            out.warnings.push(format!(
+                "`{number}` is recorded but not in Vapi: the first apply re-creates it"
+            ));
         }
         let token = match (&row.twilio_auth_token, tokens) {
             (Some(armored), Tokens::Keep) => armored.clone(),
-            (Some(armored), Tokens::ReEncrypt { identities, recipients }) => {
-                let plain = identities.decrypt(armored).map_err(|e| (number.clone(), e))?;
+            (
+                Some(armored),
+                Tokens::ReEncrypt {
+                    identities,
+                    recipients,
+                },
+            ) => {
+                let plain = identities
+                    .decrypt(armored)
+                    .map_err(|e| (number.clone(), e))?;
                 encrypt(recipients, &plain).map_err(|e| (number.clone(), e))?
             }
             (None, _) => {
@@ -178,15 +194,27 @@ pub fn import(
     let shared = items
         .first()
         .map(|f| (f.account_sid.clone(), f.token.clone()))
-        .filter(|(sid, tok)| items.iter().all(|i| &i.account_sid == sid && &i.token == tok));
+        .filter(|(sid, tok)| {
+            items
+                .iter()
+                .all(|i| &i.account_sid == sid && &i.token == tok)
+        });
 
     let y = &mut out.yaml;
     // `vapictl schema > vapictl.schema.json` next to the spec gives editors completion.
     let _ = writeln!(y, "# yaml-language-server: $schema=vapictl.schema.json");
-    let _ = writeln!(y, "# Written by `vapictl import`. Review it, then `vapictl plan` should show no changes.");
+    let _ = writeln!(
+        y,
+        "# Written by `vapictl import`. Review it, then `vapictl plan` should show no changes."
+    );
     let _ = writeln!(y, "version: 1\nowner: {owner}");
     if let Some((sid, token)) = &shared {
-        let _ = write!(y, "defaults:\n  twilio:\n    accountSid: {}\n    authToken:{}", q(sid), block(token, 6));
+        let _ = write!(
+            y,
+            "defaults:\n  twilio:\n    accountSid: {}\n    authToken:{}",
+            q(sid),
+            block(token, 6)
+        );
     }
     if items.is_empty() {
         let _ = writeln!(y, "phoneNumbers: []");
@@ -202,7 +230,12 @@ pub fn import(
             let _ = writeln!(y, "    notes: {}", q(n));
         }
         if shared.is_none() {
-            let _ = write!(y, "    twilio:\n      accountSid: {}\n      authToken:{}", q(&i.account_sid), block(&i.token, 8));
+            let _ = write!(
+                y,
+                "    twilio:\n      accountSid: {}\n      authToken:{}",
+                q(&i.account_sid),
+                block(&i.token, 8)
+            );
         }
         if let Some(s) = &i.server {
             let _ = writeln!(y, "    server:\n      url: {}", q(&s.url));

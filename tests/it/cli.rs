@@ -328,3 +328,75 @@ fn vapi_token_is_accepted_as_the_key_name_too() {
         .unwrap();
     assert_code(&o, 0);
 }
+
+/// Every string under a `run` or `script` key, anywhere in a YAML document.
+fn scripts(v: &serde_yaml::Value, out: &mut Vec<String>) {
+    match v {
+        serde_yaml::Value::Mapping(m) => {
+            for (k, val) in m {
+                let key = k.as_str().unwrap_or_default();
+                if key == "run" || key == "script" || key == "before_script" {
+                    match val {
+                        serde_yaml::Value::String(s) => out.push(s.clone()),
+                        serde_yaml::Value::Sequence(items) => {
+                            out.extend(items.iter().filter_map(|i| i.as_str().map(String::from)))
+                        }
+                        _ => {}
+                    }
+                }
+                scripts(val, out);
+            }
+        }
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| scripts(i, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn ci_examples_are_valid_yaml_and_call_real_commands_and_flags() {
+    let w = World::sqlite();
+    for file in [
+        "examples/ci/github-actions.yml",
+        "examples/ci/gitlab-ci.yml",
+    ] {
+        let text_of = std::fs::read_to_string(repo(file)).unwrap();
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&text_of).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut runs = vec![];
+        scripts(&doc, &mut runs);
+        let mut calls = 0;
+        for line in runs.iter().flat_map(|r| r.lines()) {
+            let Some(i) = line.find("vapictl ") else {
+                continue;
+            };
+            let words: Vec<&str> = line[i..].split_whitespace().collect();
+            if words
+                .get(1)
+                .is_none_or(|w| w.starts_with('-') || *w == "--locked")
+                || words[0] != "vapictl"
+            {
+                continue;
+            }
+            let sub = words[1];
+            let help = w.run(&[sub, "--help"]);
+            assert_code(&help, 0);
+            let help = text(&help).0;
+            for flag in words.iter().filter(|w| w.starts_with("--")) {
+                assert!(help.contains(flag), "{file}: `vapictl {sub}` has no {flag}");
+            }
+            calls += 1;
+        }
+        assert!(
+            calls >= 4,
+            "{file}: expected plan, apply, drift and validate calls, found {calls}"
+        );
+        for needed in [
+            "vapictl plan",
+            "vapictl apply",
+            "vapictl drift",
+            "<!-- vapictl-plan -->",
+        ] {
+            assert!(text_of.contains(needed), "{file} lacks {needed}");
+        }
+    }
+}

@@ -326,7 +326,10 @@ fn import_round_trips_to_an_empty_plan() {
     let o = w.run(&["import", "--owner", OWNER]);
     assert_code(&o, 0);
     let (yaml, err) = text(&o);
-    assert!(err.contains("+14155550077") && err.contains("--adopt"), "{err}");
+    assert!(
+        err.contains("+14155550077") && err.contains("--adopt"),
+        "{err}"
+    );
     assert!(!yaml.contains("+14155550077"));
     let imported = w.path("imported.yaml");
     std::fs::write(&imported, &yaml).unwrap();
@@ -368,5 +371,8 @@ fn import_re_encrypts_to_new_recipients_and_adopt_leaves_placeholders() {
         .unwrap();
     assert_code(&o, 1);
     let err = text(&o).1;
-    assert!(err.contains("1 problem") && err.contains("placeholder left by `vapictl import`"), "{err}");
+    assert!(
+        err.contains("1 problem") && err.contains("placeholder left by `vapictl import`"),
+        "{err}"
+    );
 }

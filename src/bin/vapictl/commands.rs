@@ -326,7 +326,7 @@ async fn apply_locked(
         options,
         lock: Some(lock),
     };
-    let progress = StderrProgress { quiet: g.quiet };
+    let progress = StderrProgress::new(plan.changes.len(), g.quiet);
     let report = applier.apply(&plan, &progress).await;
     {
         let mut out = io::stdout().lock();
@@ -407,8 +407,9 @@ async fn import(
     recipients: &[String],
     adopt: bool,
 ) -> anyhow::Result<Exit> {
-    let owner = uuid::Uuid::parse_str(owner)
-        .map_err(|_| anyhow::anyhow!("`{owner}` is not a UUID\nhint: `--owner` takes the owner's users.id"))?;
+    let owner = uuid::Uuid::parse_str(owner).map_err(|_| {
+        anyhow::anyhow!("`{owner}` is not a UUID\nhint: `--owner` takes the owner's users.id")
+    })?;
     let identities = settings::identities(g)?;
     let parsed = if recipients.is_empty() {
         None
@@ -445,7 +446,11 @@ async fn import(
         eprintln!(
             "{} Twilio number(s) in Vapi are managed by no one{}: {}",
             imported.unmanaged.len(),
-            if adopt { " (included)" } else { " (add `--adopt` to include them)" },
+            if adopt {
+                " (included)"
+            } else {
+                " (add `--adopt` to include them)"
+            },
             imported.unmanaged.join(", ")
         );
     }
@@ -490,17 +495,42 @@ fn spawn_stop_on_signal(stop: Arc<AtomicBool>) {
     });
 }
 
+/// Apply progress on stderr: a bar on a terminal, one plain line per number elsewhere (CI).
 struct StderrProgress {
     quiet: bool,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl StderrProgress {
+    fn new(total: usize, quiet: bool) -> Self {
+        let bar = (!quiet && io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} [{bar:30}] {pos}/{len} {msg} ({elapsed})",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        StderrProgress { quiet, bar }
+    }
+}
+
+impl Drop for StderrProgress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 impl Progress for StderrProgress {
     fn started(&self, change: &Change) {
-        tracing::info!(
-            number = %vapictl::state::mask_number(&change.number),
-            action = change.action.label(),
-            "applying"
-        );
+        let masked = vapictl::state::mask_number(&change.number);
+        tracing::info!(number = %masked, action = change.action.label(), "applying");
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{} {masked}", change.action.label()));
+        }
     }
     fn finished(&self, outcome: &Outcome, done: usize, total: usize) {
         if self.quiet {
@@ -511,11 +541,20 @@ impl Progress for StderrProgress {
         } else {
             "failed"
         };
-        eprintln!(
+        let line = format!(
             "[{done}/{total}] {} {} {status}",
             outcome.action.label(),
             vapictl::state::mask_number(&outcome.number)
         );
+        match &self.bar {
+            Some(bar) => {
+                if outcome.result.is_err() {
+                    bar.println(line);
+                }
+                bar.set_position(done as u64);
+            }
+            None => eprintln!("{line}"),
+        }
     }
 }
 
