@@ -373,8 +373,12 @@ fn secrets_never_appear_in_output_rows_or_logs() {
     for args in [
         vec!["-vvv", "validate"],
         vec!["-vvv", "plan"],
+        vec!["-vvv", "plan", "--format", "json"],
+        vec!["-vvv", "plan", "--format", "markdown", "--out", "plan.json"],
+        vec!["-vvv", "--log-format", "json", "drift", "--format", "json"],
         vec!["-vvv", "--log-format", "json", "apply", "--auto-approve"],
         vec!["-vvv", "plan"],
+        vec!["-vvv", "drift"],
     ] {
         let mut a = args.clone();
         a.push(spec.to_str().unwrap());
@@ -392,6 +396,27 @@ fn secrets_never_appear_in_output_rows_or_logs() {
     all.push_str(&text(&o).0);
     all.push_str(&text(&o).1);
     stderr.push_str(&text(&o).1);
+    for args in [
+        vec!["-vvv", "history", "--owner", OWNER],
+        vec!["-vvv", "import", "--owner", OWNER],
+        vec![
+            "-vvv",
+            "--log-format",
+            "json",
+            "import",
+            "--owner",
+            OWNER,
+            "-r",
+            &w.recipient,
+        ],
+    ] {
+        let o = w.run(&args);
+        assert_code(&o, 0);
+        all.push_str(&text(&o).0);
+        all.push_str(&text(&o).1);
+        stderr.push_str(&text(&o).1);
+    }
+    all.push_str(&std::fs::read_to_string(w.path("plan.json")).unwrap());
     all.push_str(&w.dump_db());
     for secret in [TOKEN, TOKEN2, w.vapi.api_key(), w.identity_text.as_str()] {
         assert!(!all.contains(secret), "a secret leaked");
