@@ -212,6 +212,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    a_saved_plan_is_claimed_once,
     fresh_database_is_migrated_and_round_trips_every_column,
     connecting_twice_migrates_once,
     concurrent_first_connects_all_succeed,
@@ -365,6 +366,27 @@ async fn fresh_database_is_migrated_and_round_trips_every_column(db: &TestDb) {
     assert_eq!(stored_id, id.hyphenated().to_string());
 }
 
+async fn a_saved_plan_is_claimed_once(db: &TestDb) {
+    let store = db.connect().await;
+    assert!(!store.plan_claimed("p1").await.unwrap());
+    let claims = (0..4).map(|i| {
+        let store = store.clone();
+        async move { store.claim_plan("p1", owner(), &format!("run{i}")).await }
+    });
+    let won: Vec<bool> = futures_join_all(claims)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(
+        won.iter().filter(|w| **w).count(),
+        1,
+        "exactly one run claims it"
+    );
+    assert!(store.plan_claimed("p1").await.unwrap());
+    assert!(!store.plan_claimed("p2").await.unwrap());
+}
+
 async fn connecting_twice_migrates_once(db: &TestDb) {
     let first = db.connect().await;
     let me = owner();
@@ -377,7 +399,7 @@ async fn connecting_twice_migrates_once(db: &TestDb) {
     let applied = db
         .string("SELECT CAST(COUNT(*) AS TEXT) FROM vapictl_schema_migrations")
         .await;
-    assert_eq!(applied.as_deref(), Some("1"));
+    assert_eq!(applied.as_deref(), Some(MIGRATIONS.as_str()));
     // The application's default migrations table is left alone.
     let sqlx_default = db
         .string(db.pick(
@@ -387,6 +409,14 @@ async fn connecting_twice_migrates_once(db: &TestDb) {
         .await;
     assert_eq!(sqlx_default.as_deref(), Some("0"));
 }
+
+/// How many migrations vapictl ships (each backend has the same number).
+static MIGRATIONS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .count()
+        .to_string()
+});
 
 async fn concurrent_first_connects_all_succeed(db: &TestDb) {
     let connects = (0..4).map(|_| {
@@ -399,7 +429,7 @@ async fn concurrent_first_connects_all_succeed(db: &TestDb) {
     let applied = db
         .string("SELECT CAST(COUNT(*) AS TEXT) FROM vapictl_schema_migrations")
         .await;
-    assert_eq!(applied.as_deref(), Some("1"));
+    assert_eq!(applied.as_deref(), Some(MIGRATIONS.as_str()));
 }
 
 /// Awaits all futures concurrently (as separate tasks, so they truly overlap).
