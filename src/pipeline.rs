@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use uuid::Uuid;
-
 use crate::Error;
 use crate::diff::diff;
 use crate::plan::Plan;
@@ -44,15 +42,14 @@ pub async fn observe(
         .keys()
         .map(|n| n.as_str().to_string())
         .collect();
-    let assistant_ids: Vec<Uuid> = desired
+    let assistant_refs: Vec<String> = desired
         .numbers
         .values()
-        .filter_map(|d| d.assistant.as_deref())
-        .filter_map(|a| Uuid::parse_str(a).ok())
+        .filter_map(|d| d.assistant.clone())
         .collect();
     let recorded = async {
         store
-            .load_recorded(desired.owner, &numbers, &assistant_ids)
+            .load_recorded(desired.owner, &numbers, &assistant_refs)
             .await
             .map_err(Error::from)
     };

@@ -167,7 +167,8 @@ impl Store {
     /// Reads what the database records for `owner`, in at most three statements whatever the
     /// number of rows: all of the owner's `phone_numbers` rows (`rows`), which other users' rows
     /// hold any of `numbers` (`foreign`), and the owner's assistants plus those of other users
-    /// whose id is in `assistant_ids`.
+    /// whose id, name or `vapi_assistant_id` is in `assistant_refs` (so that a spec naming
+    /// someone else's assistant can be refused by name).
     ///
     /// # Errors
     /// [`StoreError::QueryFailed`] when a statement fails.
@@ -180,9 +181,9 @@ impl Store {
         &self,
         owner: Uuid,
         numbers: &[String],
-        assistant_ids: &[Uuid],
+        assistant_refs: &[String],
     ) -> Result<RecordedState, StoreError> {
-        dispatch!(self, s => s.load_recorded(owner, numbers, assistant_ids).await)
+        dispatch!(self, s => s.load_recorded(owner, numbers, assistant_refs).await)
     }
 
     /// Inserts a row for `owner` with a new id, `provider` `twilio`, and both timestamps now.

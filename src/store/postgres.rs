@@ -112,7 +112,7 @@ impl PgStore {
         &self,
         owner: Uuid,
         numbers: &[String],
-        assistant_ids: &[Uuid],
+        assistant_refs: &[String],
     ) -> Result<RecordedState, StoreError> {
         let mut state = RecordedState::default();
 
@@ -146,10 +146,11 @@ impl PgStore {
         self.queries.tick();
         let assistants: Vec<RawAssistantRow<Uuid>> = sqlx::query_as(
             "SELECT id, user_id, name, vapi_assistant_id FROM assistants \
-             WHERE user_id = $1 OR id = ANY($2)",
+             WHERE user_id = $1 OR id::text = ANY($2) OR name = ANY($2) \
+             OR vapi_assistant_id = ANY($2)",
         )
         .bind(owner)
-        .bind(assistant_ids)
+        .bind(sql::lowercase_too(assistant_refs))
         .fetch_all(&self.pool)
         .await?;
         state.assistants = sql::sorted_assistants(

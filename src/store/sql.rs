@@ -138,3 +138,12 @@ pub(crate) const CLAIM_PLAN: &str = "INSERT INTO vapictl_applied_plans (plan_id,
 /// Whether a saved plan was applied.
 pub(crate) const PLAN_CLAIMED: &str =
     "SELECT count(*) FROM vapictl_applied_plans WHERE plan_id = $1";
+
+/// The references as written plus their lowercase forms (ids are stored lowercase).
+pub(crate) fn lowercase_too(refs: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = refs.to_vec();
+    all.extend(refs.iter().map(|r| r.to_lowercase()));
+    all.sort();
+    all.dedup();
+    all
+}

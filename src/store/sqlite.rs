@@ -121,7 +121,7 @@ impl SqliteStore {
         &self,
         owner: Uuid,
         numbers: &[String],
-        assistant_ids: &[Uuid],
+        assistant_refs: &[String],
     ) -> Result<RecordedState, StoreError> {
         let mut state = RecordedState::default();
 
@@ -159,11 +159,13 @@ impl SqliteStore {
         self.queries.tick();
         let assistants: Vec<RawAssistantRow<Hyphenated>> = sqlx::query_as(
             "SELECT id, user_id, name, vapi_assistant_id FROM assistants \
-             WHERE user_id = $1 OR id IN (SELECT value FROM json_each($2))",
+             WHERE user_id = $1 OR id IN (SELECT value FROM json_each($2)) \
+             OR name IN (SELECT value FROM json_each($2)) \
+             OR vapi_assistant_id IN (SELECT value FROM json_each($2))",
         )
         .bind(owner.hyphenated())
-        // serde writes a `Uuid` lowercase and hyphenated, as the ids are stored.
-        .bind(Json(assistant_ids))
+        // Ids are stored lowercase and hyphenated; the references are matched as written too.
+        .bind(Json(sql::lowercase_too(assistant_refs)))
         .fetch_all(&self.pool)
         .await?;
         state.assistants = sql::sorted_assistants(

@@ -376,3 +376,48 @@ fn import_re_encrypts_to_new_recipients_and_adopt_leaves_placeholders() {
         "{err}"
     );
 }
+
+#[test]
+fn drift_exit_codes_and_keyless_drift() {
+    let w = World::sqlite();
+    assert_code(&w.run(&["drift", "missing.yaml"]), 1);
+    let spec = w.write(&w.spec().with(Entry::new(N1, "Main")));
+    assert_code(&w.apply(&spec), 0);
+    // Without the key (an untrusted pull request), drift still compares every other field.
+    let keyless = |w: &World| {
+        w.vapictl()
+            .env_remove("VAPICTL_AGE_IDENTITY_FILE")
+            .args(["drift", spec.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    assert_code(&keyless(&w), 0);
+    let id = w.vapi.find_by_number(N1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.vapi
+        .patch_number(&id, serde_json::json!({"name": "Edited"}));
+    let o = keyless(&w);
+    assert_code(&o, 2);
+    assert!(
+        text(&o).0.contains("changed in Vapi outside vapictl"),
+        "{}",
+        text(&o).0
+    );
+}
+
+#[test]
+fn another_users_assistant_is_refused_by_name() {
+    let w = World::sqlite();
+    w.assistant("their-bot", OTHER_USER);
+    let spec = w.write(&w.spec().with(Entry::new(N1, "Main").assistant("their-bot")));
+    let o = w.apply(&spec);
+    assert_code(&o, 1);
+    let err = text(&o).1;
+    assert!(
+        err.contains(N1) && err.contains("belongs to another user"),
+        "{err}"
+    );
+    assert_eq!(w.vapi.mutating_calls(), 0);
+}

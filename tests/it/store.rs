@@ -624,7 +624,11 @@ async fn load_recorded_returns_own_rows_foreign_claims_and_assistants(db: &TestD
     .map(str::to_owned);
     let other_assistant = Uuid::from_str(OTHER_ASSISTANT).unwrap();
     let state = store
-        .load_recorded(me, &numbers, &[other_assistant, Uuid::new_v4()])
+        .load_recorded(
+            me,
+            &numbers,
+            &[other_assistant.to_string(), Uuid::new_v4().to_string()],
+        )
         .await
         .unwrap();
 
