@@ -8,3 +8,7 @@ mod text;
 pub use json::{FORMAT_VERSION, fingerprint, render_plan_json};
 pub use markdown::{GITHUB_COMMENT_LIMIT, STICKY_MARKER, render_plan_markdown};
 pub use text::{Style, render_apply_report, render_drift_text, render_plan_text};
+
+#[cfg(test)]
+#[path = "snapshots_test.rs"]
+mod snapshots_test;

@@ -172,7 +172,7 @@ fn render_field(
             let multiline = f.before.as_deref().is_some_and(|s| s.contains('\n'))
                 || f.after.as_deref().is_some_and(|s| s.contains('\n'));
             if multiline {
-                writeln!(out, "      {label}")?;
+                writeln!(out, "      {}", label.trim_end())?;
                 let before = f.before.clone().unwrap_or_default();
                 let after = f.after.clone().unwrap_or_default();
                 let diff = TextDiff::from_lines(&before, &after);
