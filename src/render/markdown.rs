@@ -79,12 +79,14 @@ pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> 
             s.create, s.adopt, s.update, s.delete
         );
         if let Err(refusal) = DeleteThreshold::default().check(plan, None) {
-            let first = refusal.to_string();
             let _ = writeln!(
                 head,
-                "> [!CAUTION]\n> {}\n",
-                cell(first.lines().next().unwrap_or_default())
+                "> [!CAUTION]\n> **`vapictl apply` will refuse this plan:**"
             );
+            for line in refusal.to_string().lines() {
+                let _ = writeln!(head, "> {}", cell(line));
+            }
+            head.push('\n');
         }
     }
     for w in &plan.warnings {
