@@ -519,12 +519,21 @@ fn plan_present(
         }
     };
     let mut patch = VapiPatch::default();
+    // A field recorded in the row too changes in both places when the row differs as well.
+    let target = |row_differs: bool| {
+        if adopting || row_differs {
+            Target::Both
+        } else {
+            Target::Vapi
+        }
+    };
 
     if o.name.as_deref() != Some(d.name.as_str()) {
-        let cause = vapi_cause(r.is_some_and(|r| r.friendly_name.as_deref() != Some(&d.name)));
+        let row_differs = r.is_some_and(|r| r.friendly_name.as_deref() != Some(&d.name));
+        let cause = vapi_cause(row_differs);
         fields.push(field(
             "name",
-            Target::Vapi,
+            target(row_differs),
             o.name.clone(),
             Some(d.name.clone()),
             cause,
@@ -532,10 +541,11 @@ fn plan_present(
         patch.name = Some(d.name.clone());
     }
     if o.assistant_id != assistant_vapi_id {
-        let cause = vapi_cause(r.is_some_and(|r| r.assigned_assistant_id != assistant_row_id));
+        let row_differs = r.is_some_and(|r| r.assigned_assistant_id != assistant_row_id);
+        let cause = vapi_cause(row_differs);
         fields.push(field(
             "assistantId",
-            Target::Vapi,
+            target(row_differs),
             o.assistant_id.clone(),
             assistant_vapi_id.clone(),
             cause,
@@ -564,12 +574,12 @@ fn plan_present(
         patch.sms_enabled = Some(d.sms_enabled);
     }
     if o.twilio_account_sid.as_deref() != Some(d.twilio.account_sid.as_str()) {
-        let cause = vapi_cause(
-            r.is_some_and(|r| r.twilio_account_sid.as_deref() != Some(&d.twilio.account_sid)),
-        );
+        let row_differs =
+            r.is_some_and(|r| r.twilio_account_sid.as_deref() != Some(&d.twilio.account_sid));
+        let cause = vapi_cause(row_differs);
         fields.push(field(
             "twilioAccountSid",
-            Target::Vapi,
+            target(row_differs),
             o.twilio_account_sid.clone(),
             Some(d.twilio.account_sid.clone()),
             cause,
