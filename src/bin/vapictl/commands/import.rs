@@ -1,0 +1,75 @@
+//! `vapictl import`: a spec for what an owner already has.
+
+use std::io::{self, Write};
+
+use vapictl::secrets;
+
+use crate::Exit;
+use crate::cli::GlobalArgs;
+use crate::settings;
+
+use super::connect;
+
+pub(crate) async fn run(
+    g: &GlobalArgs,
+    owner: &str,
+    recipients: &[String],
+    adopt: bool,
+) -> anyhow::Result<Exit> {
+    let owner = uuid::Uuid::parse_str(owner).map_err(|_| {
+        anyhow::anyhow!("`{owner}` is not a UUID\nhint: `--owner` takes the owner's users.id")
+    })?;
+    let identities = settings::identities(g)?;
+    let parsed = if recipients.is_empty() {
+        None
+    } else {
+        if identities.is_empty() {
+            anyhow::bail!(
+                "re-encrypting needs an age identity that can decrypt the stored tokens\nhint: pass `--identity FILE` or set `VAPICTL_AGE_IDENTITY`, or leave out `--recipient` to keep the stored ciphertexts"
+            );
+        }
+        Some(secrets::parse_recipients(recipients)?)
+    };
+    let (store, vapi) = connect(g).await?;
+    let observed = vapi.observe().await?;
+    let twilio_numbers: Vec<String> = observed
+        .numbers
+        .iter()
+        .filter_map(|o| o.number.clone())
+        .collect();
+    let recorded = store.load_recorded(owner, &twilio_numbers, &[]).await?;
+    let tokens = match &parsed {
+        Some(r) => vapictl::import::Tokens::ReEncrypt {
+            identities: &identities,
+            recipients: r,
+        },
+        None => vapictl::import::Tokens::Keep,
+    };
+    let imported = vapictl::import::import(owner, &recorded, &observed, &tokens, adopt)
+        .map_err(|(number, e)| anyhow::anyhow!("`{number}`: {e}"))?;
+    io::stdout().write_all(imported.yaml.as_bytes())?;
+    for w in &imported.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !imported.unmanaged.is_empty() {
+        eprintln!(
+            "{} Twilio number(s) in Vapi are managed by no one{}: {}",
+            imported.unmanaged.len(),
+            if adopt {
+                " (included)"
+            } else {
+                " (add `--adopt` to include them)"
+            },
+            imported.unmanaged.join(", ")
+        );
+    }
+    if !imported.placeholders.is_empty() {
+        eprintln!(
+            "note: {} token(s) are placeholders to replace before applying: {}",
+            imported.placeholders.len(),
+            imported.placeholders.join(", ")
+        );
+    }
+    eprintln!("Imported {} number(s) for owner {owner}.", imported.numbers);
+    Ok(Exit::Ok)
+}

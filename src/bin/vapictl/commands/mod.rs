@@ -1,0 +1,78 @@
+//! One module per command: settings in, exit status out. Data goes to stdout, talk to stderr.
+
+mod apply;
+mod encrypt;
+mod history;
+mod import;
+mod plan;
+mod validate;
+
+use std::io::{self, Write};
+
+use vapictl::store::{Store, StoreOptions};
+use vapictl::vapi::VapiClient;
+
+use crate::Exit;
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::settings;
+
+pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Validate { spec } => validate::run(g, spec),
+        Command::Plan {
+            spec,
+            detailed_exitcode,
+            format,
+            out,
+        } => plan::plan(g, spec, *detailed_exitcode, *format, out.as_deref()).await,
+        Command::Apply {
+            spec,
+            auto_approve,
+            parallelism,
+            allow_deletes,
+            lock_timeout,
+        } => {
+            let opts = apply::ApplyArgs {
+                auto_approve: *auto_approve,
+                parallelism: usize::from(*parallelism),
+                allow_deletes: *allow_deletes,
+                lock_timeout: std::time::Duration::from_secs(*lock_timeout),
+            };
+            apply::run(g, spec, &opts).await
+        }
+        Command::History {
+            number,
+            owner,
+            spec,
+            limit,
+        } => {
+            history::run(
+                g,
+                number.as_deref(),
+                owner.as_deref(),
+                spec.as_deref(),
+                *limit,
+            )
+            .await
+        }
+        Command::Drift { spec, format } => plan::drift(g, spec, *format).await,
+        Command::Encrypt { recipients } => encrypt::run(recipients),
+        Command::Import {
+            owner,
+            recipients,
+            adopt,
+        } => import::run(g, owner, recipients, *adopt).await,
+        Command::Schema => {
+            io::stdout().write_all(vapictl::spec::json_schema().as_bytes())?;
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+/// The database and Vapi, opened only after the spec is known to be valid.
+pub(crate) async fn connect(g: &GlobalArgs) -> anyhow::Result<(Store, VapiClient)> {
+    let vapi = VapiClient::new(settings::vapi_config(g)?)?;
+    let store = Store::connect(&g.database_url, &StoreOptions::default()).await?;
+    Ok((store, vapi))
+}
