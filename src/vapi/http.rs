@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use super::limit::{Permit, RateLimitState, RateLimiter};
 use super::wire::{self, AssistantDto, ErrorBody, ListShape, PageMeta, PhoneNumberDto};
 use super::{RetryPolicy, VapiError};
 use crate::plan::{VapiCreate, VapiPatch};
@@ -16,6 +17,10 @@ use crate::state::{ObservedAssistant, ObservedNumber, ObservedState, mask_number
 
 /// Vapi's largest page (`limit` is 0–1000).
 pub const PAGE_LIMIT: usize = 1000;
+
+/// Mutating calls per second unless configured otherwise: conservative, since Vapi documents no
+/// rate limit and a 429 costs a retry.
+pub const DEFAULT_MAX_RPS: u32 = 10;
 
 /// Where and how to reach Vapi.
 #[derive(Debug, Clone)]
@@ -27,6 +32,9 @@ pub struct VapiConfig {
     pub retry: RetryPolicy,
     /// Page size for listings (Vapi's maximum unless a test wants small pages).
     pub page_limit: usize,
+    /// Most POST, PATCH and DELETE calls started per second; 429s lower the rate for a while
+    /// (see [`RateLimitState`]). Reads are not limited: a plan's few pages never need it.
+    pub max_rps: u32,
 }
 
 impl VapiConfig {
@@ -37,6 +45,7 @@ impl VapiConfig {
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             page_limit: PAGE_LIMIT,
+            max_rps: DEFAULT_MAX_RPS,
         }
     }
 }
@@ -48,6 +57,8 @@ pub struct Counters {
     pub get_requests: AtomicU64,
     pub mutating_requests: AtomicU64,
     pub retries: AtomicU64,
+    /// 429 answers to mutating calls.
+    pub throttled: AtomicU64,
 }
 
 /// A client for one Vapi organization (the API key's).
@@ -57,6 +68,8 @@ pub struct VapiClient {
     cfg: Arc<VapiConfig>,
     base: reqwest::Url,
     counters: Arc<Counters>,
+    /// Paces mutating calls; shared by clones, so one run's calls share one budget.
+    limiter: Arc<RateLimiter>,
 }
 
 /// An HTTP answer, read whole.
@@ -90,6 +103,7 @@ impl VapiClient {
             .map_err(|e| VapiError::Config(e.to_string()))?;
         Ok(VapiClient {
             http,
+            limiter: Arc::new(RateLimiter::new(cfg.max_rps)),
             cfg: Arc::new(cfg),
             base,
             counters: Arc::new(Counters::default()),
@@ -98,6 +112,11 @@ impl VapiClient {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Where the limit on mutating calls stands (it drops on 429s and recovers).
+    pub fn rate_limit(&self) -> RateLimitState {
+        self.limiter.state()
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
@@ -151,10 +170,19 @@ impl VapiClient {
         secrets: &[&SecretValue],
     ) -> Result<Answer, VapiError> {
         let policy = &self.cfg.retry;
+        let limited = method != Method::GET;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let permit = if limited {
+                Some(self.limiter.acquire().await)
+            } else {
+                None
+            };
             let outcome = self.send(method.clone(), path, query, body).await;
+            if let (Some(permit), Ok(a)) = (permit, &outcome) {
+                self.report_to_limiter(permit, a);
+            }
             let (retryable, wait_hint, failure) = match outcome {
                 Ok(a) if a.status.is_success() => return Ok(a),
                 Ok(a)
@@ -199,6 +227,20 @@ impl VapiClient {
                 "retrying"
             );
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Tells the limiter how a mutating call went: a 429 slows every later call down, anything
+    /// else Vapi answered counts as accepted. Transport failures say nothing about the rate.
+    fn report_to_limiter(&self, permit: Permit, a: &Answer) {
+        if a.status == StatusCode::TOO_MANY_REQUESTS {
+            self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            // A `Retry-After` past what the retry policy honours ends that call's retries; the
+            // others wait no longer than the policy would.
+            let hold = a.retry_after.map(|d| d.min(self.cfg.retry.max_retry_after));
+            self.limiter.throttled(permit, hold);
+        } else {
+            self.limiter.succeeded(permit);
         }
     }
 
@@ -570,6 +612,7 @@ impl VapiClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let permit = self.limiter.acquire().await;
             self.counters
                 .mutating_requests
                 .fetch_add(1, Ordering::Relaxed);
@@ -577,7 +620,10 @@ impl VapiClient {
                 .send(Method::POST, "/phone-number", &[], Some(&body))
                 .await
             {
-                Ok(a) => a,
+                Ok(a) => {
+                    self.report_to_limiter(permit, &a);
+                    a
+                }
                 Err(e) if e.is_connect() => {
                     // Nothing reached Vapi: safe to report as unreachable (not unknown).
                     return Err(VapiError::Unreachable {

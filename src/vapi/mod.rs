@@ -2,9 +2,11 @@
 //! and delete calls the applier makes. Retries never duplicate a create.
 
 mod http;
+mod limit;
 mod wire;
 
-pub use http::{Counters, VapiClient, VapiConfig};
+pub use http::{Counters, DEFAULT_MAX_RPS, VapiClient, VapiConfig};
+pub use limit::{MIN_RPS, RateLimitState};
 
 use std::time::Duration;
 

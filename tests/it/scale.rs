@@ -1,15 +1,18 @@
 //! Scale: a plan reads Vapi in pages and the database in a constant number of statements, however
-//! many numbers the owner has; apply slows down when Vapi rate-limits it and still converges.
+//! many numbers the owner has; apply keeps to `--max-rps`, slows down when Vapi rate-limits it,
+//! and still converges.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
+use vapictl::apply::{Applier, ApplyOptions, NoProgress};
 use vapictl::pipeline;
 use vapictl::secrets::{Identities, SecretValue, token_digest};
 use vapictl::state::{DesiredState, RowWrite};
 use vapictl::store::Store;
 use vapictl::validate::SecretMode;
-use vapictl::vapi::{VapiClient, VapiConfig};
+use vapictl::vapi::{RetryPolicy, VapiClient, VapiConfig};
 
 use crate::common::*;
 
@@ -112,4 +115,113 @@ fn a_plan_over_2500_numbers_costs_pages_not_numbers() {
         queries <= 5,
         "{queries} database statements for {N} numbers"
     );
+}
+
+#[test]
+fn a_burst_of_429s_slows_apply_down_and_it_still_converges() {
+    const N: usize = 40;
+    const REFUSED: usize = 12;
+    let w = World::sqlite();
+    let spec = (0..N).fold(w.spec(), |s, i| {
+        s.with(Entry::new(&number(i), &format!("Line {i}")))
+    });
+    let desired = desired(&w, &spec);
+    let store = w.store();
+    let mut cfg = VapiConfig::new(w.vapi.base_url(), SecretValue::new(w.vapi.api_key()));
+    cfg.max_rps = 200;
+    // Enough attempts that no create gives up while the burst lasts (`Retry-After: 0`).
+    cfg.retry = RetryPolicy {
+        max_attempts: REFUSED as u32 + 1,
+        ..RetryPolicy::default()
+    };
+    let vapi = VapiClient::new(cfg).unwrap();
+    let plan = w.block_on(pipeline::plan(&store, &vapi, &desired)).unwrap();
+    assert_eq!(plan.changes.len(), N);
+    w.vapi.fail_next("POST", "/phone-number", 429, REFUSED);
+
+    let applier = Applier {
+        vapi: &vapi,
+        store: &store,
+        owner: w.owner,
+        options: ApplyOptions {
+            parallelism: 4,
+            ..ApplyOptions::default()
+        },
+        lock: None,
+    };
+    let started = Instant::now();
+    let report = w.block_on(applier.apply(&plan, &NoProgress));
+    let took = started.elapsed();
+
+    assert!(report.is_complete(), "{:?}", report.outcomes);
+    let rate = vapi.rate_limit();
+    assert_eq!(rate.throttled, REFUSED as u64);
+    assert!(
+        rate.lowest_rps <= 100.0,
+        "slowed down to half the maximum or less: {rate:?}"
+    );
+    assert!(
+        rate.current_rps > rate.lowest_rps,
+        "recovering once calls succeed: {rate:?}"
+    );
+    // Without the 429s the 40 creates start at once (the burst is 200); after the first halving
+    // at least 36 of them wait for slots at 100 calls/s or less, climbing 20 calls/s per second.
+    assert!(took >= Duration::from_millis(300), "took {took:?}");
+    assert_eq!(
+        w.vapi.calls("POST"),
+        N + REFUSED,
+        "every refused create was sent again"
+    );
+    for i in 0..N {
+        assert_eq!(
+            w.vapi.find_by_number(&number(i)).len(),
+            1,
+            "never created twice"
+        );
+    }
+    let again = w.block_on(pipeline::plan(&store, &vapi, &desired)).unwrap();
+    assert!(again.is_empty(), "converged: {:?}", again.changes.first());
+}
+
+#[test]
+fn max_rps_paces_the_creates_of_an_apply() {
+    let w = World::sqlite();
+    let spec = w.write(&(0..5).fold(w.spec(), |s, i| s.with(Entry::new(&number(i), "Line"))));
+    let started = Instant::now();
+    let o = w
+        .vapictl()
+        .args(["apply", "--auto-approve", "--max-rps", "2"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    // A burst of two, then one every half second.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1500), "took {took:?}");
+    assert_eq!(w.vapi.calls("POST"), 5);
+    assert_code(&w.plan(&spec), 0);
+}
+
+#[test]
+fn a_max_rps_of_zero_is_refused_from_the_flag_and_the_environment() {
+    let w = World::sqlite();
+    let spec = w.write(&w.spec().with(Entry::new(&number(0), "Line")));
+    let flag = w.run(&[
+        "apply",
+        "--auto-approve",
+        "--max-rps",
+        "0",
+        spec.to_str().unwrap(),
+    ]);
+    let env = w
+        .vapictl()
+        .env("VAPICTL_MAX_RPS", "0")
+        .args(["plan", spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    for o in [flag, env] {
+        assert_code(&o, 1);
+        assert!(text(&o).1.contains("--max-rps"), "{}", text(&o).1);
+    }
+    assert_eq!(w.vapi.request_log().len(), 0, "nothing reached Vapi");
 }
