@@ -305,12 +305,17 @@ impl VapiClient {
     /// Complete, or an error: pages of `limit` items are walked by `createdAt` with an inclusive
     /// bound (ties at the page edge are fetched again and de-duplicated by id); when a whole page
     /// shares one `createdAt`, that instant is read through `/v2/phone-number`'s numbered pages.
-    /// The total is then checked against `/v2/phone-number`'s `totalItems`.
+    /// The first page comes from `/v2/phone-number` (newest first), whose `totalItems` the number
+    /// read is then checked against; the listing is read again once when they differ.
+    ///
+    /// # Caveats
+    /// Without `/v2/phone-number` (a 404), the first page comes from `/phone-number` and the
+    /// total cannot be cross-checked.
     pub async fn list_phone_numbers(&self) -> Result<Vec<ObservedNumber>, VapiError> {
         let mut last_err = None;
         for _ in 0..2 {
-            let items = self.list_all("/phone-number", true).await?;
-            match self.count_phone_numbers().await? {
+            let (items, total) = self.list_all("/phone-number", true).await?;
+            match total {
                 Some(total) if total != items.len() as u64 => {
                     last_err = Some(VapiError::IncompleteListing {
                         what: "phone numbers".into(),
@@ -334,10 +339,19 @@ impl VapiClient {
         Err(last_err.expect("loop ran"))
     }
 
-    /// `totalItems` of `/v2/phone-number`, or None when that endpoint is not offered.
-    async fn count_phone_numbers(&self) -> Result<Option<u64>, VapiError> {
+    /// The newest `limit` phone numbers and the total, from `/v2/phone-number`; None when that
+    /// endpoint is not offered. One request instead of a first page plus a count: the total is
+    /// taken at the same instant as the page, so a number deleted while later pages are read
+    /// still shows as a shortfall.
+    async fn first_page_v2(&self) -> Result<Option<(Vec<Value>, u64)>, VapiError> {
         self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
-        let q = [("limit", "1".to_string())];
+        // The order is stated rather than left to the default, so that the next pages (walked
+        // by `createdAt` from this page's oldest item) continue exactly where this one ends.
+        let q = [
+            ("limit", self.cfg.page_limit.to_string()),
+            ("sortBy", "createdAt".to_string()),
+            ("sortOrder", "DESC".to_string()),
+        ];
         match self
             .call_idempotent(
                 Method::GET,
@@ -352,10 +366,11 @@ impl VapiClient {
             Ok(a) => {
                 #[derive(serde::Deserialize)]
                 struct Page {
+                    results: Vec<Value>,
                     metadata: PageMeta,
                 }
                 let p: Page = Self::decode("GET /v2/phone-number", &a.body)?;
-                Ok(Some(p.metadata.total_items))
+                Ok(Some((p.results, p.metadata.total_items)))
             }
             Err(VapiError::NotFound { .. }) => {
                 tracing::debug!("`/v2/phone-number` not offered; listing not cross-checked");
@@ -367,7 +382,7 @@ impl VapiClient {
 
     /// Every assistant, by id.
     pub async fn list_assistants(&self) -> Result<BTreeMap<String, ObservedAssistant>, VapiError> {
-        let items = self.list_all("/assistant", false).await?;
+        let (items, _) = self.list_all("/assistant", false).await?;
         let mut out = BTreeMap::new();
         for v in items {
             let dto: AssistantDto = serde_json::from_value(v).map_err(|e| VapiError::Decode {
@@ -393,8 +408,13 @@ impl VapiClient {
         Ok(shape.into_items())
     }
 
-    /// Pages through a v1 list endpoint to the end (see [`Self::list_phone_numbers`]).
-    async fn list_all(&self, path: &str, has_v2: bool) -> Result<Vec<Value>, VapiError> {
+    /// Pages through a v1 list endpoint to the end (see [`Self::list_phone_numbers`]); for phone
+    /// numbers (`has_v2`), also returns the total `/v2/phone-number` reported with the first page.
+    async fn list_all(
+        &self,
+        path: &str,
+        has_v2: bool,
+    ) -> Result<(Vec<Value>, Option<u64>), VapiError> {
         let limit = self.cfg.page_limit;
         let mut seen: HashMap<String, Value> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
@@ -402,6 +422,7 @@ impl VapiClient {
         let mut bound: Option<(&'static str, String)> = None;
         let what = path.trim_start_matches('/').to_string();
         let mut pages = 0usize;
+        let mut total = None;
         loop {
             pages += 1;
             if pages > 100_000 {
@@ -414,7 +435,17 @@ impl VapiClient {
             if let Some((k, v)) = &bound {
                 q.push((k, v.clone()));
             }
-            let page = self.list_page(path, &q).await?;
+            let first_v2 = match (pages, has_v2) {
+                (1, true) => self.first_page_v2().await?,
+                _ => None,
+            };
+            let page = match first_v2 {
+                Some((page, reported)) => {
+                    total = Some(reported);
+                    page
+                }
+                None => self.list_page(path, &q).await?,
+            };
             let full = page.len() >= limit;
             let mut stamps = Vec::with_capacity(page.len());
             for item in page {
@@ -489,10 +520,11 @@ impl VapiClient {
                 ));
             }
         }
-        Ok(order
+        let items = order
             .into_iter()
             .filter_map(|id| seen.remove(&id))
-            .collect())
+            .collect();
+        Ok((items, total))
     }
 
     /// Every phone number created at exactly `at`, by `/v2/phone-number` page numbers.
@@ -585,7 +617,7 @@ impl VapiClient {
         };
         let items = match found {
             Some(items) => items,
-            None => self.list_all("/phone-number", true).await?,
+            None => self.list_all("/phone-number", true).await?.0,
         };
         Ok(items
             .into_iter()
