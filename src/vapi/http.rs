@@ -57,8 +57,6 @@ pub struct Counters {
     pub get_requests: AtomicU64,
     pub mutating_requests: AtomicU64,
     pub retries: AtomicU64,
-    /// 429 answers to mutating calls.
-    pub throttled: AtomicU64,
 }
 
 /// A client for one Vapi organization (the API key's).
@@ -234,7 +232,6 @@ impl VapiClient {
     /// else Vapi answered counts as accepted. Transport failures say nothing about the rate.
     fn report_to_limiter(&self, permit: Permit, a: &Answer) {
         if a.status == StatusCode::TOO_MANY_REQUESTS {
-            self.counters.throttled.fetch_add(1, Ordering::Relaxed);
             // A `Retry-After` past what the retry policy honours ends that call's retries; the
             // others wait no longer than the policy would.
             let hold = a.retry_after.map(|d| d.min(self.cfg.retry.max_retry_after));

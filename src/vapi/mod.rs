@@ -1,5 +1,6 @@
 //! The Vapi REST API: complete listings of phone numbers and assistants, and the create, patch
-//! and delete calls the applier makes. Retries never duplicate a create.
+//! and delete calls the applier makes. Retries never duplicate a create; creates, patches and
+//! deletes are paced by a client-side limit that slows down on 429 ([`RateLimitState`]).
 
 mod http;
 mod limit;
