@@ -44,7 +44,8 @@ const UNTHROTTLED_RPS: u32 = 10_000;
 #[derive(Debug, Parser)]
 #[command(about = "Measure vapictl's no-op plan and parallel apply against the local stand-in")]
 struct Args {
-    /// Short run: no-op plans over 1,000 numbers, 200 creates at 20 ms, one repetition.
+    /// Short run: no-op plans over 1,000 numbers, 200 creates at 20 ms, one repetition (overrides
+    /// `--sizes`, `--creates`, `--latency-ms` and `--repeat`).
     #[arg(long)]
     quick: bool,
     /// Numbers in the no-op plans (comma-separated).
@@ -215,21 +216,20 @@ fn parent(args: &Args) -> Result<(), BoxError> {
             ..FaultConfig::default()
         });
         let m = world.run_child(Scenario::Apply, &spec, &["--parallelism", &p.to_string()])?;
-        if m.changes != args.creates || m.failed != 0 || m.throttled != 0 {
+        if m.changes != args.creates || m.failed != 0 || m.throttled != 0 || !m.converged {
             return Err(format!(
-                "apply with parallelism {p}: {} changes, {} failed, {} throttled",
-                m.changes, m.failed, m.throttled
+                "apply with parallelism {p}: {} changes, {} failed, {} throttled, converged: {}",
+                m.changes, m.failed, m.throttled, m.converged
             )
             .into());
         }
         let bound = (args.creates as f64) * (args.latency_ms as f64) / (p.max(1) as f64);
         println!(
-            "| {p} | {} | {} | {:.2} | {} | {} |",
+            "| {p} | {} | {} | {:.2} | {} | yes |",
             secs(m.apply_ms),
             secs(bound),
             m.apply_ms / bound.max(f64::MIN_POSITIVE),
             mib(m.peak_rss_kb),
-            if m.converged { "yes" } else { "NO" },
         );
     }
     println!(
