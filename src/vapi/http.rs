@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use super::limit::{Permit, RateLimitState, RateLimiter};
 use super::wire::{self, AssistantDto, ErrorBody, ListShape, PageMeta, PhoneNumberDto};
 use super::{RetryPolicy, VapiError};
 use crate::plan::{VapiCreate, VapiPatch};
@@ -16,6 +17,10 @@ use crate::state::{ObservedAssistant, ObservedNumber, ObservedState, mask_number
 
 /// Vapi's largest page (`limit` is 0–1000).
 pub const PAGE_LIMIT: usize = 1000;
+
+/// Mutating calls per second unless configured otherwise: conservative, since Vapi documents no
+/// rate limit and a 429 costs a retry.
+pub const DEFAULT_MAX_RPS: u32 = 10;
 
 /// Where and how to reach Vapi.
 #[derive(Debug, Clone)]
@@ -27,6 +32,9 @@ pub struct VapiConfig {
     pub retry: RetryPolicy,
     /// Page size for listings (Vapi's maximum unless a test wants small pages).
     pub page_limit: usize,
+    /// Most POST, PATCH and DELETE calls started per second; 429s lower the rate for a while
+    /// (see [`RateLimitState`]). Reads are not limited: a plan's few pages never need it.
+    pub max_rps: u32,
 }
 
 impl VapiConfig {
@@ -37,6 +45,7 @@ impl VapiConfig {
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             page_limit: PAGE_LIMIT,
+            max_rps: DEFAULT_MAX_RPS,
         }
     }
 }
@@ -57,6 +66,8 @@ pub struct VapiClient {
     cfg: Arc<VapiConfig>,
     base: reqwest::Url,
     counters: Arc<Counters>,
+    /// Paces mutating calls; shared by clones, so one run's calls share one budget.
+    limiter: Arc<RateLimiter>,
 }
 
 /// An HTTP answer, read whole.
@@ -90,6 +101,7 @@ impl VapiClient {
             .map_err(|e| VapiError::Config(e.to_string()))?;
         Ok(VapiClient {
             http,
+            limiter: Arc::new(RateLimiter::new(cfg.max_rps)),
             cfg: Arc::new(cfg),
             base,
             counters: Arc::new(Counters::default()),
@@ -98,6 +110,11 @@ impl VapiClient {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Where the limit on mutating calls stands (it drops on 429s and recovers).
+    pub fn rate_limit(&self) -> RateLimitState {
+        self.limiter.state()
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
@@ -151,10 +168,19 @@ impl VapiClient {
         secrets: &[&SecretValue],
     ) -> Result<Answer, VapiError> {
         let policy = &self.cfg.retry;
+        let limited = method != Method::GET;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let permit = if limited {
+                Some(self.limiter.acquire().await)
+            } else {
+                None
+            };
             let outcome = self.send(method.clone(), path, query, body).await;
+            if let (Some(permit), Ok(a)) = (permit, &outcome) {
+                self.report_to_limiter(permit, a);
+            }
             let (retryable, wait_hint, failure) = match outcome {
                 Ok(a) if a.status.is_success() => return Ok(a),
                 Ok(a)
@@ -199,6 +225,19 @@ impl VapiClient {
                 "retrying"
             );
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Tells the limiter how a mutating call went: a 429 slows every later call down, anything
+    /// else Vapi answered counts as accepted. Transport failures say nothing about the rate.
+    fn report_to_limiter(&self, permit: Permit, a: &Answer) {
+        if a.status == StatusCode::TOO_MANY_REQUESTS {
+            // A `Retry-After` past what the retry policy honours ends that call's retries; the
+            // others wait no longer than the policy would.
+            let hold = a.retry_after.map(|d| d.min(self.cfg.retry.max_retry_after));
+            self.limiter.throttled(permit, hold);
+        } else {
+            self.limiter.succeeded(permit);
         }
     }
 
@@ -263,12 +302,17 @@ impl VapiClient {
     /// Complete, or an error: pages of `limit` items are walked by `createdAt` with an inclusive
     /// bound (ties at the page edge are fetched again and de-duplicated by id); when a whole page
     /// shares one `createdAt`, that instant is read through `/v2/phone-number`'s numbered pages.
-    /// The total is then checked against `/v2/phone-number`'s `totalItems`.
+    /// The first page comes from `/v2/phone-number` (newest first), whose `totalItems` the number
+    /// read is then checked against; the listing is read again once when they differ.
+    ///
+    /// # Caveats
+    /// Without `/v2/phone-number` (a 404), the first page comes from `/phone-number` and the
+    /// total cannot be cross-checked.
     pub async fn list_phone_numbers(&self) -> Result<Vec<ObservedNumber>, VapiError> {
         let mut last_err = None;
         for _ in 0..2 {
-            let items = self.list_all("/phone-number", true).await?;
-            match self.count_phone_numbers().await? {
+            let (items, total) = self.list_all("/phone-number", true).await?;
+            match total {
                 Some(total) if total != items.len() as u64 => {
                     last_err = Some(VapiError::IncompleteListing {
                         what: "phone numbers".into(),
@@ -292,10 +336,19 @@ impl VapiClient {
         Err(last_err.expect("loop ran"))
     }
 
-    /// `totalItems` of `/v2/phone-number`, or None when that endpoint is not offered.
-    async fn count_phone_numbers(&self) -> Result<Option<u64>, VapiError> {
+    /// The newest `limit` phone numbers and the total, from `/v2/phone-number`; None when that
+    /// endpoint is not offered. One request instead of a first page plus a count: the total is
+    /// taken at the same instant as the page, so a number deleted while later pages are read
+    /// still shows as a shortfall.
+    async fn first_page_v2(&self) -> Result<Option<(Vec<Value>, u64)>, VapiError> {
         self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
-        let q = [("limit", "1".to_string())];
+        // The order is stated rather than left to the default, so that the next pages (walked
+        // by `createdAt` from this page's oldest item) continue exactly where this one ends.
+        let q = [
+            ("limit", self.cfg.page_limit.to_string()),
+            ("sortBy", "createdAt".to_string()),
+            ("sortOrder", "DESC".to_string()),
+        ];
         match self
             .call_idempotent(
                 Method::GET,
@@ -310,10 +363,11 @@ impl VapiClient {
             Ok(a) => {
                 #[derive(serde::Deserialize)]
                 struct Page {
+                    results: Vec<Value>,
                     metadata: PageMeta,
                 }
                 let p: Page = Self::decode("GET /v2/phone-number", &a.body)?;
-                Ok(Some(p.metadata.total_items))
+                Ok(Some((p.results, p.metadata.total_items)))
             }
             Err(VapiError::NotFound { .. }) => {
                 tracing::debug!("`/v2/phone-number` not offered; listing not cross-checked");
@@ -325,7 +379,7 @@ impl VapiClient {
 
     /// Every assistant, by id.
     pub async fn list_assistants(&self) -> Result<BTreeMap<String, ObservedAssistant>, VapiError> {
-        let items = self.list_all("/assistant", false).await?;
+        let (items, _) = self.list_all("/assistant", false).await?;
         let mut out = BTreeMap::new();
         for v in items {
             let dto: AssistantDto = serde_json::from_value(v).map_err(|e| VapiError::Decode {
@@ -351,8 +405,13 @@ impl VapiClient {
         Ok(shape.into_items())
     }
 
-    /// Pages through a v1 list endpoint to the end (see [`Self::list_phone_numbers`]).
-    async fn list_all(&self, path: &str, has_v2: bool) -> Result<Vec<Value>, VapiError> {
+    /// Pages through a v1 list endpoint to the end (see [`Self::list_phone_numbers`]); for phone
+    /// numbers (`has_v2`), also returns the total `/v2/phone-number` reported with the first page.
+    async fn list_all(
+        &self,
+        path: &str,
+        has_v2: bool,
+    ) -> Result<(Vec<Value>, Option<u64>), VapiError> {
         let limit = self.cfg.page_limit;
         let mut seen: HashMap<String, Value> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
@@ -360,6 +419,7 @@ impl VapiClient {
         let mut bound: Option<(&'static str, String)> = None;
         let what = path.trim_start_matches('/').to_string();
         let mut pages = 0usize;
+        let mut total = None;
         loop {
             pages += 1;
             if pages > 100_000 {
@@ -372,7 +432,17 @@ impl VapiClient {
             if let Some((k, v)) = &bound {
                 q.push((k, v.clone()));
             }
-            let page = self.list_page(path, &q).await?;
+            let first_v2 = match (pages, has_v2) {
+                (1, true) => self.first_page_v2().await?,
+                _ => None,
+            };
+            let page = match first_v2 {
+                Some((page, reported)) => {
+                    total = Some(reported);
+                    page
+                }
+                None => self.list_page(path, &q).await?,
+            };
             let full = page.len() >= limit;
             let mut stamps = Vec::with_capacity(page.len());
             for item in page {
@@ -447,10 +517,11 @@ impl VapiClient {
                 ));
             }
         }
-        Ok(order
+        let items = order
             .into_iter()
             .filter_map(|id| seen.remove(&id))
-            .collect())
+            .collect();
+        Ok((items, total))
     }
 
     /// Every phone number created at exactly `at`, by `/v2/phone-number` page numbers.
@@ -543,7 +614,7 @@ impl VapiClient {
         };
         let items = match found {
             Some(items) => items,
-            None => self.list_all("/phone-number", true).await?,
+            None => self.list_all("/phone-number", true).await?.0,
         };
         Ok(items
             .into_iter()
@@ -570,6 +641,7 @@ impl VapiClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let permit = self.limiter.acquire().await;
             self.counters
                 .mutating_requests
                 .fetch_add(1, Ordering::Relaxed);
@@ -577,7 +649,10 @@ impl VapiClient {
                 .send(Method::POST, "/phone-number", &[], Some(&body))
                 .await
             {
-                Ok(a) => a,
+                Ok(a) => {
+                    self.report_to_limiter(permit, &a);
+                    a
+                }
                 Err(e) if e.is_connect() => {
                     // Nothing reached Vapi: safe to report as unreachable (not unknown).
                     return Err(VapiError::Unreachable {

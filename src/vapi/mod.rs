@@ -1,10 +1,13 @@
 //! The Vapi REST API: complete listings of phone numbers and assistants, and the create, patch
-//! and delete calls the applier makes. Retries never duplicate a create.
+//! and delete calls the applier makes. Retries never duplicate a create; creates, patches and
+//! deletes are paced by a client-side limit that slows down on 429 ([`RateLimitState`]).
 
 mod http;
+mod limit;
 mod wire;
 
-pub use http::{Counters, VapiClient, VapiConfig};
+pub use http::{Counters, DEFAULT_MAX_RPS, VapiClient, VapiConfig};
+pub use limit::{MIN_RPS, RateLimitState};
 
 use std::time::Duration;
 

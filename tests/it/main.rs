@@ -10,6 +10,7 @@ mod faults;
 mod gitops;
 mod property;
 mod reconcile;
+mod scale;
 mod standin;
 mod store;
 mod vapi_client;

@@ -100,7 +100,8 @@ fn other_providers_and_unknown_fields_are_tolerated() {
 fn reads_are_retried_through_5xx_and_429() {
     let v = StandIn::start_background(StandInConfig::default()).unwrap();
     v.seed_twilio_number("+14155550002", "t", None);
-    v.fail_next("GET", "/phone-number", 503, 2);
+    // The first page of numbers comes from the numbered endpoint.
+    v.fail_next("GET", "/v2/phone-number", 503, 2);
     v.fail_next("GET", "/assistant", 429, 1);
     let c = client(&v, 1000);
     let got = rt().block_on(c.observe()).unwrap();
@@ -216,4 +217,38 @@ fn unreachable_vapi_is_named_with_a_hint() {
         .unwrap_err();
     assert!(matches!(err, VapiError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("VAPI_BASE_URL"));
+}
+
+#[test]
+fn the_first_page_carries_the_total_so_no_separate_count_is_needed() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    for i in 0..25 {
+        v.seed_twilio_number(&number(i), "x", None);
+    }
+    let c = client(&v, 10);
+    let got = rt().block_on(c.list_phone_numbers()).unwrap();
+    assert_eq!(got.len(), 25);
+    let paths: Vec<String> = v.request_log().into_iter().map(|r| r.path).collect();
+    // 10 new, then 9 new past the inclusive edge, then the last 6.
+    assert_eq!(
+        paths,
+        ["/v2/phone-number", "/phone-number", "/phone-number"],
+        "one numbered page with the total, then createdAt pages"
+    );
+}
+
+#[test]
+fn without_v2_the_listing_falls_back_to_plain_pages() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    for i in 0..25 {
+        v.seed_twilio_number(&number(i), "x", None);
+    }
+    v.fail_next("GET", "/v2/phone-number", 404, 1);
+    let c = client(&v, 10);
+    let got = rt().block_on(c.list_phone_numbers()).unwrap();
+    let mut numbers: Vec<String> = got.iter().filter_map(|o| o.number.clone()).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 25, "complete without the numbered endpoint");
+    assert_eq!(v.calls("GET"), 1 + 3);
 }

@@ -54,6 +54,18 @@ pub struct GlobalArgs {
     )]
     pub vapi_timeout: u64,
 
+    /// Most mutating Vapi calls (create, update, delete) started per second. Halved whenever
+    /// Vapi answers 429, then raised back gradually as calls succeed.
+    #[arg(
+        long,
+        global = true,
+        env = "VAPICTL_MAX_RPS",
+        default_value_t = vapictl::vapi::DEFAULT_MAX_RPS,
+        value_parser = clap::value_parser!(u32).range(1..=10_000),
+        value_name = "N"
+    )]
+    pub max_rps: u32,
+
     /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

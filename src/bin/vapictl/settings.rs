@@ -39,6 +39,7 @@ pub fn vapi_config(g: &GlobalArgs) -> Result<VapiConfig, Error> {
         })?;
     let mut cfg = VapiConfig::new(g.vapi_url.clone(), SecretValue::new(key.trim()));
     cfg.timeout = Duration::from_secs(g.vapi_timeout.max(1));
+    cfg.max_rps = g.max_rps;
     Ok(cfg)
 }
 

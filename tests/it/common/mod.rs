@@ -134,6 +134,7 @@ impl World {
             "DATABASE_URL",
             "VAPICTL_AGE_IDENTITY",
             "VAPICTL_AGE_IDENTITY_FILE",
+            "VAPICTL_MAX_RPS",
             "RUST_LOG",
             "NO_COLOR",
             "GITHUB_RUN_ID",
@@ -146,6 +147,9 @@ impl World {
             .env("DATABASE_URL", &self.db_url)
             .env("VAPICTL_AGE_IDENTITY_FILE", &self.identity_file)
             .env("VAPICTL_VAPI_TIMEOUT", "5")
+            // The stand-in has no rate limit, and pacing would only slow the suite down; the
+            // tests of the limiter set their own.
+            .env("VAPICTL_MAX_RPS", "10000")
             .current_dir(self.dir.path());
         c
     }

@@ -1,0 +1,553 @@
+//! How vapictl scales: a no-op plan over thousands of numbers, and creates applied in parallel.
+//!
+//! Run it with `cargo run --release --example bench` (`-- --quick` for a short run, `-- --help`
+//! for the sizes, latency and parallelism it takes). Everything runs against the in-process Vapi
+//! stand-in and a temporary SQLite database, driving the library (pipeline and `Applier`) as the
+//! CLI does.
+//!
+//! The bench process only prepares each scenario: it hosts the stand-in, writes the spec and
+//! seeds Vapi (through the stand-in's model) and the database (through `Store::insert_row`). Each
+//! measurement then runs in a child process of its own (`bench --scenario …`), so that the peak
+//! resident memory it reports (`VmHWM`) is that of one plan or one apply and nothing else: not the
+//! stand-in's copy of the numbers, not the seeding, not an earlier scenario.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+use vapictl::apply::{Applier, ApplyOptions, NoProgress};
+use vapictl::pipeline;
+use vapictl::secrets::{Identities, SecretValue, encrypt, parse_recipients, token_digest};
+use vapictl::standin::{FaultConfig, StandIn, StandInConfig};
+use vapictl::state::{DesiredState, RowWrite};
+use vapictl::store::{LockHolder, Store, StoreOptions};
+use vapictl::validate::SecretMode;
+use vapictl::vapi::{VapiClient, VapiConfig};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const OWNER: &str = "3f1c2b7e-0000-4000-8000-000000000001";
+const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+/// The owner's assistants; numbers are spread over them.
+const ASSISTANTS: [&str; 3] = ["sales-bot", "support-bot", "after-hours"];
+/// High enough that the client-side limiter never holds an apply back here (16 creates in
+/// flight at 50 ms each is 320 calls per second); the largest value the CLI accepts.
+const UNTHROTTLED_RPS: u32 = 10_000;
+
+#[derive(Debug, Parser)]
+#[command(about = "Measure vapictl's no-op plan and parallel apply against the local stand-in")]
+struct Args {
+    /// Short run: no-op plans over 1,000 numbers, 200 creates at 20 ms, one repetition (overrides
+    /// `--sizes`, `--creates`, `--latency-ms` and `--repeat`).
+    #[arg(long)]
+    quick: bool,
+    /// Numbers in the no-op plans (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    sizes: Vec<usize>,
+    /// Stand-in latency during the no-op plans, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    plan_latency_ms: u64,
+    /// Creates in each apply run.
+    #[arg(long, default_value_t = 1000)]
+    creates: usize,
+    /// Stand-in latency during the apply runs, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// `--parallelism` of the apply runs (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,8,16")]
+    parallelism: Vec<usize>,
+    /// Runs of each no-op plan; the median time and the largest memory are reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+
+    // What a child process measures (set by the bench itself).
+    #[arg(long, hide = true)]
+    scenario: Option<Scenario>,
+    #[arg(long, hide = true)]
+    vapi_url: Option<String>,
+    #[arg(long, hide = true)]
+    api_key: Option<String>,
+    #[arg(long, hide = true)]
+    db: Option<String>,
+    #[arg(long, hide = true)]
+    spec: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Scenario {
+    Noop,
+    Apply,
+}
+
+/// What a child reports, as one JSON line on stdout.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Measured {
+    /// Reading and validating the spec (one token decrypted).
+    load_ms: f64,
+    /// Opening (and migrating) the database and building the client.
+    connect_ms: f64,
+    /// Observing Vapi and the database, and diffing.
+    plan_ms: f64,
+    /// Carrying out the plan (apply runs only).
+    apply_ms: f64,
+    changes: usize,
+    list_requests: u64,
+    db_queries: u64,
+    throttled: u64,
+    /// The plan after the apply is empty (apply runs only).
+    converged: bool,
+    failed: usize,
+    peak_rss_kb: u64,
+}
+
+impl Measured {
+    fn total_plan_ms(&self) -> f64 {
+        self.load_ms + self.connect_ms + self.plan_ms
+    }
+}
+
+fn main() -> Result<(), BoxError> {
+    let mut args = Args::parse();
+    if let Some(scenario) = args.scenario {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let measured = runtime.block_on(child(scenario, &args))?;
+        println!("{}", serde_json::to_string(&measured)?);
+        return Ok(());
+    }
+    if args.quick {
+        args.sizes = vec![1000];
+        args.creates = 200;
+        args.latency_ms = 20;
+        args.repeat = 1;
+    }
+    parent(&args)
+}
+
+// ---- the parent: prepare, run children, report ------------------------------------------------
+
+fn parent(args: &Args) -> Result<(), BoxError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!("# vapictl bench\n");
+    println!("{}\n", machine());
+    println!(
+        "Release build: {}. Stand-in and SQLite in a temporary directory; each measurement in a child process.\n",
+        if cfg!(debug_assertions) {
+            "NO (debug: the figures are not representative)"
+        } else {
+            "yes"
+        }
+    );
+
+    println!(
+        "## No-op plan ({} ms stand-in latency; median of {} runs)\n",
+        args.plan_latency_ms,
+        args.repeat.max(1)
+    );
+    println!(
+        "| numbers | wall | load+validate | connect | observe+diff | list requests | DB queries | peak RSS | seeding |"
+    );
+    println!("|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    for &n in &args.sizes {
+        let world = World::new(&runtime)?;
+        let seeded = Instant::now();
+        let spec = world.write_spec(n)?;
+        let desired = world.desired(&spec)?;
+        runtime.block_on(world.seed_converged(&desired))?;
+        let seeding = seeded.elapsed();
+        world.vapi.set_faults(FaultConfig {
+            latency_ms: args.plan_latency_ms,
+            ..FaultConfig::default()
+        });
+        let mut runs = Vec::new();
+        let mut lists = String::new();
+        for _ in 0..args.repeat.max(1) {
+            world.vapi.reset_log();
+            let m = world.run_child(Scenario::Noop, &spec, &[])?;
+            if m.changes != 0 {
+                return Err(
+                    format!("the no-op plan over {n} numbers has {} changes", m.changes).into(),
+                );
+            }
+            lists = world.list_breakdown(m.list_requests);
+            runs.push(m);
+        }
+        runs.sort_by(|a, b| a.total_plan_ms().total_cmp(&b.total_plan_ms()));
+        let peak = runs.iter().map(|m| m.peak_rss_kb).max().unwrap_or(0);
+        let m = &runs[runs.len() / 2];
+        println!(
+            "| {n} | {} | {} | {} | {} | {lists} | {} | {} | {} |",
+            secs(m.total_plan_ms()),
+            secs(m.load_ms),
+            secs(m.connect_ms),
+            secs(m.plan_ms),
+            m.db_queries,
+            mib(peak),
+            secs(seeding.as_secs_f64() * 1000.0),
+        );
+    }
+
+    println!(
+        "\n## Apply of {} creates ({} ms stand-in latency; client limit {UNTHROTTLED_RPS} calls/s, never the bottleneck)\n",
+        args.creates, args.latency_ms
+    );
+    println!("Lower bound: creates × latency / parallelism (the POSTs alone, back to back).\n");
+    println!("| parallelism | wall | lower bound | ratio | peak RSS | converged |");
+    println!("|---:|---:|---:|---:|---:|---|");
+    for &p in &args.parallelism {
+        let world = World::new(&runtime)?;
+        let spec = world.write_spec(args.creates)?;
+        let desired = world.desired(&spec)?;
+        runtime.block_on(world.seed_assistants(&desired))?;
+        world.vapi.set_faults(FaultConfig {
+            latency_ms: args.latency_ms,
+            ..FaultConfig::default()
+        });
+        let m = world.run_child(Scenario::Apply, &spec, &["--parallelism", &p.to_string()])?;
+        if m.changes != args.creates || m.failed != 0 || m.throttled != 0 || !m.converged {
+            return Err(format!(
+                "apply with parallelism {p}: {} changes, {} failed, {} throttled, converged: {}",
+                m.changes, m.failed, m.throttled, m.converged
+            )
+            .into());
+        }
+        let bound = (args.creates as f64) * (args.latency_ms as f64) / (p.max(1) as f64);
+        println!(
+            "| {p} | {} | {} | {:.2} | {} | yes |",
+            secs(m.apply_ms),
+            secs(bound),
+            m.apply_ms / bound.max(f64::MIN_POSITIVE),
+            mib(m.peak_rss_kb),
+        );
+    }
+    println!(
+        "\nWall times exclude seeding; the apply time excludes the plan before it and the re-plan after it."
+    );
+    Ok(())
+}
+
+/// One scenario's surroundings: a stand-in, a database, an age key.
+struct World {
+    dir: tempfile::TempDir,
+    vapi: StandIn,
+    db_url: String,
+    store: Store,
+    identity_file: PathBuf,
+    armored: String,
+}
+
+impl World {
+    fn new(runtime: &tokio::runtime::Runtime) -> Result<Self, BoxError> {
+        let dir = tempfile::tempdir()?;
+        let vapi = StandIn::start_background(StandInConfig::default())?;
+        let db_url = format!("sqlite://{}", dir.path().join("app.db").display());
+        let store = runtime.block_on(Store::connect(&db_url, &StoreOptions::default()))?;
+        use age::secrecy::ExposeSecret;
+        let key = age::x25519::Identity::generate();
+        let identity_file = dir.path().join("age-key.txt");
+        std::fs::write(
+            &identity_file,
+            format!("{}\n", key.to_string().expose_secret()),
+        )?;
+        let armored = encrypt(
+            &parse_recipients(&[key.to_public().to_string()])?,
+            &SecretValue::new(TOKEN),
+        )?;
+        Ok(World {
+            dir,
+            vapi,
+            db_url,
+            store,
+            identity_file,
+            armored,
+        })
+    }
+
+    /// A spec of `n` numbers sharing the default Twilio account, spread over the assistants.
+    fn write_spec(&self, n: usize) -> Result<PathBuf, BoxError> {
+        let mut y = format!(
+            "version: 1\nowner: {OWNER}\ndefaults:\n  twilio:\n    accountSid: {ACCOUNT_SID}\n    authToken: |\n"
+        );
+        for line in self.armored.lines() {
+            y.push_str(&format!("      {line}\n"));
+        }
+        y.push_str("phoneNumbers:\n");
+        for i in 0..n {
+            y.push_str(&format!(
+                "  - number: \"{}\"\n    name: \"Line {i}\"\n    assistant: {}\n",
+                number(i),
+                ASSISTANTS[i % ASSISTANTS.len()]
+            ));
+        }
+        let path = self.dir.path().join("spec.yaml");
+        std::fs::write(&path, y)?;
+        Ok(path)
+    }
+
+    fn desired(&self, spec: &Path) -> Result<DesiredState, BoxError> {
+        let mut ids = Identities::none();
+        ids.add_file(&self.identity_file)?;
+        Ok(pipeline::load_desired(spec, &ids, SecretMode::Required)?.1)
+    }
+
+    /// The owner's assistants, in Vapi and as `assistants` rows.
+    async fn seed_assistants(
+        &self,
+        desired: &DesiredState,
+    ) -> Result<Vec<(Uuid, String)>, BoxError> {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await?;
+        let mut out = Vec::new();
+        for name in ASSISTANTS {
+            let vapi_id = self.vapi.seed_assistant(name);
+            let row_id = Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO assistants (id, user_id, name, vapi_assistant_id) VALUES (?, ?, ?, ?)",
+            )
+            .bind(row_id.to_string())
+            .bind(desired.owner.to_string())
+            .bind(name)
+            .bind(&vapi_id)
+            .execute(&mut conn)
+            .await?;
+            out.push((row_id, vapi_id));
+        }
+        Ok(out)
+    }
+
+    /// Makes Vapi and the database hold exactly what `desired` asks for.
+    async fn seed_converged(&self, desired: &DesiredState) -> Result<(), BoxError> {
+        let assistants = self.seed_assistants(desired).await?;
+        let plaintext = SecretValue::new(TOKEN);
+        for d in desired.numbers.values() {
+            let (row_id, vapi_assistant) = &assistants[index_of(&d.assistant)];
+            let id = self.vapi.seed_raw(json!({
+                "provider": "twilio",
+                "number": d.number.as_str(),
+                "name": d.name,
+                "twilioAccountSid": d.twilio.account_sid,
+                "assistantId": vapi_assistant,
+            }))?;
+            let row = RowWrite {
+                phone_number: d.number.as_str().to_string(),
+                friendly_name: d.name.clone(),
+                vapi_phone_id: Some(id),
+                vapi_credential_id: None,
+                twilio_account_sid: d.twilio.account_sid.clone(),
+                twilio_auth_token: d.twilio.auth_token.armored.clone(),
+                token_digest: Some(token_digest(&plaintext)),
+                assigned_assistant_id: Some(*row_id),
+                notes: None,
+                protected: false,
+            };
+            self.store.insert_row(desired.owner, &row).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one measurement in a child process.
+    fn run_child(
+        &self,
+        scenario: Scenario,
+        spec: &Path,
+        extra: &[&str],
+    ) -> Result<Measured, BoxError> {
+        let scenario = match scenario {
+            Scenario::Noop => "noop",
+            Scenario::Apply => "apply",
+        };
+        let out = Command::new(std::env::current_exe()?)
+            .args(["--scenario", scenario])
+            .args(["--vapi-url", &self.vapi.base_url()])
+            .args(["--api-key", self.vapi.api_key()])
+            .args(["--db", &self.db_url])
+            .arg("--spec")
+            .arg(spec)
+            .arg("--identity")
+            .arg(&self.identity_file)
+            .args(extra)
+            .output()?;
+        std::io::stderr().write_all(&out.stderr)?;
+        if !out.status.success() {
+            return Err(format!("the {scenario} child failed ({})", out.status).into());
+        }
+        let text = String::from_utf8(out.stdout)?;
+        let line = text.lines().last().ok_or("the child printed nothing")?;
+        Ok(serde_json::from_str(line)?)
+    }
+
+    /// The child's list requests as the stand-in saw them, by route.
+    fn list_breakdown(&self, counted: u64) -> String {
+        let log = self.vapi.request_log();
+        let gets = |path: &str| {
+            log.iter()
+                .filter(|r| r.method == "GET" && r.path == path)
+                .count()
+        };
+        let (pages, v2, assistants) = (
+            gets("/phone-number"),
+            gets("/v2/phone-number"),
+            gets("/assistant"),
+        );
+        let seen = pages + v2 + assistants;
+        let mismatch = if seen as u64 == counted {
+            String::new()
+        } else {
+            format!(" (client counted {counted})")
+        };
+        format!(
+            "{seen}: {} of numbers ({v2} numbered, with the total) + {assistants} of assistants{mismatch}",
+            pages + v2
+        )
+    }
+}
+
+fn index_of(assistant: &Option<String>) -> usize {
+    assistant
+        .as_deref()
+        .and_then(|a| ASSISTANTS.iter().position(|n| *n == a))
+        .unwrap_or(0)
+}
+
+/// A distinct, valid US number for each `i` below 20,000.
+fn number(i: usize) -> String {
+    let area = [415, 628][i / 10_000 % 2];
+    format!("+1{area}555{:04}", i % 10_000)
+}
+
+// ---- the child: one measurement ---------------------------------------------------------------
+
+async fn child(scenario: Scenario, args: &Args) -> Result<Measured, BoxError> {
+    let need =
+        |v: &Option<String>, name: &str| v.clone().ok_or_else(|| format!("--{name} is required"));
+    let spec = args.spec.clone().ok_or("--spec is required")?;
+    let identity = args.identity.clone().ok_or("--identity is required")?;
+    let mut m = Measured::default();
+
+    let t = Instant::now();
+    let mut ids = Identities::none();
+    ids.add_file(&identity)?;
+    let mode = match scenario {
+        Scenario::Noop => SecretMode::Optional,
+        Scenario::Apply => SecretMode::Required,
+    };
+    let (_, desired) = pipeline::load_desired(&spec, &ids, mode)?;
+    m.load_ms = ms(t.elapsed());
+
+    let t = Instant::now();
+    let store = Store::connect(&need(&args.db, "db")?, &StoreOptions::default()).await?;
+    let mut cfg = VapiConfig::new(
+        need(&args.vapi_url, "vapi-url")?,
+        SecretValue::new(need(&args.api_key, "api-key")?),
+    );
+    cfg.max_rps = UNTHROTTLED_RPS;
+    let vapi = VapiClient::new(cfg)?;
+    m.connect_ms = ms(t.elapsed());
+
+    match scenario {
+        Scenario::Noop => {
+            let t = Instant::now();
+            let plan = pipeline::plan(&store, &vapi, &desired).await?;
+            m.plan_ms = ms(t.elapsed());
+            m.changes = plan.changes.len();
+            m.list_requests = vapi.counters().list_requests.load(Ordering::Relaxed);
+            m.db_queries = store.queries_issued();
+        }
+        Scenario::Apply => {
+            // As `vapictl apply` does: plan and apply under the owner's lock.
+            let lock = store
+                .acquire_lock(
+                    desired.owner,
+                    &LockHolder::this_process(Uuid::new_v4().to_string()),
+                    Duration::from_secs(10),
+                )
+                .await?;
+            let t = Instant::now();
+            let plan = pipeline::plan(&store, &vapi, &desired).await?;
+            m.plan_ms = ms(t.elapsed());
+            m.changes = plan.changes.len();
+            let applier = Applier {
+                vapi: &vapi,
+                store: &store,
+                owner: desired.owner,
+                options: ApplyOptions {
+                    parallelism: args.parallelism.first().copied().unwrap_or(8),
+                    ..ApplyOptions::default()
+                },
+                lock: Some(&lock),
+            };
+            let t = Instant::now();
+            let report = applier.apply(&plan, &NoProgress).await;
+            m.apply_ms = ms(t.elapsed());
+            m.failed = report.failed() + report.not_started.len();
+            m.throttled = vapi.rate_limit().throttled;
+            m.converged = pipeline::plan(&store, &vapi, &desired).await?.is_empty();
+            lock.release().await?;
+        }
+    }
+    m.peak_rss_kb = peak_rss_kb();
+    Ok(m)
+}
+
+/// `VmHWM` of this process: the most resident memory it has used, in KiB.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+// ---- formatting -------------------------------------------------------------------------------
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn secs(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
+}
+
+fn mib(kb: u64) -> String {
+    format!("{:.0} MiB", kb as f64 / 1024.0)
+}
+
+/// CPUs, CPU model and memory of this machine, from `/proc`.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or_else(
+            || "unknown".into(),
+            |kb| format!("{:.0} GiB", kb / 1024.0 / 1024.0),
+        );
+    format!("Machine: {cpus} CPUs ({model}), {mem_gib} RAM.")
+}
