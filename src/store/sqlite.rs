@@ -61,6 +61,17 @@ pub struct SqliteStore {
     lock_ttl: Duration,
 }
 
+/// Whether an error is SQLite's "database is locked" (SQLITE_BUSY), which a retry may clear.
+fn is_busy(e: &StoreError) -> bool {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text.contains("database is locked") || text.contains("database is busy")
+}
+
 impl SqliteStore {
     /// Opens (creating when missing) and migrates the database at `url`.
     pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
@@ -76,14 +87,32 @@ impl SqliteStore {
 
         // A first connection of our own, so that a failure surfaces as itself rather than as the
         // pool's "timed out".
-        let mut conn = tokio::time::timeout(opts.connect_timeout, options.connect())
-            .await
-            .map_err(|_| StoreError::ConnectTimedOut {
-                url: redact_url(url),
-                after: opts.connect_timeout,
-            })?
-            .map_err(|e| connect_error(e, url))?;
-        migrate(&mut conn, url).await?;
+        //
+        // Several processes opening a new file at once race to switch it to WAL, and SQLite
+        // answers that switch with "database is locked" without waiting for the busy timeout:
+        // such a first connection is retried (with jitter) until the connect timeout.
+        let deadline = tokio::time::Instant::now() + opts.connect_timeout;
+        let conn = loop {
+            let attempt = async {
+                let mut conn = tokio::time::timeout(opts.connect_timeout, options.connect())
+                    .await
+                    .map_err(|_| StoreError::ConnectTimedOut {
+                        url: redact_url(url),
+                        after: opts.connect_timeout,
+                    })?
+                    .map_err(|e| connect_error(e, url))?;
+                migrate(&mut conn, url).await?;
+                Ok::<_, StoreError>(conn)
+            };
+            match attempt.await {
+                Ok(conn) => break conn,
+                Err(e) if is_busy(&e) && tokio::time::Instant::now() < deadline => {
+                    let pause = 20 + rand::random_range(0..80u64);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
 
         // An in-memory database lives as long as one connection to it: keep exactly one, forever.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
