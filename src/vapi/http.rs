@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::limit::{Permit, RateLimitState, RateLimiter};
-use super::wire::{self, AssistantDto, ErrorBody, ListShape, PageMeta, PhoneNumberDto};
+use super::wire::{self, AssistantDto, ErrorBody, ListShape, PhoneNumberDto, V2Page};
 use super::{RetryPolicy, VapiError};
 use crate::plan::{VapiCreate, VapiPatch};
 use crate::secrets::SecretValue;
@@ -341,7 +341,6 @@ impl VapiClient {
     /// taken at the same instant as the page, so a number deleted while later pages are read
     /// still shows as a shortfall.
     async fn first_page_v2(&self) -> Result<Option<(Vec<Value>, u64)>, VapiError> {
-        self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
         // The order is stated rather than left to the default, so that the next pages (walked
         // by `createdAt` from this page's oldest item) continue exactly where this one ends.
         let q = [
@@ -349,30 +348,23 @@ impl VapiClient {
             ("sortBy", "createdAt".to_string()),
             ("sortOrder", "DESC".to_string()),
         ];
+        let page = self.v2_page(&q).await?;
+        if page.is_none() {
+            tracing::debug!("`/v2/phone-number` not offered; listing not cross-checked");
+        }
+        Ok(page.map(|p| (p.results, p.metadata.total_items)))
+    }
+
+    /// One page of `/v2/phone-number`; None when Vapi does not offer that endpoint (404).
+    async fn v2_page(&self, query: &[(&str, String)]) -> Result<Option<V2Page>, VapiError> {
+        self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
+        let label = "GET /v2/phone-number";
         match self
-            .call_idempotent(
-                Method::GET,
-                "/v2/phone-number",
-                &q,
-                None,
-                "GET /v2/phone-number",
-                &[],
-            )
+            .call_idempotent(Method::GET, "/v2/phone-number", query, None, label, &[])
             .await
         {
-            Ok(a) => {
-                #[derive(serde::Deserialize)]
-                struct Page {
-                    results: Vec<Value>,
-                    metadata: PageMeta,
-                }
-                let p: Page = Self::decode("GET /v2/phone-number", &a.body)?;
-                Ok(Some((p.results, p.metadata.total_items)))
-            }
-            Err(VapiError::NotFound { .. }) => {
-                tracing::debug!("`/v2/phone-number` not offered; listing not cross-checked");
-                Ok(None)
-            }
+            Ok(a) => Ok(Some(Self::decode(label, &a.body)?)),
+            Err(VapiError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -529,7 +521,6 @@ impl VapiClient {
         let mut out: HashMap<String, Value> = HashMap::new();
         let mut page = 1u64;
         loop {
-            self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
             let q = [
                 ("limit", self.cfg.page_limit.to_string()),
                 ("page", page.to_string()),
@@ -537,22 +528,14 @@ impl VapiClient {
                 ("createdAtGe", at.to_string()),
                 ("createdAtLe", at.to_string()),
             ];
-            let a = self
-                .call_idempotent(
-                    Method::GET,
-                    "/v2/phone-number",
-                    &q,
-                    None,
-                    "GET /v2/phone-number",
-                    &[],
-                )
-                .await?;
-            #[derive(serde::Deserialize)]
-            struct Page {
-                results: Vec<Value>,
-                metadata: PageMeta,
-            }
-            let p: Page = Self::decode("GET /v2/phone-number", &a.body)?;
+            let Some(p) = self.v2_page(&q).await? else {
+                return Err(VapiError::IncompleteListing {
+                    what: "phone-number".into(),
+                    reason: format!(
+                        "more numbers share createdAt {at} than one page holds, and `/v2/phone-number` is not offered"
+                    ),
+                });
+            };
             let n = p.results.len();
             for item in p.results {
                 if let Some(id) = item.get("id").and_then(Value::as_str) {
@@ -580,36 +563,14 @@ impl VapiClient {
     /// Phone numbers whose `number` is exactly `number` (used after a create's outcome is
     /// unknown). Uses `/v2/phone-number?search=`, falling back to a full listing.
     pub async fn find_by_number(&self, number: &str) -> Result<Vec<ObservedNumber>, VapiError> {
-        self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
         let q = [
             ("search", number.to_string()),
             ("limit", self.cfg.page_limit.to_string()),
         ];
-        let found = match self
-            .call_idempotent(
-                Method::GET,
-                "/v2/phone-number",
-                &q,
-                None,
-                "GET /v2/phone-number",
-                &[],
-            )
-            .await
-        {
-            Ok(a) => {
-                #[derive(serde::Deserialize)]
-                struct Page {
-                    results: Vec<Value>,
-                    metadata: PageMeta,
-                }
-                let p: Page = Self::decode("GET /v2/phone-number", &a.body)?;
-                if (p.results.len() as u64) < p.metadata.total_items {
-                    None // more matches than one page: list everything instead
-                } else {
-                    Some(p.results)
-                }
-            }
-            Err(VapiError::NotFound { .. }) | Err(VapiError::BadRequest { .. }) => None,
+        let found = match self.v2_page(&q).await {
+            // More matches than one page: list everything instead.
+            Ok(Some(p)) if (p.results.len() as u64) >= p.metadata.total_items => Some(p.results),
+            Ok(_) | Err(VapiError::BadRequest { .. }) => None,
             Err(e) => return Err(e),
         };
         let items = match found {

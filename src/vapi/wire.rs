@@ -119,6 +119,14 @@ impl ErrorBody {
     }
 }
 
+/// A `/v2/phone-number` page.
+#[derive(Debug, Deserialize)]
+pub struct V2Page {
+    #[serde(default)]
+    pub results: Vec<Value>,
+    pub metadata: PageMeta,
+}
+
 /// `/v2/phone-number` paging metadata (only what vapictl reads).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
