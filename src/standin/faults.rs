@@ -40,6 +40,10 @@ pub struct FaultConfig {
     /// is closed without a response.
     pub p_lost_response: f64,
     pub scope: FaultScope,
+    /// Added to `/v2/phone-number`'s `totalItems` (a listing that disagrees with its count,
+    /// as when numbers appear or vanish mid-listing).
+    #[serde(default)]
+    pub total_items_skew: i64,
 }
 
 /// A fault that was applied to a request, as the request log records it.

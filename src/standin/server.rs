@@ -403,6 +403,8 @@ async fn list_numbers_v2(State(sh): State<Arc<Shared>>, Query(pairs): Pairs) -> 
             .is_none_or(|s| validate::search_matches(doc, s))
     });
     sh.lists.fetch_add(1, Ordering::SeqCst);
+    let skew = lock(&sh.faults).config().total_items_skew;
+    let reported_total = (page.total as i64 + skew).max(0);
     let total_pages = if q.limit == 0 {
         0
     } else {
@@ -410,7 +412,7 @@ async fn list_numbers_v2(State(sh): State<Arc<Shared>>, Query(pairs): Pairs) -> 
     };
     let mut metadata = json!({
         "itemsPerPage": q.limit,
-        "totalItems": page.total,
+        "totalItems": reported_total,
         "currentPage": q.page,
         "totalPages": total_pages,
         "hasNextPage": q.page < total_pages,

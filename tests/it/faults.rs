@@ -270,3 +270,45 @@ fn errors_that_echo_the_request_never_leak_the_token() {
     }
     assert!(!w.dump_db().contains(TOKEN));
 }
+
+#[test]
+fn a_listing_that_disagrees_with_its_count_plans_nothing() {
+    let w = World::sqlite();
+    let ns = numbers(3, 5700);
+    let spec = spec_of(&w, &ns, "Line");
+    assert_code(&w.apply(&spec), 0);
+    // Vapi says there is one number more than the listing returned: a number may be missing
+    // from the read, so nothing may be re-created or deleted on its account.
+    let full = w.path("full.yaml");
+    std::fs::copy(&spec, &full).unwrap();
+    let smaller = spec_of(&w, &ns[..2], "Line");
+    let spec = full;
+    for skew in [1, -1] {
+        w.vapi.set_faults(FaultConfig {
+            total_items_skew: skew,
+            ..FaultConfig::default()
+        });
+        let before = w.vapi.mutating_calls();
+        for spec in [&spec, &smaller] {
+            let o = w.run(&[
+                "apply",
+                "--auto-approve",
+                "--allow-deletes",
+                "1",
+                spec.to_str().unwrap(),
+            ]);
+            assert_code(&o, 1);
+            assert!(
+                text(&o)
+                    .1
+                    .contains("listing of `phone numbers` is incomplete"),
+                "{}",
+                text(&o).1
+            );
+        }
+        assert_eq!(w.vapi.mutating_calls(), before);
+    }
+    w.vapi.set_faults(FaultConfig::default());
+    assert_code(&w.plan(&spec), 0);
+    assert_each_once(&w, &ns);
+}
