@@ -162,6 +162,15 @@ fn killed_applies_are_repaired_by_the_next_run() {
 
 #[test]
 fn interrupt_finishes_in_flight_work_and_reports_what_is_left() {
+    stop_signal_finishes_in_flight_work("-INT");
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c() {
+    stop_signal_finishes_in_flight_work("-TERM");
+}
+
+fn stop_signal_finishes_in_flight_work(signal: &str) {
     let w = World::sqlite();
     let ns = numbers(10, 5300);
     w.vapi.set_faults(FaultConfig {
@@ -184,7 +193,7 @@ fn interrupt_finishes_in_flight_work_and_reports_what_is_left() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(900));
     let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
