@@ -225,12 +225,11 @@ impl Model {
 
     /// Stores a new number from an already validated body: assigns the server fields and moves
     /// the secrets aside. Returns the object as a client would see it.
-    pub fn create_number(&mut self, mut body: Map<String, Value>) -> Value {
+    /// A new object from a create body: server-assigned id, org and timestamps first, then the
+    /// body's own fields (any server-assigned field it carries is dropped).
+    fn new_document(&mut self, mut body: Map<String, Value>) -> NewDocument {
         let ts = self.clock.tick();
         let id = Uuid::new_v4().to_string();
-        // A create treats `null` like an absent field (class-validator's IsOptional does).
-        body.retain(|_, v| !v.is_null());
-        let secrets = take_secrets(&mut body);
         for f in SERVER_FIELDS {
             body.remove(f);
         }
@@ -240,6 +239,14 @@ impl Model {
         doc.insert("createdAt".into(), Value::String(format_ts(ts)));
         doc.insert("updatedAt".into(), Value::String(format_ts(ts)));
         doc.extend(body);
+        NewDocument { id, doc, ts }
+    }
+
+    pub fn create_number(&mut self, mut body: Map<String, Value>) -> Value {
+        // A create treats `null` like an absent field (class-validator's IsOptional does).
+        body.retain(|_, v| !v.is_null());
+        let secrets = take_secrets(&mut body);
+        let NewDocument { id, doc, ts } = self.new_document(body);
         if !secrets.is_empty() {
             self.secrets.insert(id.clone(), secrets);
         }
@@ -394,18 +401,8 @@ impl Model {
 
     /// Stores a new assistant from a validated body.
     pub fn create_assistant(&mut self, mut body: Map<String, Value>) -> Value {
-        let ts = self.clock.tick();
-        let id = Uuid::new_v4().to_string();
         body.retain(|_, v| !v.is_null());
-        for f in SERVER_FIELDS {
-            body.remove(f);
-        }
-        let mut doc = Map::new();
-        doc.insert("id".into(), Value::String(id.clone()));
-        doc.insert("orgId".into(), Value::String(self.org_id.clone()));
-        doc.insert("createdAt".into(), Value::String(format_ts(ts)));
-        doc.insert("updatedAt".into(), Value::String(format_ts(ts)));
-        doc.extend(body);
+        let NewDocument { id, doc, ts } = self.new_document(body);
         let out = Value::Object(doc.clone());
         self.assistants.insert(
             id,
@@ -569,6 +566,13 @@ fn all(records: &BTreeMap<String, Record>, order: SortOrder) -> Vec<Value> {
         &|_| true,
     )
     .items
+}
+
+/// A freshly made object: its id, its JSON and its creation instant.
+struct NewDocument {
+    id: String,
+    doc: Map<String, Value>,
+    ts: DateTime<Utc>,
 }
 
 #[cfg(test)]
