@@ -109,12 +109,247 @@ pub enum StoreError {
         reason: String,
     },
 
-    #[error("the database query failed")]
-    QueryFailed(#[source] sqlx::Error),
+    #[error("the database refused a statement: {0}")]
+    QueryFailed(Box<DbCause>),
+
+    #[error("the database rejected vapictl's write to `{table}`: {cause}\nhint: {hint}")]
+    RowRejected {
+        table: &'static str,
+        cause: Box<DbCause>,
+        hint: String,
+    },
+
+    #[error("the database role may not {action}: {cause}\nhint: {hint}")]
+    InsufficientPrivilege {
+        /// What was attempted (`change the schema`, `write to `phone_numbers``, …).
+        action: String,
+        cause: Box<DbCause>,
+        hint: String,
+    },
+
+    #[error(
+        "the app's {} not on the search path (`{search_path}`), but {} in {}; vapictl will not create empty ones beside {}\nhint: put the app's schema on the search path in the URL, e.g. `?options=-c%20search_path%3D{}` (`options=-c search_path=…`, percent-encoded)",
+        tables_phrase(missing),
+        if found.len() == 1 { "one is" } else { "tables of that name are" },
+        found.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
+        if missing.len() == 1 { "it" } else { "them" },
+        found.first().and_then(|t| t.split_once('.')).map_or("app", |(schema, _)| schema)
+    )]
+    AppTablesElsewhere {
+        /// The app tables the search path does not reach.
+        missing: Vec<String>,
+        /// `SHOW search_path`, as the session has it.
+        search_path: String,
+        /// `schema.table` of each table of that name outside the search path.
+        found: Vec<String>,
+    },
+
+    #[error(
+        "the app's schema requires what vapictl cannot write, so nothing was changed (in Vapi or the database):{}",
+        problems.iter().map(|p| format!("\n  {p}")).collect::<String>()
+    )]
+    AppSchemaUnsupported { problems: Vec<SchemaProblem> },
+}
+
+fn tables_phrase(tables: &[String]) -> String {
+    let names: Vec<String> = tables.iter().map(|t| format!("`{t}`")).collect();
+    match names.len() {
+        1 => format!("{} table is", names[0]),
+        _ => format!("{} tables are", names.join(" and ")),
+    }
+}
+
+/// One way an application table cannot take vapictl's writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaProblem {
+    pub table: String,
+    pub column: String,
+    /// What is wrong, after the column's name (`is NOT NULL without a default, …`).
+    pub problem: String,
+    /// What to do about it.
+    pub hint: String,
+}
+
+impl std::fmt::Display for SchemaProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}.{}` {}\n  hint: {}",
+            self.table, self.column, self.problem, self.hint
+        )
+    }
+}
+
+/// What the database said when it refused a statement: its message, SQLSTATE (or SQLite's
+/// extended code) and, when it names them, the constraint, table and column.
+///
+/// Never the row: PostgreSQL's `DETAIL` ("Failing row contains (…)", "Key (…)=(…)") would show
+/// values (a ciphertext, another user's number) and is dropped; runs of seven or more digits in
+/// the message are masked to their last four. PostgreSQL's own source line, which sqlx appends
+/// as " at line N", is not kept: it is a line of PostgreSQL's C code, not of the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbCause {
+    pub message: String,
+    pub code: Option<String>,
+    pub constraint: Option<String>,
+    pub table: Option<String>,
+    pub column: Option<String>,
+}
+
+impl std::fmt::Display for DbCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        let mut names = Vec::new();
+        if let Some(c) = &self.constraint
+            && !self.message.contains(c.as_str())
+        {
+            names.push(format!("constraint `{c}`"));
+        }
+        match (&self.table, &self.column) {
+            (Some(t), Some(c)) => names.push(format!("column `{t}.{c}`")),
+            (None, Some(c)) => names.push(format!("column `{c}`")),
+            (Some(t), None) if !self.message.contains(t.as_str()) => {
+                names.push(format!("table `{t}`"))
+            }
+            _ => {}
+        }
+        if let Some(code) = &self.code {
+            names.push(format!("code {code}"));
+        }
+        if !names.is_empty() {
+            write!(f, " ({})", names.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl DbCause {
+    /// The cause of `err`, free of row values and of PostgreSQL's source line.
+    pub fn of(err: &sqlx::Error) -> DbCause {
+        let Some(db) = err.as_database_error() else {
+            return DbCause {
+                message: mask_digit_runs(&strip_source_line(&err.to_string())),
+                code: None,
+                constraint: None,
+                table: None,
+                column: None,
+            };
+        };
+        let mut cause = DbCause {
+            message: mask_digit_runs(db.message()),
+            code: db.code().map(|c| c.into_owned()),
+            constraint: db.constraint().map(str::to_owned),
+            table: db.table().map(str::to_owned),
+            column: None,
+        };
+        if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            cause.column = pg.column().map(str::to_owned).or_else(|| {
+                // A unique violation names its columns only in DETAIL: `Key (a, b)=(…) …`.
+                pg.detail()
+                    .and_then(|d| d.strip_prefix("Key ("))
+                    .and_then(|d| d.split_once(")="))
+                    .map(|(columns, _)| columns.to_owned())
+            });
+        }
+        cause
+    }
+
+    /// PostgreSQL's SQLSTATE or SQLite's extended result code.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+}
+
+/// Removes a trailing ` at line N` (sqlx's rendering of PostgreSQL's source line).
+fn strip_source_line(message: &str) -> String {
+    if let Some(at) = message.rfind(" at line ")
+        && message[at + 9..].chars().all(|c| c.is_ascii_digit())
+        && at + 9 < message.len()
+    {
+        return message[..at].to_owned();
+    }
+    message.to_owned()
+}
+
+/// Masks every run of seven or more digits (a phone number, say) to its last four.
+pub(crate) fn mask_digit_runs(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 7 {
+            out.push('…');
+            out.push_str(&run[run.len() - 4..]);
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in message.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 impl From<sqlx::Error> for StoreError {
+    /// A failed statement, by its cause. A refused privilege gets its own variant (SQLSTATE
+    /// 42501; SQLite's read-only file).
     fn from(err: sqlx::Error) -> Self {
-        StoreError::QueryFailed(err)
+        let cause = DbCause::of(&err);
+        let code = cause.code().unwrap_or_default().to_owned();
+        let sqlite_read_only = code.parse::<i32>().is_ok_and(|c| c & 0xff == 8)
+            && err
+                .as_database_error()
+                .is_some_and(|d| d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some());
+        let cause = Box::new(cause);
+        if code == "42501" {
+            StoreError::InsufficientPrivilege {
+                action: "run this statement".to_owned(),
+                hint: "grant the role SELECT, INSERT, UPDATE and DELETE on `phone_numbers`, \
+                       `assistants` and vapictl's tables (`vapictl_locks`, `vapictl_changes`, \
+                       `vapictl_applied_plans`, `vapictl_schema_migrations`)"
+                    .to_owned(),
+                cause,
+            }
+        } else if sqlite_read_only {
+            StoreError::InsufficientPrivilege {
+                action: "write to the SQLite file".to_owned(),
+                hint: "vapictl needs write access to the database file and its directory"
+                    .to_owned(),
+                cause,
+            }
+        } else {
+            StoreError::QueryFailed(cause)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_source_lines_are_not_kept() {
+        assert_eq!(
+            strip_source_line("relation \"x\" does not exist at line 1367"),
+            "relation \"x\" does not exist"
+        );
+        assert_eq!(
+            strip_source_line("at line 3 of the spec"),
+            "at line 3 of the spec"
+        );
+    }
+
+    #[test]
+    fn long_digit_runs_are_masked() {
+        assert_eq!(
+            mask_digit_runs("Key (phone_number)=(+15551231234) exists; varchar(32)"),
+            "Key (phone_number)=(+…1234) exists; varchar(32)"
+        );
     }
 }

@@ -11,8 +11,10 @@ use sqlx::{ConnectOptions, Connection, Row};
 use uuid::Uuid;
 
 use super::audit::{self, ChangeRecord};
+use super::error::DbCause;
+use super::ids::{DbId, IdKind};
 use super::lock::{Lease, LockHolder};
-use super::schema::{self, ASSISTANTS_REQUIRED, PHONE_NUMBERS_REQUIRED};
+use super::schema::{self, AppSchema, Check, Column, Decision, Dialect, Found, Table};
 use super::sql::{self, RawAssistantRow, RawPhoneRow};
 use super::url::{redact_url, scrub};
 use super::{QueryCounter, StoreError, StoreOptions};
@@ -56,6 +58,8 @@ pub struct PgStore {
     pool: PgPool,
     queries: QueryCounter,
     lock_ttl: Duration,
+    /// How the app's tables take vapictl's writes, learned when connecting.
+    app: std::sync::Arc<AppSchema>,
 }
 
 impl PgStore {
@@ -81,7 +85,7 @@ impl PgStore {
                 after: opts.connect_timeout,
             })?
             .map_err(|e| connect_error(e, url))?;
-        migrate(&mut conn, url).await?;
+        let app = migrate(&mut conn, url).await?;
         let _ = conn.close().await;
 
         let pool = PgPoolOptions::new()
@@ -93,6 +97,7 @@ impl PgStore {
             pool,
             queries: QueryCounter::default(),
             lock_ttl: opts.lock_ttl,
+            app: std::sync::Arc::new(app),
         })
     }
 
@@ -117,8 +122,8 @@ impl PgStore {
         let mut state = RecordedState::default();
 
         self.queries.tick();
-        let rows: Vec<RawPhoneRow<Uuid>> = sqlx::query_as(sql::SELECT_OWNER_ROWS)
-            .bind(owner)
+        let rows: Vec<RawPhoneRow<DbId>> = sqlx::query_as(sql::SELECT_OWNER_ROWS)
+            .bind(self.owner(owner))
             .fetch_all(&self.pool)
             .await?;
         state.rows = rows
@@ -129,27 +134,27 @@ impl PgStore {
 
         if !numbers.is_empty() {
             self.queries.tick();
-            let claims: Vec<(String, Option<Uuid>)> = sqlx::query_as(
+            let claims: Vec<(String, Option<DbId>)> = sqlx::query_as(
                 "SELECT phone_number, user_id FROM phone_numbers \
                  WHERE phone_number = ANY($1) AND user_id IS DISTINCT FROM $2",
             )
             .bind(numbers)
-            .bind(owner)
+            .bind(self.owner(owner))
             .fetch_all(&self.pool)
             .await?;
             state.foreign = claims
                 .into_iter()
-                .map(|(number, user)| (number, user.unwrap_or_default()))
+                .map(|(number, user)| (number, user.map(Uuid::from).unwrap_or_default()))
                 .collect();
         }
 
         self.queries.tick();
-        let assistants: Vec<RawAssistantRow<Uuid>> = sqlx::query_as(
+        let assistants: Vec<RawAssistantRow<DbId>> = sqlx::query_as(
             "SELECT id, user_id, name, vapi_assistant_id FROM assistants \
              WHERE user_id = $1 OR id::text = ANY($2) OR name = ANY($2) \
              OR vapi_assistant_id = ANY($2)",
         )
-        .bind(owner)
+        .bind(self.app.assistant_user.bind(owner))
         .bind(sql::lowercase_too(assistant_refs))
         .fetch_all(&self.pool)
         .await?;
@@ -162,14 +167,31 @@ impl PgStore {
         Ok(state)
     }
 
+    /// The owner as `phone_numbers.user_id` spells it.
+    fn owner(&self, owner: Uuid) -> Option<DbId> {
+        self.app.phone_user.bind(owner)
+    }
+
     pub(crate) async fn insert_row(&self, owner: Uuid, row: &RowWrite) -> Result<Uuid, StoreError> {
-        let id = Uuid::new_v4();
+        let app = &*self.app;
+        let chosen = (app.phone_id != IdKind::Integer).then(Uuid::new_v4);
+        let now = Utc::now();
+        let sql = sqlx::AssertSqlSafe(sql::insert_row(chosen.is_some()));
+        let query = sql::bind_fields!(sqlx::query(sql), app, owner, row);
+        let query = sql::bind_time!(query, sql::time_value(app.created_at, now));
+        let mut query = sql::bind_time!(query, sql::time_value(app.updated_at, now));
+        if let Some(id) = chosen {
+            query = query.bind(super::id_param(app.phone_id, id, "phone_numbers", "id")?);
+        }
         self.queries.tick();
-        bind_row(sqlx::query(sql::INSERT_ROW), id, owner, row)
-            .execute(&self.pool)
+        let inserted = query
+            .fetch_one(&self.pool)
             .await
-            .map_err(|e| super::unique_violation_is_taken_number(e, &row.phone_number))?;
-        Ok(id)
+            .map_err(|e| super::write_error(e, &row.phone_number, app))?;
+        match chosen {
+            Some(id) => Ok(id),
+            None => Ok(inserted.try_get::<DbId, _>(0)?.to_uuid()),
+        }
     }
 
     pub(crate) async fn update_row(
@@ -178,11 +200,18 @@ impl PgStore {
         row_id: Uuid,
         row: &RowWrite,
     ) -> Result<(), StoreError> {
+        let app = &*self.app;
+        let Some(id) = app.phone_id.bind(row_id) else {
+            return Err(StoreError::RowNotFound { row_id });
+        };
+        let query = sql::bind_fields!(sqlx::query(sql::UPDATE_ROW), app, owner, row);
+        let query = sql::bind_time!(query, sql::time_value(app.updated_at, Utc::now()));
         self.queries.tick();
-        let done = bind_row(sqlx::query(sql::UPDATE_ROW), row_id, owner, row)
+        let done = query
+            .bind(id)
             .execute(&self.pool)
             .await
-            .map_err(|e| super::unique_violation_is_taken_number(e, &row.phone_number))?;
+            .map_err(|e| super::write_error(e, &row.phone_number, app))?;
         if done.rows_affected() == 1 {
             Ok(())
         } else {
@@ -191,10 +220,13 @@ impl PgStore {
     }
 
     pub(crate) async fn delete_row(&self, owner: Uuid, row_id: Uuid) -> Result<(), StoreError> {
+        let Some(id) = self.app.phone_id.bind(row_id) else {
+            return Err(StoreError::RowNotFound { row_id });
+        };
         self.queries.tick();
         let done = sqlx::query(sql::DELETE_ROW)
-            .bind(row_id)
-            .bind(owner)
+            .bind(id)
+            .bind(self.owner(owner))
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 1 {
@@ -208,7 +240,7 @@ impl PgStore {
     async fn why_untouched(&self, row_id: Uuid) -> Result<StoreError, StoreError> {
         self.queries.tick();
         let count: i64 = sqlx::query_scalar(sql::ROW_EXISTS)
-            .bind(row_id)
+            .bind(self.app.phone_id.bind(row_id))
             .fetch_one(&self.pool)
             .await?;
         Ok(super::untouched_row_error(row_id, count))
@@ -371,34 +403,17 @@ impl PgStore {
     }
 }
 
-/// Binds `$1` id, `$2` owner and `$3..$13` of [`sql::INSERT_ROW`] / [`sql::UPDATE_ROW`].
-fn bind_row<'q>(
-    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    id: Uuid,
-    owner: Uuid,
-    row: &RowWrite,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    query
-        .bind(id)
-        .bind(owner)
-        .bind(&row.phone_number)
-        .bind(&row.friendly_name)
-        .bind(&row.vapi_phone_id)
-        .bind(&row.vapi_credential_id)
-        .bind(&row.twilio_account_sid)
-        .bind(&row.twilio_auth_token)
-        .bind(&row.token_digest)
-        .bind(row.assigned_assistant_id)
-        .bind(&row.notes)
-        .bind(row.protected)
-        .bind(Utc::now())
-}
-
-/// Runs the migration step under a session advisory lock, so that concurrent first runs queue
-/// instead of racing on `CREATE TABLE` (which PostgreSQL does not make safe by itself). The lock
-/// goes with the connection if this process dies.
-async fn migrate(conn: &mut PgConnection, url: &str) -> Result<(), StoreError> {
+/// Learns the app's schema and, only when something is missing, brings it up to date under a
+/// session advisory lock, so that concurrent first runs queue instead of racing on `CREATE TABLE`
+/// (which PostgreSQL does not make safe by itself). The lock goes with the connection if this
+/// process dies. A database with nothing missing is only read: a role with nothing but SELECT,
+/// INSERT, UPDATE and DELETE works.
+async fn migrate(conn: &mut PgConnection, url: &str) -> Result<AppSchema, StoreError> {
     let fail = |e: sqlx::Error| migration_error(e, url);
+    let decision = decide(&introspect(conn).await.map_err(fail)?)?;
+    if decision.is_up_to_date() {
+        return Ok(decision.app);
+    }
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *conn)
@@ -409,74 +424,204 @@ async fn migrate(conn: &mut PgConnection, url: &str) -> Result<(), StoreError> {
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *conn)
         .await;
-    migrated?;
+    let app = migrated?;
     unlocked.map_err(fail)?;
-    Ok(())
+    Ok(app)
 }
 
-/// Creates the application tables when absent and adds vapictl's columns when missing (one
-/// transaction), then runs vapictl's own migrations.
+fn decide(found: &Found) -> Result<Decision, StoreError> {
+    schema::decide(
+        Dialect::Postgres,
+        found,
+        &MIGRATIONS,
+        CREATE_PHONE_NUMBERS,
+        CREATE_ASSISTANTS,
+    )
+}
+
+/// Checks the schema again under the lock, then creates the missing app tables, adds vapictl's
+/// missing columns and runs vapictl's own migrations, all in one transaction: a refusal or a
+/// failure leaves the schema exactly as it was.
 ///
 /// Columns are inspected first and altered only when missing, because even
 /// `ADD COLUMN IF NOT EXISTS` takes an exclusive lock on the application's busy table.
-async fn adopt_and_migrate(conn: &mut PgConnection, url: &str) -> Result<(), StoreError> {
+async fn adopt_and_migrate(conn: &mut PgConnection, url: &str) -> Result<AppSchema, StoreError> {
     let fail = |e: sqlx::Error| migration_error(e, url);
     let mut tx = conn.begin().await.map_err(fail)?;
-
-    // `to_regclass` resolves through the search path, exactly as the unqualified names in every
-    // statement do.
-    let (has_phone_numbers, has_assistants): (bool, bool) = sqlx::query_as(
-        "SELECT to_regclass('phone_numbers') IS NOT NULL, to_regclass('assistants') IS NOT NULL",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(fail)?;
-    // Indexes come only with tables vapictl creates: an application's table is left as it is.
-    if !has_phone_numbers {
-        sqlx::raw_sql(CREATE_PHONE_NUMBERS)
+    let found = introspect(&mut tx).await.map_err(fail)?;
+    let decision = decide(&found)?;
+    let denied =
+        |e: &sqlx::Error| special_error(e, url).or_else(|| privilege_error(e, &decision, &found));
+    for statement in &decision.ddl {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
             .execute(&mut *tx)
             .await
-            .map_err(fail)?;
+            .map_err(|e| denied(&e).unwrap_or_else(|| schema::ddl_failed(&e)))?;
     }
-    if !has_assistants {
-        sqlx::raw_sql(CREATE_ASSISTANTS)
-            .execute(&mut *tx)
+    if decision.migrations_pending {
+        schema::migrator(&MIGRATIONS)
+            .run_direct(None, &mut *tx, false)
             .await
-            .map_err(fail)?;
+            .map_err(|e| schema::migrate_error(e, denied))?;
     }
-
-    let mut phone_columns = columns(&mut tx, "phone_numbers").await.map_err(fail)?;
-    for column in schema::columns_to_add(&phone_columns) {
-        let ddl = format!(
-            "ALTER TABLE phone_numbers ADD COLUMN IF NOT EXISTS {} {}",
-            column.name, column.postgres
-        );
-        sqlx::query(sqlx::AssertSqlSafe(ddl))
-            .execute(&mut *tx)
-            .await
-            .map_err(fail)?;
-        phone_columns.push(column.name.to_owned());
-    }
-    schema::check_required("phone_numbers", PHONE_NUMBERS_REQUIRED, &phone_columns)?;
-    let assistant_columns = columns(&mut tx, "assistants").await.map_err(fail)?;
-    schema::check_required("assistants", ASSISTANTS_REQUIRED, &assistant_columns)?;
+    let app = decide(&introspect(&mut tx).await.map_err(fail)?)?.app;
     tx.commit().await.map_err(fail)?;
-
-    schema::migrator(&MIGRATIONS)
-        .run_direct(None, &mut *conn, false)
-        .await
-        .map_err(|e| schema::migrate_error(e, |e| special_error(e, url)))
+    Ok(app)
 }
 
-/// Lowercase column names of `table` (resolved through the search path).
-async fn columns(conn: &mut PgConnection, table: &str) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT lower(attname::text) FROM pg_attribute \
-         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+/// [`StoreError::InsufficientPrivilege`] for a role that may not change the schema, with the
+/// statements the database owner must run instead.
+fn privilege_error(err: &sqlx::Error, decision: &Decision, found: &Found) -> Option<StoreError> {
+    let code = err.as_database_error()?.code()?;
+    (code == "42501").then(|| {
+        let script = schema::owner_script(
+            Dialect::Postgres,
+            decision,
+            &MIGRATIONS,
+            found,
+            found.role.as_deref(),
+        );
+        StoreError::InsufficientPrivilege {
+            action: "change the schema, and vapictl's tables or columns are missing".to_owned(),
+            cause: Box::new(DbCause::of(err)),
+            hint: format!(
+                "ask the database owner to run these statements once (in one transaction), \
+                 then run vapictl again; from then on it needs only SELECT, INSERT, UPDATE and \
+                 DELETE:\n{script}"
+            ),
+        }
+    })
+}
+
+/// Reads the app's tables (through the search path, as every unqualified statement resolves
+/// them), tables of the same names elsewhere, and vapictl's bookkeeping — changing nothing.
+async fn introspect(conn: &mut PgConnection) -> Result<Found, sqlx::Error> {
+    let (search_path, role, phone_oid, assistants_oid, bookkeeping): (
+        String,
+        String,
+        Option<i64>,
+        Option<i64>,
+        bool,
+    ) = sqlx::query_as(
+        "SELECT current_setting('search_path'), current_user::text, \
+         to_regclass('phone_numbers')::oid::bigint, to_regclass('assistants')::oid::bigint, \
+         to_regclass('vapictl_schema_migrations') IS NOT NULL",
     )
-    .bind(table)
-    .fetch_all(conn)
-    .await
+    .fetch_one(&mut *conn)
+    .await?;
+    let elsewhere: Vec<String> = sqlx::query_scalar(
+        "SELECT n.nspname::text || '.' || c.relname::text FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relname IN ('phone_numbers', 'assistants') AND c.relkind IN ('r', 'p', 'v', 'f', 'm') \
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname NOT LIKE 'pg\\_temp%' \
+         AND c.oid::bigint IS DISTINCT FROM $1 AND c.oid::bigint IS DISTINCT FROM $2 \
+         ORDER BY 1",
+    )
+    .bind(phone_oid)
+    .bind(assistants_oid)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut found = Found {
+        phone_numbers: match phone_oid {
+            Some(oid) => Some(table(conn, oid, "phone_numbers").await?),
+            None => None,
+        },
+        assistants: match assistants_oid {
+            Some(oid) => Some(table(conn, oid, "assistants").await?),
+            None => None,
+        },
+        elsewhere,
+        search_path,
+        role: Some(role),
+        ..Found::default()
+    };
+    if bookkeeping {
+        let rows: Vec<(i64, Vec<u8>, bool)> = sqlx::query_as(
+            "SELECT version, checksum, success FROM vapictl_schema_migrations ORDER BY version",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        found.failed = rows.iter().filter(|r| !r.2).map(|r| r.0).collect();
+        found.applied = Some(
+            rows.into_iter()
+                .filter(|r| r.2)
+                .map(|r| (r.0, r.1))
+                .collect(),
+        );
+    }
+    Ok(found)
+}
+
+/// One app table (by oid) as the catalog describes it.
+async fn table(conn: &mut PgConnection, oid: i64, name: &str) -> Result<Table, sqlx::Error> {
+    let rows: Vec<(String, String, bool, bool, bool, bool)> = sqlx::query_as(
+        "SELECT lower(a.attname::text), lower(format_type(a.atttypid, a.atttypmod)), \
+         a.attnotnull, (a.atthasdef OR a.attidentity <> ''), \
+         (a.attidentity = 'a' OR a.attgenerated <> ''), \
+         EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary \
+                 AND a.attnum = ANY (i.indkey)) \
+         FROM pg_attribute a WHERE a.attrelid = $1::oid AND a.attnum > 0 \
+         AND NOT a.attisdropped ORDER BY a.attnum",
+    )
+    .bind(oid)
+    .fetch_all(&mut *conn)
+    .await?;
+    let columns: Vec<Column> = rows
+        .into_iter()
+        .map(
+            |(name, ty, not_null, has_default, generated, primary_key)| Column {
+                name,
+                ty,
+                not_null,
+                has_default,
+                generated,
+                primary_key,
+                default: None,
+            },
+        )
+        .collect();
+    let checks = sqlx::query_as::<_, (String, String)>(
+        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE conrelid = $1::oid AND contype = 'c' ORDER BY conname",
+    )
+    .bind(oid)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|(name, definition)| Check {
+        name: Some(name),
+        definition,
+    })
+    .collect();
+    let mut samples = std::collections::BTreeMap::new();
+    if name == "phone_numbers" {
+        for column in ["created_at", "updated_at"] {
+            // Only numbers and text say anything about their unit or form.
+            let sampled = columns.iter().any(|c| {
+                c.name == column
+                    && (c.ty.contains("int")
+                        || c.ty.starts_with("numeric")
+                        || c.ty == "text"
+                        || c.ty.starts_with("character"))
+            });
+            if sampled {
+                let newest: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT CAST(max({column}) AS text) FROM phone_numbers"
+                )))
+                .fetch_one(&mut *conn)
+                .await?;
+                if let Some(value) = newest {
+                    samples.insert(column.to_owned(), value);
+                }
+            }
+        }
+    }
+    Ok(Table {
+        columns,
+        checks,
+        samples,
+    })
 }
 
 fn connect_error(err: sqlx::Error, url: &str) -> StoreError {
@@ -487,7 +632,7 @@ fn connect_error(err: sqlx::Error, url: &str) -> StoreError {
 }
 
 fn migration_error(err: sqlx::Error, url: &str) -> StoreError {
-    special_error(&err, url).unwrap_or_else(|| schema::migration_failed(err))
+    special_error(&err, url).unwrap_or_else(|| schema::ddl_failed(&err))
 }
 
 /// The server's refusals that deserve their own variant, by SQLSTATE.

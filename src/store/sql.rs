@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use super::schema::TimeRepr;
 use crate::state::{AssistantRow, PhoneRow};
 
 /// Columns of a `phone_numbers` row as [`RawPhoneRow`] reads them.
@@ -21,20 +22,85 @@ pub(crate) const SELECT_OWNER_ROWS: &str = concat!(
     " FROM phone_numbers WHERE user_id = $1"
 );
 
-/// `$1` id, `$2` owner, `$3..$12` the [`RowWrite`](crate::state::RowWrite) fields, `$13` now.
-pub(crate) const INSERT_ROW: &str = "INSERT INTO phone_numbers (id, user_id, phone_number, \
-     friendly_name, provider, vapi_phone_id, vapi_credential_id, twilio_account_sid, \
-     twilio_auth_token, vapictl_token_digest, assigned_assistant_id, notes, vapictl_protected, \
-     created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, 'twilio', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)";
+/// Inserts a row and returns its id. `$1` owner, `$2..$11` the [`RowWrite`](crate::state::RowWrite)
+/// fields (see [`UPDATE_ROW`] for the order), `$12` created_at, `$13` updated_at, and `$14` the
+/// id when vapictl chooses it (`with_id`); otherwise the database assigns it.
+pub(crate) fn insert_row(with_id: bool) -> String {
+    format!(
+        "INSERT INTO phone_numbers (user_id, phone_number, friendly_name, provider, \
+         vapi_phone_id, vapi_credential_id, twilio_account_sid, twilio_auth_token, \
+         vapictl_token_digest, assigned_assistant_id, notes, vapictl_protected, created_at, \
+         updated_at{}) VALUES ($1, $2, $3, 'twilio', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13{}) \
+         RETURNING id",
+        if with_id { ", id" } else { "" },
+        if with_id { ", $14" } else { "" },
+    )
+}
 
-/// `$1` id, `$2` owner, `$3..$12` the fields, `$13` now. Never touches `provider`, `user_id` or
-/// `created_at`, nor rows of another user.
-pub(crate) const UPDATE_ROW: &str = "UPDATE phone_numbers SET phone_number = $3, \
-     friendly_name = $4, vapi_phone_id = $5, vapi_credential_id = $6, twilio_account_sid = $7, \
-     twilio_auth_token = $8, vapictl_token_digest = $9, assigned_assistant_id = $10, notes = $11, \
-     vapictl_protected = $12, updated_at = $13 \
-     WHERE id = $1 AND user_id = $2";
+/// `$1` owner, `$2..$11` the fields, `$12` updated_at, `$13` id. Never touches `provider`,
+/// `user_id` or `created_at`, nor rows of another user.
+pub(crate) const UPDATE_ROW: &str = "UPDATE phone_numbers SET phone_number = $2, \
+     friendly_name = $3, vapi_phone_id = $4, vapi_credential_id = $5, twilio_account_sid = $6, \
+     twilio_auth_token = $7, vapictl_token_digest = $8, assigned_assistant_id = $9, notes = $10, \
+     vapictl_protected = $11, updated_at = $12 \
+     WHERE id = $13 AND user_id = $1";
+
+/// A time as a timestamp column of the app wants it.
+pub(crate) enum TimeValue {
+    Native(chrono::DateTime<chrono::Utc>),
+    Text(String),
+    Int(i64),
+}
+
+/// `now` in the representation `repr`.
+pub(crate) fn time_value(repr: TimeRepr, now: chrono::DateTime<chrono::Utc>) -> TimeValue {
+    match repr {
+        TimeRepr::Native => TimeValue::Native(now),
+        TimeRepr::Rfc3339 => TimeValue::Text(now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
+        TimeRepr::SqlText => TimeValue::Text(now.format("%Y-%m-%d %H:%M:%S").to_string()),
+        TimeRepr::EpochSeconds => TimeValue::Int(now.timestamp()),
+        TimeRepr::EpochMillis => TimeValue::Int(now.timestamp_millis()),
+    }
+}
+
+/// Binds the owner (`$1`) and the [`RowWrite`](crate::state::RowWrite) fields (`$2..$11`) of
+/// [`insert_row`] and [`UPDATE_ROW`], each id in the app's own type.
+macro_rules! bind_fields {
+    ($query:expr, $app:expr, $owner:expr, $row:expr) => {{
+        let app: &$crate::store::schema::AppSchema = $app;
+        let row: &$crate::state::RowWrite = $row;
+        let owner = $crate::store::id_param(app.phone_user, $owner, "phone_numbers", "user_id")?;
+        let assistant = row
+            .assigned_assistant_id
+            .map(|a| $crate::store::id_param(app.phone_assistant, a, "assistants", "id"))
+            .transpose()?;
+        $query
+            .bind(owner)
+            .bind(row.phone_number.clone())
+            .bind(row.friendly_name.clone())
+            .bind(row.vapi_phone_id.clone())
+            .bind(row.vapi_credential_id.clone())
+            .bind(row.twilio_account_sid.clone())
+            .bind(row.twilio_auth_token.clone())
+            .bind(row.token_digest.clone())
+            .bind(assistant)
+            .bind(row.notes.clone())
+            .bind(row.protected)
+    }};
+}
+pub(crate) use bind_fields;
+
+/// Binds a [`TimeValue`] as the next parameter.
+macro_rules! bind_time {
+    ($query:expr, $value:expr) => {
+        match $value {
+            $crate::store::sql::TimeValue::Native(t) => $query.bind(t),
+            $crate::store::sql::TimeValue::Text(t) => $query.bind(t),
+            $crate::store::sql::TimeValue::Int(t) => $query.bind(t),
+        }
+    };
+}
+pub(crate) use bind_time;
 
 /// `$1` id, `$2` owner.
 pub(crate) const DELETE_ROW: &str = "DELETE FROM phone_numbers WHERE id = $1 AND user_id = $2";

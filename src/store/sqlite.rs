@@ -15,8 +15,9 @@ use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
 use super::audit::{self, ChangeRecord};
+use super::ids::{DbId, IdKind};
 use super::lock::{Lease, LockHolder};
-use super::schema::{self, ASSISTANTS_REQUIRED, PHONE_NUMBERS_REQUIRED};
+use super::schema::{self, AppSchema, Check, Column, Dialect, Found, Table};
 use super::sql::{self, RawAssistantRow, RawPhoneRow};
 use super::url::{redact_url, scrub};
 use super::{QueryCounter, StoreError, StoreOptions};
@@ -59,6 +60,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     queries: QueryCounter,
     lock_ttl: Duration,
+    /// How the app's tables take vapictl's writes, learned when connecting.
+    app: std::sync::Arc<AppSchema>,
 }
 
 /// Whether an error is SQLite's "database is locked" (SQLITE_BUSY), which a retry may clear.
@@ -92,7 +95,7 @@ impl SqliteStore {
         // answers that switch with "database is locked" without waiting for the busy timeout:
         // such a first connection is retried (with jitter) until the connect timeout.
         let deadline = tokio::time::Instant::now() + opts.connect_timeout;
-        let conn = loop {
+        let (conn, app) = loop {
             let attempt = async {
                 let mut conn = tokio::time::timeout(opts.connect_timeout, options.connect())
                     .await
@@ -101,8 +104,8 @@ impl SqliteStore {
                         after: opts.connect_timeout,
                     })?
                     .map_err(|e| connect_error(e, url))?;
-                migrate(&mut conn, url).await?;
-                Ok::<_, StoreError>(conn)
+                let app = migrate(&mut conn, url).await?;
+                Ok::<_, StoreError>((conn, app))
             };
             match attempt.await {
                 Ok(conn) => break conn,
@@ -131,6 +134,7 @@ impl SqliteStore {
             pool,
             queries: QueryCounter::default(),
             lock_ttl: opts.lock_ttl,
+            app: std::sync::Arc::new(app),
         })
     }
 
@@ -155,7 +159,7 @@ impl SqliteStore {
         let mut state = RecordedState::default();
 
         self.queries.tick();
-        let rows: Vec<RawPhoneRow<Hyphenated>> = sqlx::query_as(sql::SELECT_OWNER_ROWS)
+        let rows: Vec<RawPhoneRow<DbId>> = sqlx::query_as(sql::SELECT_OWNER_ROWS)
             .bind(owner.hyphenated())
             .fetch_all(&self.pool)
             .await?;
@@ -178,7 +182,7 @@ impl SqliteStore {
             .await?;
             for claim in claims {
                 let number: String = claim.try_get("phone_number")?;
-                let user: Option<Hyphenated> = claim.try_get("user_id")?;
+                let user: Option<DbId> = claim.try_get("user_id")?;
                 state
                     .foreign
                     .insert(number, user.map(Uuid::from).unwrap_or_default());
@@ -186,7 +190,7 @@ impl SqliteStore {
         }
 
         self.queries.tick();
-        let assistants: Vec<RawAssistantRow<Hyphenated>> = sqlx::query_as(
+        let assistants: Vec<RawAssistantRow<DbId>> = sqlx::query_as(
             "SELECT id, user_id, name, vapi_assistant_id FROM assistants \
              WHERE user_id = $1 OR id IN (SELECT value FROM json_each($2)) \
              OR name IN (SELECT value FROM json_each($2)) \
@@ -207,13 +211,25 @@ impl SqliteStore {
     }
 
     pub(crate) async fn insert_row(&self, owner: Uuid, row: &RowWrite) -> Result<Uuid, StoreError> {
-        let id = Uuid::new_v4();
+        let app = &*self.app;
+        let chosen = (app.phone_id != IdKind::Integer).then(Uuid::new_v4);
+        let now = Utc::now();
+        let sql = sqlx::AssertSqlSafe(sql::insert_row(chosen.is_some()));
+        let query = sql::bind_fields!(sqlx::query(sql), app, owner, row);
+        let query = sql::bind_time!(query, sql::time_value(app.created_at, now));
+        let mut query = sql::bind_time!(query, sql::time_value(app.updated_at, now));
+        if let Some(id) = chosen {
+            query = query.bind(super::id_param(app.phone_id, id, "phone_numbers", "id")?);
+        }
         self.queries.tick();
-        bind_row(sqlx::query(sql::INSERT_ROW), id, owner, row)
-            .execute(&self.pool)
+        let inserted = query
+            .fetch_one(&self.pool)
             .await
-            .map_err(|e| super::unique_violation_is_taken_number(e, &row.phone_number))?;
-        Ok(id)
+            .map_err(|e| super::write_error(e, &row.phone_number, app))?;
+        match chosen {
+            Some(id) => Ok(id),
+            None => Ok(inserted.try_get::<DbId, _>(0)?.to_uuid()),
+        }
     }
 
     pub(crate) async fn update_row(
@@ -222,11 +238,18 @@ impl SqliteStore {
         row_id: Uuid,
         row: &RowWrite,
     ) -> Result<(), StoreError> {
+        let app = &*self.app;
+        let Some(id) = app.phone_id.bind(row_id) else {
+            return Err(StoreError::RowNotFound { row_id });
+        };
+        let query = sql::bind_fields!(sqlx::query(sql::UPDATE_ROW), app, owner, row);
+        let query = sql::bind_time!(query, sql::time_value(app.updated_at, Utc::now()));
         self.queries.tick();
-        let done = bind_row(sqlx::query(sql::UPDATE_ROW), row_id, owner, row)
+        let done = query
+            .bind(id)
             .execute(&self.pool)
             .await
-            .map_err(|e| super::unique_violation_is_taken_number(e, &row.phone_number))?;
+            .map_err(|e| super::write_error(e, &row.phone_number, app))?;
         if done.rows_affected() == 1 {
             Ok(())
         } else {
@@ -235,9 +258,12 @@ impl SqliteStore {
     }
 
     pub(crate) async fn delete_row(&self, owner: Uuid, row_id: Uuid) -> Result<(), StoreError> {
+        let Some(id) = self.app.phone_id.bind(row_id) else {
+            return Err(StoreError::RowNotFound { row_id });
+        };
         self.queries.tick();
         let done = sqlx::query(sql::DELETE_ROW)
-            .bind(row_id.hyphenated())
+            .bind(id)
             .bind(owner.hyphenated())
             .execute(&self.pool)
             .await?;
@@ -252,7 +278,7 @@ impl SqliteStore {
     async fn why_untouched(&self, row_id: Uuid) -> Result<StoreError, StoreError> {
         self.queries.tick();
         let count: i64 = sqlx::query_scalar(sql::ROW_EXISTS)
-            .bind(row_id.hyphenated())
+            .bind(self.app.phone_id.bind(row_id))
             .fetch_one(&self.pool)
             .await?;
         Ok(super::untouched_row_error(row_id, count))
@@ -419,88 +445,180 @@ impl SqliteStore {
     }
 }
 
-/// Binds `$1` id, `$2` owner and `$3..$13` of [`sql::INSERT_ROW`] / [`sql::UPDATE_ROW`].
-fn bind_row<'q>(
-    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    id: Uuid,
-    owner: Uuid,
-    row: &RowWrite,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    query
-        .bind(id.hyphenated())
-        .bind(owner.hyphenated())
-        .bind(&row.phone_number)
-        .bind(&row.friendly_name)
-        .bind(&row.vapi_phone_id)
-        .bind(&row.vapi_credential_id)
-        .bind(&row.twilio_account_sid)
-        .bind(&row.twilio_auth_token)
-        .bind(&row.token_digest)
-        .bind(row.assigned_assistant_id.map(|id| id.hyphenated()))
-        .bind(&row.notes)
-        .bind(row.protected)
-        .bind(timestamp(Utc::now()))
-}
-
-/// Creates the application tables when absent, adds vapictl's columns when missing, then runs
-/// vapictl's own migrations — all in one `BEGIN IMMEDIATE` transaction, which takes SQLite's
-/// write lock up front so that concurrent first runs queue (up to the busy timeout) instead of
-/// racing.
-async fn migrate(conn: &mut SqliteConnection, url: &str) -> Result<(), StoreError> {
-    let fail = |e: sqlx::Error| migration_error(e, url);
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
-
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT lower(name) FROM sqlite_master WHERE type = 'table' \
-         AND lower(name) IN ('phone_numbers', 'assistants')",
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(fail)?;
-    // Indexes come only with tables vapictl creates: an application's table is left as it is.
-    if !tables.iter().any(|t| t == "phone_numbers") {
-        sqlx::raw_sql(CREATE_PHONE_NUMBERS)
-            .execute(&mut *tx)
-            .await
-            .map_err(fail)?;
-    }
-    if !tables.iter().any(|t| t == "assistants") {
-        sqlx::raw_sql(CREATE_ASSISTANTS)
-            .execute(&mut *tx)
-            .await
-            .map_err(fail)?;
-    }
-
-    let mut phone_columns = columns(&mut tx, "phone_numbers").await.map_err(fail)?;
-    for column in schema::columns_to_add(&phone_columns) {
-        let ddl = format!(
-            "ALTER TABLE phone_numbers ADD COLUMN {} {}",
-            column.name, column.sqlite
+/// Reads the app's tables and vapictl's bookkeeping as they are, changing nothing.
+async fn introspect(conn: &mut SqliteConnection) -> Result<Found, sqlx::Error> {
+    let mut found = Found {
+        phone_numbers: table(conn, "phone_numbers").await?,
+        assistants: table(conn, "assistants").await?,
+        ..Found::default()
+    };
+    let bookkeeping: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1")
+            .bind(schema::MIGRATIONS_TABLE)
+            .fetch_one(&mut *conn)
+            .await?;
+    if bookkeeping > 0 {
+        let rows: Vec<(i64, Vec<u8>, bool)> = sqlx::query_as(
+            "SELECT version, checksum, success FROM vapictl_schema_migrations ORDER BY version",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        found.failed = rows.iter().filter(|r| !r.2).map(|r| r.0).collect();
+        found.applied = Some(
+            rows.into_iter()
+                .filter(|r| r.2)
+                .map(|r| (r.0, r.1))
+                .collect(),
         );
-        sqlx::query(sqlx::AssertSqlSafe(ddl))
+    }
+    Ok(found)
+}
+
+/// One app table as SQLite describes it, or `None` when there is none.
+async fn table(conn: &mut SqliteConnection, name: &str) -> Result<Option<Table>, sqlx::Error> {
+    let Some(ddl): Option<Option<String>> = sqlx::query_scalar(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND lower(name) = $1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    // `hidden` is 2 or 3 for generated columns.
+    let rows: Vec<(String, String, bool, Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT lower(name), lower(type), \"notnull\", dflt_value, pk, hidden \
+         FROM pragma_table_xinfo($1) WHERE hidden IN (0, 2, 3)",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?;
+    let primary_keys = rows.iter().filter(|r| r.4 > 0).count();
+    let columns: Vec<Column> = rows
+        .into_iter()
+        .map(|(name, ty, not_null, default, pk, hidden)| {
+            // The one `INTEGER PRIMARY KEY` column is the rowid: SQLite assigns it.
+            let rowid = pk > 0 && primary_keys == 1 && ty == "integer";
+            Column {
+                name,
+                ty,
+                not_null,
+                has_default: default.is_some() || rowid,
+                generated: hidden != 0,
+                primary_key: pk > 0,
+                default: default.map(|d| d.to_lowercase()),
+            }
+        })
+        .collect();
+    let mut samples = std::collections::BTreeMap::new();
+    if name == "phone_numbers" {
+        for column in ["created_at", "updated_at"] {
+            if columns.iter().any(|c| c.name == column) {
+                let newest: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT CAST(max({column}) AS TEXT) FROM phone_numbers"
+                )))
+                .fetch_one(&mut *conn)
+                .await?;
+                if let Some(value) = newest {
+                    samples.insert(column.to_owned(), value);
+                }
+            }
+        }
+    }
+    Ok(Some(Table {
+        columns,
+        checks: ddl.as_deref().map(checks_in).unwrap_or_default(),
+        samples,
+    }))
+}
+
+/// The `CHECK (…)` constraints in a `CREATE TABLE` statement, with their names when given
+/// (`CONSTRAINT name CHECK (…)`).
+fn checks_in(ddl: &str) -> Vec<Check> {
+    let lower = ddl.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let mut checks = Vec::new();
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("check") {
+        let at = from + found;
+        from = at + 5;
+        let word_before =
+            at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
+        let rest = lower[from..].trim_start();
+        if word_before || !rest.starts_with('(') {
+            continue;
+        }
+        let open = lower.len() - rest.len();
+        let mut depth = 0usize;
+        let mut end = None;
+        for (i, c) in lower[open..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(open + i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else { break };
+        let definition = ddl[open + 1..end].trim().to_owned();
+        let before: Vec<&str> = ddl[..at].split_whitespace().rev().take(2).collect();
+        let name = match before.as_slice() {
+            [name, kw] if kw.eq_ignore_ascii_case("constraint") => Some(
+                name.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']')
+                    .to_owned(),
+            ),
+            _ => None,
+        };
+        checks.push(Check { name, definition });
+        from = end;
+    }
+    checks
+}
+
+/// Learns the app's schema and brings it up to date, in that order: nothing is changed unless
+/// the whole schema is usable, and then in one `BEGIN IMMEDIATE` transaction (which takes
+/// SQLite's write lock up front, so that concurrent first runs queue, up to the busy timeout,
+/// instead of racing). A database with nothing missing is only read, so a read-only file works.
+async fn migrate(conn: &mut SqliteConnection, url: &str) -> Result<AppSchema, StoreError> {
+    let fail = |e: sqlx::Error| migration_error(e, url);
+    let decide = |found: &Found| {
+        schema::decide(
+            Dialect::Sqlite,
+            found,
+            &MIGRATIONS,
+            CREATE_PHONE_NUMBERS,
+            CREATE_ASSISTANTS,
+        )
+    };
+    let decision = decide(&introspect(conn).await.map_err(fail)?)?;
+    if decision.is_up_to_date() {
+        return Ok(decision.app);
+    }
+
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+    // Again under the write lock: another process may have migrated meanwhile.
+    let decision = decide(&introspect(&mut tx).await.map_err(fail)?)?;
+    for statement in &decision.ddl {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
             .execute(&mut *tx)
             .await
             .map_err(fail)?;
-        phone_columns.push(column.name.to_owned());
     }
-    schema::check_required("phone_numbers", PHONE_NUMBERS_REQUIRED, &phone_columns)?;
-    let assistant_columns = columns(&mut tx, "assistants").await.map_err(fail)?;
-    schema::check_required("assistants", ASSISTANTS_REQUIRED, &assistant_columns)?;
-
-    schema::migrator(&MIGRATIONS)
-        .run_direct(None, &mut *tx, false)
-        .await
-        .map_err(|e| schema::migrate_error(e, |e| read_only(e, url)))?;
+    if decision.migrations_pending {
+        schema::migrator(&MIGRATIONS)
+            .run_direct(None, &mut *tx, false)
+            .await
+            .map_err(|e| schema::migrate_error(e, |e| read_only(e, url)))?;
+    }
+    // The tables as they now are (those vapictl created included).
+    let decision = decide(&introspect(&mut tx).await.map_err(fail)?)?;
     tx.commit().await.map_err(fail)?;
-    Ok(())
-}
-
-/// Lowercase column names of `table`.
-async fn columns(conn: &mut SqliteConnection, table: &str) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT lower(name) FROM pragma_table_info($1)")
-        .bind(table)
-        .fetch_all(conn)
-        .await
+    Ok(decision.app)
 }
 
 fn primary_code(err: &sqlx::Error) -> Option<i32> {
@@ -516,7 +634,7 @@ fn connect_error(err: sqlx::Error, url: &str) -> StoreError {
 }
 
 fn migration_error(err: sqlx::Error, url: &str) -> StoreError {
-    read_only(&err, url).unwrap_or_else(|| schema::migration_failed(err))
+    read_only(&err, url).unwrap_or_else(|| schema::ddl_failed(&err))
 }
 
 /// [`StoreError::ReadOnly`] when SQLite refused a write because the file or connection is
@@ -551,6 +669,27 @@ fn parse_timestamp(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_are_found_with_their_names() {
+        let checks = checks_in(
+            "CREATE TABLE t (a TEXT CHECK (length(a) < 10), b INT, \
+             CONSTRAINT \"b_positive\" CHECK(b > (0)), checked TEXT)",
+        );
+        assert_eq!(
+            checks,
+            [
+                Check {
+                    name: None,
+                    definition: "length(a) < 10".to_owned()
+                },
+                Check {
+                    name: Some("b_positive".to_owned()),
+                    definition: "b > (0)".to_owned()
+                },
+            ]
+        );
+    }
 
     #[test]
     fn timestamps_are_fixed_width_and_round_trip() {
