@@ -589,10 +589,20 @@ fn app_schema(
     let updated_at = time("updated_at");
 
     // Columns vapictl does not write must fill themselves in.
-    let alter = |column: &str, what: &str| match dialect {
-        Dialect::Postgres => format!("`ALTER TABLE phone_numbers ALTER COLUMN {column} {what}`"),
-        Dialect::Sqlite => {
-            "recreate the table with that change (SQLite cannot alter a column)".to_owned()
+    let fix = |column: &str, default_too: bool| match (dialect, default_too) {
+        (Dialect::Postgres, true) => format!(
+            "give it a default (`ALTER TABLE phone_numbers ALTER COLUMN {column} SET DEFAULT …`) \
+             or allow NULL (`ALTER TABLE phone_numbers ALTER COLUMN {column} DROP NOT NULL`)"
+        ),
+        (Dialect::Postgres, false) => {
+            format!("allow NULL (`ALTER TABLE phone_numbers ALTER COLUMN {column} DROP NOT NULL`)")
+        }
+        (Dialect::Sqlite, true) => "give it a DEFAULT or allow NULL (SQLite cannot alter a \
+             column: recreate the table with that change)"
+            .to_owned(),
+        (Dialect::Sqlite, false) => {
+            "allow NULL (SQLite cannot alter a column: recreate the table with that change)"
+                .to_owned()
         }
     };
     for c in &phone.columns {
@@ -616,11 +626,7 @@ fn app_schema(
                     "is `{} NOT NULL` without a default, and vapictl does not write it",
                     c.ty
                 ),
-                format!(
-                    "give it a default ({}) or allow NULL ({})",
-                    alter(&c.name, "SET DEFAULT …"),
-                    alter(&c.name, "DROP NOT NULL")
-                ),
+                fix(&c.name, true),
             );
         } else if let Some((_, when)) = WRITTEN_NULL.iter().find(|(n, _)| *n == c.name)
             && c.not_null
@@ -629,7 +635,7 @@ fn app_schema(
                 "phone_numbers",
                 &c.name,
                 format!("is NOT NULL, but vapictl leaves it NULL when {when}"),
-                format!("allow NULL ({})", alter(&c.name, "DROP NOT NULL")),
+                fix(&c.name, false),
             );
         }
     }

@@ -4,6 +4,7 @@ mod common;
 
 mod concurrency;
 
+mod app_schema;
 mod bad_input;
 mod cli;
 mod faults;

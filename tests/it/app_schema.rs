@@ -1,0 +1,78 @@
+//! End to end: an application schema vapictl did not write, refused before any Vapi call when it
+//! cannot take vapictl's rows, and a write it rejects explained everywhere (issue 9, defect 14).
+
+use crate::both_backends;
+use crate::common::*;
+
+const N1: &str = "+14155551234";
+
+/// Replaces the world's `phone_numbers` with the app's own, plus `extra` (columns or constraints,
+/// each starting with a comma).
+fn app_phone_numbers(w: &World, extra: &str) {
+    let (id, time) = match w.backend {
+        Backend::Sqlite => ("TEXT PRIMARY KEY", "TEXT DEFAULT CURRENT_TIMESTAMP"),
+        Backend::Postgres => ("uuid PRIMARY KEY", "timestamptz DEFAULT now()"),
+    };
+    w.exec_sql(&format!(
+        "DROP TABLE phone_numbers;
+         CREATE TABLE phone_numbers (
+             id {id}, user_id {user}, phone_number varchar(32) UNIQUE, friendly_name text,
+             provider text, vapi_phone_id text, vapi_credential_id text,
+             twilio_account_sid text, twilio_auth_token text, assigned_assistant_id {user},
+             created_at {time}, updated_at {time} {extra});",
+        user = if w.backend == Backend::Sqlite {
+            "TEXT"
+        } else {
+            "uuid"
+        },
+    ));
+}
+
+both_backends!(
+    a_column_vapictl_cannot_fill_is_refused_before_any_vapi_call,
+    |w: World| {
+        app_phone_numbers(&w, ", tenant_id text NOT NULL");
+        let spec = w.write(&w.spec().with(Entry::new(N1, "Main")));
+
+        for o in [w.plan(&spec), w.apply(&spec)] {
+            assert_code(&o, 1);
+            let (_, err) = text(&o);
+            assert!(err.contains("`phone_numbers.tenant_id`"), "{err}");
+            assert!(err.contains("NOT NULL"), "{err}");
+            assert!(err.contains("hint:"), "{err}");
+        }
+        assert!(w.vapi.request_log().is_empty(), "no Vapi call at all");
+        assert!(w.vapi.find_by_number(N1).is_empty());
+    }
+);
+
+both_backends!(
+    a_write_the_app_rejects_says_why_on_stderr_and_in_the_audit_trail,
+    |w: World| {
+        // A CHECK cannot be verified before writing: the number is created in Vapi, then the
+        // row is refused, and the reason must not be lost.
+        app_phone_numbers(
+            &w,
+            ", CONSTRAINT token_fits CHECK (length(twilio_auth_token) < 40)",
+        );
+        let spec = w.write(&w.spec().with(Entry::new(N1, "Main")));
+
+        let o = w.apply(&spec);
+        assert_code(&o, 1);
+        let (out, err) = text(&o);
+        let all = format!("{out}{err}");
+        assert!(all.contains("token_fits"), "{all}");
+        assert!(all.contains("length(twilio_auth_token)"), "{all}");
+        assert!(!all.contains(" at line "), "{all}");
+        assert!(!all.contains("Failing row"), "{all}");
+        assert!(!all.contains(TOKEN), "{all}");
+
+        let db = w.dump_db();
+        assert!(
+            db.lines()
+                .any(|l| l.contains("failed") && l.contains("token_fits")),
+            "the audit record keeps the database's reason:\n{db}"
+        );
+        assert!(!db.contains(N1), "the audit trail keeps numbers masked");
+    }
+);
