@@ -156,6 +156,9 @@ impl Applier<'_> {
     }
 
     async fn apply_one(&self, c: &Change) -> Result<(), ApplyError> {
+        if !matches!(c.vapi, VapiStep::None) {
+            self.probe_row(c).await?;
+        }
         let vapi_result: Option<ObservedNumber> = match &c.vapi {
             VapiStep::None => None,
             VapiStep::Create(create) => Some(self.create(create).await?),
@@ -186,6 +189,26 @@ impl Applier<'_> {
                 self.store.delete_row(self.owner, *row_id).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Tries the row write that follows the Vapi step, and rolls it back: a row the app's schema
+    /// rejects is refused before Vapi is changed, rather than after (when the number would exist
+    /// in Vapi with no row, and every later apply would fail the same way — issue 9).
+    async fn probe_row(&self, c: &Change) -> Result<(), ApplyError> {
+        let (row_id, values) = match &c.row {
+            RowStep::Insert(values) => (None, values),
+            RowStep::Update { row_id, values } => (Some(*row_id), values),
+            RowStep::None | RowStep::Delete { .. } => return Ok(()),
+        };
+        let mut values = self.complete_row(values, c.observed.as_ref(), c)?;
+        // A new number's Vapi id is not known yet: stand in with something of the same shape.
+        values
+            .vapi_phone_id
+            .get_or_insert_with(|| Uuid::nil().to_string());
+        self.store
+            .probe_row_write(self.owner, row_id, &values)
+            .await?;
         Ok(())
     }
 

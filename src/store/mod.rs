@@ -198,6 +198,30 @@ impl Store {
         dispatch!(self, s => s.insert_row(owner, row).await)
     }
 
+    /// Tries the row write that will follow a change in Vapi — an insert when `row_id` is `None`,
+    /// else an update of that row — and rolls it back, so that a row the app's schema rejects
+    /// (a `CHECK`, a column too narrow, a trigger) is refused before Vapi is touched.
+    ///
+    /// # Errors
+    /// As [`insert_row`](Store::insert_row) and [`update_row`](Store::update_row), chiefly
+    /// [`StoreError::RowRejected`] naming the constraint and column.
+    ///
+    /// # Guarantees
+    /// Nothing is kept: the statement runs in a transaction that is rolled back.
+    ///
+    /// # Caveats
+    /// Values only Vapi can give (a new number's id) are placeholders here, so a constraint on
+    /// them is not predicted. An integer id's sequence may advance. The real write can still
+    /// fail if the database changes in between.
+    pub async fn probe_row_write(
+        &self,
+        owner: Uuid,
+        row_id: Option<Uuid>,
+        row: &RowWrite,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.probe_row_write(owner, row_id, row).await)
+    }
+
     /// Overwrites the vapictl-managed columns of the owner's row `row_id` and bumps `updated_at`.
     ///
     /// # Errors

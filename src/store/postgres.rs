@@ -173,6 +173,35 @@ impl PgStore {
     }
 
     pub(crate) async fn insert_row(&self, owner: Uuid, row: &RowWrite) -> Result<Uuid, StoreError> {
+        self.insert_with(&self.pool, owner, row).await
+    }
+
+    /// Tries the write, then rolls it back (see [`Store::probe_row_write`](super::Store::probe_row_write)).
+    pub(crate) async fn probe_row_write(
+        &self,
+        owner: Uuid,
+        row_id: Option<Uuid>,
+        row: &RowWrite,
+    ) -> Result<(), StoreError> {
+        self.queries.tick();
+        let mut tx = self.pool.begin().await?;
+        let tried = match row_id {
+            None => self.insert_with(&mut *tx, owner, row).await.map(drop),
+            Some(id) => self.update_with(&mut *tx, owner, id, row).await.map(drop),
+        };
+        tx.rollback().await?;
+        tried
+    }
+
+    async fn insert_with<'c, E>(
+        &self,
+        exec: E,
+        owner: Uuid,
+        row: &RowWrite,
+    ) -> Result<Uuid, StoreError>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+    {
         let app = &*self.app;
         let chosen = (app.phone_id != IdKind::Integer).then(Uuid::new_v4);
         let now = Utc::now();
@@ -185,7 +214,7 @@ impl PgStore {
         }
         self.queries.tick();
         let inserted = query
-            .fetch_one(&self.pool)
+            .fetch_one(exec)
             .await
             .map_err(|e| super::write_error(e, &row.phone_number, app))?;
         match chosen {
@@ -200,6 +229,24 @@ impl PgStore {
         row_id: Uuid,
         row: &RowWrite,
     ) -> Result<(), StoreError> {
+        if self.update_with(&self.pool, owner, row_id, row).await? == 1 {
+            Ok(())
+        } else {
+            Err(self.why_untouched(row_id).await?)
+        }
+    }
+
+    /// The update statement; returns how many rows it matched.
+    async fn update_with<'c, E>(
+        &self,
+        exec: E,
+        owner: Uuid,
+        row_id: Uuid,
+        row: &RowWrite,
+    ) -> Result<u64, StoreError>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+    {
         let app = &*self.app;
         let Some(id) = app.phone_id.bind(row_id) else {
             return Err(StoreError::RowNotFound { row_id });
@@ -209,14 +256,10 @@ impl PgStore {
         self.queries.tick();
         let done = query
             .bind(id)
-            .execute(&self.pool)
+            .execute(exec)
             .await
             .map_err(|e| super::write_error(e, &row.phone_number, app))?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(self.why_untouched(row_id).await?)
-        }
+        Ok(done.rows_affected())
     }
 
     pub(crate) async fn delete_row(&self, owner: Uuid, row_id: Uuid) -> Result<(), StoreError> {

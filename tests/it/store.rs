@@ -1203,6 +1203,7 @@ async fn store_futures_are_send() {
     spawnable(store.load_recorded(me, &[], &[]));
     spawnable(store.insert_row(me, &row));
     spawnable(store.update_row(me, me, &row));
+    spawnable(store.probe_row_write(me, Some(me), &row));
     spawnable(store.delete_row(me, me));
     spawnable(store.acquire_lock(me, &holder("a"), Duration::ZERO));
     spawnable(store.record_change(&change(me, "+15551230001", "create", 1)));
@@ -1530,6 +1531,20 @@ async fn a_check_violation_names_the_constraint_without_row_values(db: &TestDb) 
         assert!(!message.contains(leak), "{leak:?} in {message}");
         assert!(!format!("{err:?}").contains(leak), "{leak:?} in {err:?}");
     }
+
+    // A probe reports the same refusal, and a probe that passes keeps nothing.
+    let probed = store
+        .probe_row_write(owner(), None, &write("+15551239876"))
+        .await
+        .unwrap_err();
+    assert_eq!(probed.to_string(), message);
+    let mut short = write("+15551239876");
+    short.twilio_auth_token = "short".to_owned();
+    store.probe_row_write(owner(), None, &short).await.unwrap();
+    let rows = db
+        .string("SELECT CAST(COUNT(*) AS TEXT) FROM phone_numbers")
+        .await;
+    assert_eq!(rows.as_deref(), Some("0"), "a probe is rolled back");
 }
 
 async fn an_up_to_date_schema_is_opened_without_any_ddl(db: &TestDb) {
