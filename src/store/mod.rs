@@ -5,30 +5,69 @@
 //! migrates, and returns one [`Store`] whose methods behave the same on both. A single conformance
 //! suite (`tests/store.rs`) holds both backends to that.
 //!
-//! # Migrations
-//! They run on every connect, are idempotent, and are safe on the application's own database,
-//! which may have created `phone_numbers` and `assistants` long before vapictl. So they come in
-//! two steps, both inside one mutual exclusion (PostgreSQL: a session advisory lock; SQLite: a
-//! `BEGIN IMMEDIATE` transaction), so concurrent first runs queue instead of failing:
+//! # The app's schema, learned before anything changes
+//! The application may have created `phone_numbers` and `assistants` long before vapictl, in its
+//! own way. Every connect first reads them as they are (`pragma_table_xinfo` and `sqlite_master`
+//! / `pg_attribute`, `pg_constraint`; no DDL, no write) together with vapictl's migration
+//! bookkeeping, and decides (`schema::decide`, pure) how to write to them:
 //!
-//! 1. **Adoption, in code.** The application tables are created only when absent (with indexes on
-//!    `user_id`; an existing table gets no index). Then the columns of `phone_numbers` are read
-//!    (`pragma_table_info` / `pg_attribute`) and only the missing ones among `notes`,
-//!    `vapictl_token_digest` and `vapictl_protected` are added — each nullable or with a constant
-//!    default, so no row is rewritten, and an up-to-date table is not even locked. A table that
-//!    lacks a column vapictl needs but may not add is refused with
-//!    [`StoreError::AppSchemaMismatch`]. Nothing is ever renamed, dropped or rewritten.
-//! 2. **vapictl's own tables** (`vapictl_locks`, `vapictl_changes`) come from sqlx migrations,
-//!    one set per backend (`migrations/sqlite`, `migrations/postgres`, embedded at build time),
-//!    recorded in `vapictl_schema_migrations` so they cannot collide with an application that
-//!    uses sqlx's default `_sqlx_migrations`.
+//! - **Ids.** `phone_numbers.id` may be a UUID (PostgreSQL `uuid`, or text holding one), which
+//!   vapictl chooses, or an integer the database assigns (SQLite `INTEGER PRIMARY KEY`,
+//!   PostgreSQL identity, `serial` or any default), which vapictl reads back (`RETURNING id`).
+//!   Integer ids travel through the rest of vapictl as UUIDs with zero high bits (see `ids`).
+//!   `assistants.id` likewise; `assigned_assistant_id` must be of the same family. `user_id`
+//!   must be a UUID (`uuid` or text): the spec's owner is one.
+//! - **Timestamps** are written in the column's own representation: `timestamptz`/`timestamp`/
+//!   `date` natively (PostgreSQL converts through the session's time zone, as the app's own
+//!   `now()` does); integer (and numeric/real) columns as epoch seconds, or milliseconds when the
+//!   newest existing value says so; text as the newest existing value or a
+//!   `CURRENT_TIMESTAMP` default suggests (`YYYY-MM-DD HH:MM:SS`), else fixed-width RFC 3339.
+//! - **Refusals**, all named at once and before any change (to the database or in Vapi) with
+//!   [`StoreError::AppSchemaUnsupported`]: a column vapictl does not write that is `NOT NULL`
+//!   without a default; a column vapictl may leave NULL (`notes`, `assigned_assistant_id`, …)
+//!   that is `NOT NULL`; an integer id nobody assigns; an id or `user_id` of another type; a
+//!   generated column vapictl would write. A table lacking a column vapictl needs but may not
+//!   add is [`StoreError::AppSchemaMismatch`].
+//! - `CHECK` constraints cannot be predicted: they are read (to quote their definition when a
+//!   write fails) and the applier tries each row write, rolled back, before changing Vapi
+//!   ([`Store::probe_row_write`]).
+//!
+//! PostgreSQL resolves the app's tables through the session's `search_path`, as every
+//! unqualified statement does; a table of that name found only in another schema is never
+//! shadowed by a new empty one ([`StoreError::AppTablesElsewhere`] names where it looked and how
+//! to set `search_path` in the URL: `?options=-c%20search_path%3Dapp`).
+//!
+//! # Migrations
+//! Only when something is missing, and only once the schema is known to be usable: the missing
+//! app tables are created (with indexes on `user_id`; an existing table gets no index), only the
+//! missing ones among `notes`, `vapictl_token_digest` and `vapictl_protected` are added — each
+//! nullable or with a constant default, so no row is rewritten, and an up-to-date table is not
+//! even locked — and vapictl's own tables (`vapictl_locks`, `vapictl_changes`,
+//! `vapictl_applied_plans`) come from sqlx migrations, one set per backend
+//! (`migrations/sqlite`, `migrations/postgres`, embedded at build time), recorded in
+//! `vapictl_schema_migrations` so they cannot collide with an application that uses sqlx's
+//! default `_sqlx_migrations`. All of it runs in one transaction, re-checked inside one mutual
+//! exclusion (PostgreSQL: a session advisory lock; SQLite: `BEGIN IMMEDIATE`), so concurrent
+//! first runs queue instead of failing and a refusal or failure leaves the schema as it was.
+//! Nothing is ever renamed, dropped or rewritten.
+//!
+//! A database with nothing missing is only read, so vapictl runs with SELECT, INSERT, UPDATE and
+//! DELETE alone (a read-only SQLite file can be planned against). A role that may not create
+//! what is missing gets [`StoreError::InsufficientPrivilege`] with the exact statements the
+//! database owner must run (DDL, bookkeeping rows, grants).
+//!
+//! # Errors keep their cause
+//! A refused statement keeps what the database said ([`DbCause`]: message, SQLSTATE or SQLite
+//! code, constraint, table, column), without PostgreSQL's DETAIL (which quotes the row) or its
+//! source line; a refused row write is [`StoreError::RowRejected`] with what to do.
 //!
 //! # Types
-//! PostgreSQL stores ids as `uuid` and times as `timestamptz`. SQLite stores ids as lowercase
-//! hyphenated TEXT (never sqlx's default 16-byte BLOB) and times as RFC 3339 UTC TEXT of fixed
-//! width, so text order is time order; an application that spells SQLite ids otherwise (uppercase,
-//! BLOB) will not have its rows matched. A SQLite file is switched to WAL journaling, which
-//! persists in the file and lets the application read while vapictl writes.
+//! vapictl's own tables store ids as `uuid` and times as `timestamptz` in PostgreSQL, and in
+//! SQLite ids as lowercase hyphenated TEXT (never sqlx's default 16-byte BLOB) and times as
+//! RFC 3339 UTC TEXT of fixed width, so text order is time order. An application that spells
+//! SQLite `user_id`s otherwise (uppercase, BLOB) will not have its rows matched. A SQLite file is
+//! switched to WAL journaling, which persists in the file and lets the application read while
+//! vapictl writes.
 //!
 //! # Caveats
 //! PostgreSQL behind a transaction-pooling proxy (PgBouncer's `transaction` mode) breaks the
@@ -128,11 +167,14 @@ impl Store {
     /// # Errors
     /// [`StoreError::UnsupportedUrl`] for another scheme; otherwise a variant naming the failure
     /// (unreachable, timed out, bad credentials, missing database, unopenable or read-only file,
-    /// failed migration, incompatible application table). No error repeats the URL's password.
+    /// failed migration, missing privilege, app tables in another schema, an application table
+    /// vapictl cannot write to). No error repeats the URL's password.
     ///
     /// # Guarantees
     /// Application rows are never changed by connecting; at most, missing tables and columns
-    /// are added. Several processes may connect for the first time at once.
+    /// are added, and only after the whole schema was found usable, in one transaction. A
+    /// database with nothing missing is only read. Several processes may connect for the first
+    /// time at once.
     pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
         let scheme = url.split_once(':').map(|(scheme, _)| scheme);
         match scheme {

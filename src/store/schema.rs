@@ -754,3 +754,96 @@ pub(crate) fn migrate_error(
         _ => migration_failed(err),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An app's PostgreSQL tables, every column `ty` unless `types` says otherwise.
+    fn found(types: &[(&str, &str)], samples: &[(&str, &str)]) -> Found {
+        let ty = |name: &str, default: &str| {
+            types
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(default.to_owned(), |(_, t)| t.to_string())
+        };
+        let mut phone = own_table(Dialect::Postgres, "phone_numbers");
+        for c in &mut phone.columns {
+            c.ty = ty(&c.name, &c.ty);
+        }
+        phone.samples = samples
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Found {
+            phone_numbers: Some(phone),
+            assistants: Some(own_table(Dialect::Postgres, "assistants")),
+            ..Found::default()
+        }
+    }
+
+    fn decide_pg(found: &Found) -> Result<Decision, StoreError> {
+        static NONE: Migrator = Migrator::DEFAULT;
+        decide(Dialect::Postgres, found, &NONE, "CREATE p", "CREATE a")
+    }
+
+    #[test]
+    fn epoch_columns_are_seconds_unless_the_rows_say_milliseconds() {
+        let seconds = decide_pg(&found(
+            &[("created_at", "bigint"), ("updated_at", "bigint")],
+            &[("created_at", "1700000000")],
+        ))
+        .unwrap();
+        assert_eq!(seconds.app.created_at, TimeRepr::EpochSeconds);
+        let millis = decide_pg(&found(
+            &[("created_at", "bigint")],
+            &[("created_at", "1700000000000")],
+        ))
+        .unwrap();
+        assert_eq!(millis.app.created_at, TimeRepr::EpochMillis);
+        assert_eq!(millis.app.updated_at, TimeRepr::Native);
+        let text = decide_pg(&found(
+            &[("created_at", "text")],
+            &[("created_at", "2024-01-01 10:00:00")],
+        ))
+        .unwrap();
+        assert_eq!(text.app.created_at, TimeRepr::SqlText);
+    }
+
+    #[test]
+    fn an_integer_id_without_a_default_is_refused_and_one_with_is_assigned() {
+        let err = decide_pg(&found(&[("id", "integer")], &[])).unwrap_err();
+        assert!(err.to_string().contains("`phone_numbers.id`"), "{err}");
+        let mut f = found(&[("id", "bigint")], &[]);
+        f.phone_numbers.as_mut().unwrap().columns[0].has_default = true;
+        assert_eq!(decide_pg(&f).unwrap().app.phone_id, IdKind::Integer);
+    }
+
+    #[test]
+    fn tables_only_in_another_schema_are_never_shadowed() {
+        let f = Found {
+            elsewhere: vec!["app.assistants".into(), "app.phone_numbers".into()],
+            search_path: "\"$user\", public".into(),
+            ..Found::default()
+        };
+        let err = decide_pg(&f).unwrap_err();
+        assert!(
+            matches!(err, StoreError::AppTablesElsewhere { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("search_path%3Dapp"), "{err}");
+    }
+
+    #[test]
+    fn missing_tables_are_created_with_vapictl_columns() {
+        let d = decide_pg(&Found::default()).unwrap();
+        assert_eq!(d.ddl[..2], ["CREATE p", "CREATE a"]);
+        assert!(
+            d.ddl[2..]
+                .iter()
+                .all(|s| s.starts_with("ALTER TABLE phone_numbers"))
+        );
+        assert!(!d.migrations_pending, "no migrations in this set");
+        assert_eq!(d.app.phone_id, IdKind::Uuid);
+    }
+}
