@@ -131,6 +131,15 @@ impl Applier<'_> {
                         action: c.action,
                         result: result.map_err(|e| e.to_string()),
                     };
+                    // `info`: the report already shows the failure; the log (`-v`, JSON) keeps it.
+                    if let Err(error) = &outcome.result {
+                        tracing::info!(
+                            number = %mask_number(&c.number),
+                            action = c.action.label(),
+                            %error,
+                            "change failed"
+                        );
+                    }
                     self.audit(c, &outcome).await;
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                     progress.finished(&outcome, n, total);

@@ -670,7 +670,7 @@ async fn table(conn: &mut PgConnection, oid: i64, name: &str) -> Result<Table, s
 fn connect_error(err: sqlx::Error, url: &str) -> StoreError {
     special_error(&err, url).unwrap_or_else(|| StoreError::Unreachable {
         url: redact_url(url),
-        reason: scrub(&err.to_string(), url),
+        reason: scrub(&DbCause::of(&err).to_string(), url),
     })
 }
 
@@ -682,7 +682,8 @@ fn migration_error(err: sqlx::Error, url: &str) -> StoreError {
 fn special_error(err: &sqlx::Error, url: &str) -> Option<StoreError> {
     let code = err.as_database_error()?.code()?;
     let url_shown = redact_url(url);
-    let reason = scrub(&err.to_string(), url);
+    // The server's message, without sqlx's " at line N" (a line of PostgreSQL's own source).
+    let reason = scrub(&DbCause::of(err).to_string(), url);
     match code.as_ref() {
         // invalid_password, invalid_authorization_specification
         "28P01" | "28000" => Some(StoreError::AuthenticationFailed {

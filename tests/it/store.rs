@@ -1686,6 +1686,21 @@ async fn postgres_role_without_create_works_once_the_schema_is_in_place() {
         .unwrap();
     assert!(store.claim_plan("p1", me, "run").await.unwrap());
     lock.release().await.unwrap();
+
+    // A privilege taken away is named as such, with what to grant.
+    db.execute(&format!("REVOKE INSERT ON vapictl_changes FROM {role}"))
+        .await;
+    let err = store
+        .record_change(&change(me, "+15551230009", "update", 2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InsufficientPrivilege { .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("vapictl_changes"), "{message}");
+    assert!(message.contains("hint: grant"), "{message}");
     store.close().await;
 
     // Where the schema is missing, the role is told what the owner must run, and nothing changes.
