@@ -128,11 +128,12 @@ pub enum StoreError {
     },
 
     #[error(
-        "the app's {} not on the search path (`{search_path}`), but {} in {}; vapictl will not create empty ones beside {}\nhint: put the app's schema on the search path in the URL, e.g. `?options=-c%20search_path%3D{}` (`options=-c search_path=…`, percent-encoded)",
+        "the app's {} not on the search path (`{search_path}`), but another schema has {}: {}; vapictl will not create empty {} beside {}\nhint: put the app's schema on the search path in the URL, e.g. `?options=-c%20search_path%3D{}` (`options=-c search_path=…`, percent-encoded)",
         tables_phrase(missing),
-        if found.len() == 1 { "one is" } else { "tables of that name are" },
-        found.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
         if missing.len() == 1 { "it" } else { "them" },
+        found.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
+        if missing.len() == 1 { "one" } else { "ones" },
+        if found.len() == 1 { "it" } else { "them" },
         found.first().and_then(|t| t.split_once('.')).map_or("app", |(schema, _)| schema)
     )]
     AppTablesElsewhere {

@@ -528,9 +528,9 @@ fn privilege_error(err: &sqlx::Error, decision: &Decision, found: &Found) -> Opt
             action: "change the schema, and vapictl's tables or columns are missing".to_owned(),
             cause: Box::new(DbCause::of(err)),
             hint: format!(
-                "ask the database owner to run these statements once (in one transaction), \
-                 then run vapictl again; from then on it needs only SELECT, INSERT, UPDATE and \
-                 DELETE:\n{script}"
+                "ask the database owner to run these statements once, then run vapictl again; \
+                 from then on it needs only SELECT, INSERT, UPDATE and DELETE:\n\
+                 BEGIN;\n{script}\nCOMMIT;"
             ),
         }
     })

@@ -83,3 +83,49 @@ both_backends!(
         );
     }
 );
+
+/// PostgreSQL: the app's tables live in schema `app`, outside the default search path.
+#[test]
+fn postgres_tables_in_another_schema_are_found_through_the_url_never_shadowed() {
+    let Some(w) = World::postgres() else {
+        return;
+    };
+    w.exec_sql(&format!(
+        "DROP TABLE phone_numbers, assistants;
+         CREATE SCHEMA app;
+         CREATE TABLE app.assistants (id uuid PRIMARY KEY, user_id uuid, name text,
+             vapi_assistant_id text);
+         CREATE TABLE app.phone_numbers (id uuid PRIMARY KEY, user_id uuid,
+             phone_number text UNIQUE, friendly_name text, provider text, vapi_phone_id text,
+             vapi_credential_id text, twilio_account_sid text, twilio_auth_token text,
+             assigned_assistant_id uuid, created_at timestamptz DEFAULT now(),
+             updated_at timestamptz DEFAULT now());
+         INSERT INTO app.phone_numbers (id, user_id, phone_number, provider)
+             VALUES ('00000000-0000-4000-8000-0000000000aa', '{OTHER_USER}', '{N1}', 'twilio');"
+    ));
+    let spec = w.write(&w.spec().with(Entry::new(N1, "Mine now")));
+
+    let o = w.plan(&spec);
+    assert_code(&o, 1);
+    let (_, err) = text(&o);
+    assert!(err.contains("`app.phone_numbers`"), "{err}");
+    assert!(err.contains("search_path%3Dapp"), "{err}");
+    assert!(w.vapi.request_log().is_empty(), "no Vapi call at all");
+
+    // With the schema on the path, the other user's number is theirs.
+    let o = w
+        .vapictl()
+        .env(
+            "DATABASE_URL",
+            format!("{}?options=-c%20search_path%3Dapp", w.db_url),
+        )
+        .args(["plan", "--detailed-exitcode", spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(
+        format!("{out}{err}").contains("another user"),
+        "{out}\n{err}"
+    );
+    assert_eq!(w.vapi.mutating_calls(), 0);
+}
