@@ -224,11 +224,15 @@ impl SqliteStore {
         self.queries.tick();
         let mut tx = self.pool.begin().await?;
         let tried = match row_id {
-            None => self.insert_with(&mut *tx, owner, row).await.map(drop),
-            Some(id) => self.update_with(&mut *tx, owner, id, row).await.map(drop),
+            None => self.insert_with(&mut *tx, owner, row).await.map(|_| 1),
+            Some(id) => self.update_with(&mut *tx, owner, id, row).await,
         };
         tx.rollback().await?;
-        tried
+        // An update that would match nothing fails the same way the real one would.
+        match (tried?, row_id) {
+            (0, Some(id)) => Err(self.why_untouched(id).await?),
+            _ => Ok(()),
+        }
     }
 
     async fn insert_with<'c, E>(

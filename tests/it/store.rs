@@ -1545,6 +1545,15 @@ async fn a_check_violation_names_the_constraint_without_row_values(db: &TestDb) 
         .string("SELECT CAST(COUNT(*) AS TEXT) FROM phone_numbers")
         .await;
     assert_eq!(rows.as_deref(), Some("0"), "a probe is rolled back");
+    let missing = Uuid::new_v4();
+    let err = store
+        .probe_row_write(owner(), Some(missing), &short)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::RowNotFound { row_id } if row_id == missing),
+        "{err:?}"
+    );
 }
 
 async fn an_up_to_date_schema_is_opened_without_any_ddl(db: &TestDb) {
