@@ -44,7 +44,7 @@ pub enum StoreError {
     CannotOpenFile { url: String, reason: String },
 
     #[error(
-        "the database at `{url}` is read-only: {reason}\nhint: vapictl needs write access to migrate the schema and record changes"
+        "the database at `{url}` is read-only: {reason}\nhint: vapictl needs write access to create what the schema lacks (and to record changes)"
     )]
     ReadOnly { url: String, reason: String },
 
@@ -109,7 +109,7 @@ pub enum StoreError {
         reason: String,
     },
 
-    #[error("the database refused a statement: {0}")]
+    #[error("a database statement failed: {0}")]
     QueryFailed(Box<DbCause>),
 
     #[error("the database rejected vapictl's write to `{table}`: {cause}\nhint: {hint}")]
