@@ -72,6 +72,58 @@ impl From<DbId> for Uuid {
     }
 }
 
+/// An id parameter that may be NULL, typed as its column all the same: PostgreSQL will not
+/// assign a NULL of type `uuid` to a `bigint` column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NullableId {
+    pub kind: IdKind,
+    pub value: Option<DbId>,
+}
+
+impl IdKind {
+    fn pg_type(self) -> PgTypeInfo {
+        match self {
+            IdKind::Uuid => <Uuid as Type<Postgres>>::type_info(),
+            IdKind::Text => <String as Type<Postgres>>::type_info(),
+            IdKind::Integer => <i64 as Type<Postgres>>::type_info(),
+        }
+    }
+}
+
+impl Type<Postgres> for NullableId {
+    fn type_info() -> PgTypeInfo {
+        <DbId as Type<Postgres>>::type_info()
+    }
+}
+
+impl Encode<'_, Postgres> for NullableId {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        match &self.value {
+            Some(id) => <DbId as Encode<Postgres>>::encode_by_ref(id, buf),
+            None => Ok(IsNull::Yes),
+        }
+    }
+
+    fn produces(&self) -> Option<PgTypeInfo> {
+        Some(self.kind.pg_type())
+    }
+}
+
+impl Type<Sqlite> for NullableId {
+    fn type_info() -> SqliteTypeInfo {
+        <DbId as Type<Sqlite>>::type_info()
+    }
+}
+
+impl Encode<'_, Sqlite> for NullableId {
+    fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
+        match &self.value {
+            Some(id) => <DbId as Encode<Sqlite>>::encode_by_ref(id, buf),
+            None => Ok(IsNull::Yes),
+        }
+    }
+}
+
 // --- PostgreSQL -------------------------------------------------------------------------------
 
 impl Type<Postgres> for DbId {

@@ -70,10 +70,13 @@ macro_rules! bind_fields {
         let app: &$crate::store::schema::AppSchema = $app;
         let row: &$crate::state::RowWrite = $row;
         let owner = $crate::store::id_param(app.phone_user, $owner, "phone_numbers", "user_id")?;
-        let assistant = row
-            .assigned_assistant_id
-            .map(|a| $crate::store::id_param(app.phone_assistant, a, "assistants", "id"))
-            .transpose()?;
+        let assistant = $crate::store::ids::NullableId {
+            kind: app.phone_assistant,
+            value: row
+                .assigned_assistant_id
+                .map(|a| $crate::store::id_param(app.phone_assistant, a, "assistants", "id"))
+                .transpose()?,
+        };
         $query
             .bind(owner)
             .bind(row.phone_number.clone())

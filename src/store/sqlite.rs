@@ -323,6 +323,9 @@ impl SqliteStore {
 
     /// After a write to `row_id` matched no row of the owner: whose fault it was.
     async fn why_untouched(&self, row_id: Uuid) -> Result<StoreError, StoreError> {
+        if self.app.phone_id.bind(row_id).is_none() {
+            return Ok(StoreError::RowNotFound { row_id });
+        }
         self.queries.tick();
         let count: i64 = sqlx::query_scalar(sql::ROW_EXISTS)
             .bind(self.app.phone_id.bind(row_id))

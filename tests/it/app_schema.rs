@@ -129,3 +129,84 @@ fn postgres_tables_in_another_schema_are_found_through_the_url_never_shadowed() 
     );
     assert_eq!(w.vapi.mutating_calls(), 0);
 }
+
+both_backends!(
+    integer_ids_and_epoch_times_apply_and_converge,
+    |w: World| {
+        let (id, int) = match w.backend {
+            Backend::Sqlite => ("INTEGER PRIMARY KEY", "INTEGER"),
+            Backend::Postgres => ("bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "bigint"),
+        };
+        let user = if w.backend == Backend::Sqlite {
+            "TEXT"
+        } else {
+            "uuid"
+        };
+        let bot = w.vapi.seed_assistant("sales-bot");
+        w.exec_sql(&format!(
+            "DROP TABLE phone_numbers; DROP TABLE assistants;
+             CREATE TABLE assistants (id {id}, user_id {user}, name text,
+                 vapi_assistant_id text);
+             CREATE TABLE phone_numbers (id {id}, user_id {user}, phone_number text UNIQUE,
+                 friendly_name text, provider text, vapi_phone_id text, vapi_credential_id text,
+                 twilio_account_sid text, twilio_auth_token text,
+                 assigned_assistant_id {int} REFERENCES assistants (id),
+                 created_at {int} NOT NULL, updated_at {int} NOT NULL);
+             INSERT INTO assistants (user_id, name, vapi_assistant_id)
+                 VALUES ('{OWNER}', 'other-bot', 'asst-x'), ('{OWNER}', 'sales-bot', '{bot}');"
+        ));
+        let spec = w.write(
+            &w.spec()
+                .with(Entry::new(N1, "Main").assistant("sales-bot"))
+                .with(Entry::new("+14155551235", "Second")),
+        );
+
+        assert_code(&w.apply(&spec), 0);
+        let o = w.plan(&spec);
+        assert_code(&o, 0);
+        assert!(text(&o).0.contains("No changes"), "{}", text(&o).0);
+
+        let stored = strings(
+            &w,
+            &format!(
+                "SELECT CAST(id AS TEXT), CAST(assigned_assistant_id AS TEXT), \
+                 CAST(created_at AS TEXT) FROM phone_numbers WHERE phone_number = '{N1}'"
+            ),
+        );
+        let [id, assistant, created] = &stored[0][..] else {
+            panic!("{stored:?}")
+        };
+        // Whatever the database chose (probes may have used up sequence values), it is an
+        // integer, and the assistant is the app's row 2.
+        assert!(id.as_deref().unwrap().parse::<i64>().is_ok(), "{id:?}");
+        assert_eq!(assistant.as_deref(), Some("2"));
+        let created: i64 = created.as_deref().unwrap().parse().expect("epoch seconds");
+        assert!(
+            (chrono::Utc::now().timestamp() - created).abs() < 60,
+            "{created}"
+        );
+        let vapi = w.vapi.find_by_number(N1);
+        assert_eq!(vapi[0]["assistantId"], bot.as_str());
+    }
+);
+
+/// The rows of a query whose columns are all text (use `CAST(x AS TEXT)`).
+fn strings(w: &World, sql: &str) -> Vec<Vec<Option<String>>> {
+    let (url, sql) = (w.db_url.clone(), sqlx::AssertSqlSafe(sql.to_owned()));
+    w.block_on(async move {
+        use sqlx::{Connection, Row};
+        if url.starts_with("sqlite") {
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
+            rows.iter()
+                .map(|r| (0..r.len()).map(|i| r.try_get(i).unwrap()).collect())
+                .collect()
+        } else {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
+            rows.iter()
+                .map(|r| (0..r.len()).map(|i| r.try_get(i).unwrap()).collect())
+                .collect()
+        }
+    })
+}
