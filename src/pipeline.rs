@@ -9,7 +9,7 @@ use crate::plan::Plan;
 use crate::secrets::Identities;
 use crate::spec::{LoadedSpec, load_file};
 use crate::state::{DesiredState, ObservedState, RecordedState};
-use crate::store::Store;
+use crate::store::{Lookup, Store};
 use crate::validate::{SecretMode, validate};
 use crate::vapi::VapiClient;
 
@@ -28,7 +28,11 @@ pub fn load_desired(
     Ok((loaded, desired))
 }
 
-/// Reads the database and Vapi (concurrently) for the numbers and assistants the spec mentions.
+/// Reads Vapi, then the database for the numbers and assistants the spec mentions and for the
+/// rows of other users that may hold Vapi's numbers (by number in any form, or by Vapi id).
+///
+/// Vapi comes first because the database read needs its numbers and ids; the database read
+/// stays at three statements whatever the number of rows.
 ///
 /// # Errors
 /// Any failed read: no plan is made from a partial view.
@@ -37,24 +41,28 @@ pub async fn observe(
     vapi: &VapiClient,
     desired: &DesiredState,
 ) -> Result<(RecordedState, ObservedState), Error> {
+    let observed = vapi.observe().await?;
     let numbers: Vec<String> = desired
         .numbers
         .keys()
         .map(|n| n.as_str().to_string())
+        .chain(observed.numbers.iter().filter_map(|o| o.number.clone()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
+    let vapi_ids: Vec<String> = observed.numbers.iter().map(|o| o.id.clone()).collect();
     let assistant_refs: Vec<String> = desired
         .numbers
         .values()
         .filter_map(|d| d.assistant.clone())
         .collect();
-    let recorded = async {
-        store
-            .load_recorded(desired.owner, &numbers, &assistant_refs)
-            .await
-            .map_err(Error::from)
+    let lookup = Lookup {
+        numbers: &numbers,
+        vapi_ids: &vapi_ids,
+        assistant_refs: &assistant_refs,
+        non_canonical: true,
     };
-    let observed = async { vapi.observe().await.map_err(Error::from) };
-    let (recorded, observed) = tokio::try_join!(recorded, observed)?;
+    let recorded = store.load_recorded_for(desired.owner, &lookup).await?;
     Ok((recorded, observed))
 }
 

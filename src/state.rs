@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::secrets::SecretValue;
+use crate::spec::Location;
 
 /// A phone number written exactly in E.164 (`+` and digits, checked by `phonenumber` in validate).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -58,6 +60,8 @@ pub struct DesiredState {
     pub numbers: BTreeMap<E164, DesiredNumber>,
     /// SHA-256 (hex) of the spec file's bytes: saved plans use it to notice an edited spec.
     pub spec_digest: String,
+    /// The spec file as given, for messages (`file:line:col`).
+    pub spec_path: PathBuf,
 }
 
 /// One `phoneNumbers` entry with defaults applied.
@@ -77,6 +81,20 @@ pub struct DesiredNumber {
     pub absent: bool,
     /// 1-based line of the entry in the spec, for messages.
     pub line: usize,
+    /// The entry's path in the spec (`phoneNumbers[2]`), for messages about one of its fields.
+    pub path: String,
+    /// Where the entry's fields are written (`number`, `assistant`, …), for messages.
+    pub positions: BTreeMap<&'static str, Location>,
+}
+
+impl DesiredNumber {
+    /// Where `field` of this entry is written (the entry itself when the field is not).
+    pub fn position(&self, field: &str) -> Location {
+        self.positions.get(field).copied().unwrap_or(Location {
+            line: self.line,
+            column: 1,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -115,11 +133,27 @@ pub struct ServerConfig {
 pub struct RecordedState {
     /// The owner's `phone_numbers` rows, keyed by `phone_number` as stored.
     pub rows: BTreeMap<String, PhoneRow>,
-    /// `phone_number` → `user_id` for rows of *other* users whose number the spec mentions.
+    /// `phone_number` (as stored) → `user_id` for rows of *other* users that may hold a number in
+    /// question: those whose number the spec or Vapi lists exactly, and (for plans) those whose
+    /// number is not written in E.164, which the diff canonicalizes itself.
     pub foreign: BTreeMap<String, Uuid>,
+    /// `vapi_phone_id` → `user_id` for rows of other users that record one of Vapi's numbers.
+    pub foreign_vapi_ids: BTreeMap<String, Uuid>,
     /// The owner's `assistants` rows, plus rows of other users whose `id` the spec names
     /// (so that a reference to someone else's assistant can be refused by name).
     pub assistants: Vec<AssistantRow>,
+}
+
+impl RecordedState {
+    /// Records another user's row as a claim on its number and on its Vapi id.
+    pub fn add_claim(&mut self, number: Option<String>, vapi_id: Option<String>, user: Uuid) {
+        if let Some(n) = number {
+            self.foreign.insert(n, user);
+        }
+        if let Some(id) = vapi_id {
+            self.foreign_vapi_ids.insert(id, user);
+        }
+    }
 }
 
 /// A `phone_numbers` row (app columns plus vapictl's own).

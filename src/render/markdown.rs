@@ -104,6 +104,24 @@ pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> 
                 .join(", ")
         );
     }
+    if !plan.out_of_scope.is_empty() {
+        let _ = writeln!(
+            tail,
+            "**Out of scope (never touched):** {}\n",
+            plan.out_of_scope
+                .iter()
+                .map(|o| format!("`{}` ({})", o.number, cell(&o.reason)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if plan.other_users_count > 0 {
+        let _ = writeln!(
+            tail,
+            "_{} number(s) in Vapi belong to other users (not shown, never touched)._\n",
+            plan.other_users_count
+        );
+    }
     if !plan.unmanaged.is_empty() {
         let _ = writeln!(
             tail,

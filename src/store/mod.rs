@@ -74,6 +74,19 @@ pub use url::redact_url;
 
 use crate::state::{RecordedState, RowWrite, mask_number};
 
+/// What [`Store::load_recorded_for`] looks up besides the owner's own rows and assistants.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lookup<'a> {
+    /// Numbers (as written, usually E.164) whose rows of other users are claims.
+    pub numbers: &'a [String],
+    /// Vapi ids whose rows of other users are claims.
+    pub vapi_ids: &'a [String],
+    /// Assistant references (`id`, `name` or `vapi_assistant_id`) of other users to load.
+    pub assistant_refs: &'a [String],
+    /// Also load every row of another user whose number is not written in E.164.
+    pub non_canonical: bool,
+}
+
 /// How to connect. [`Default`] suits the CLI.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -183,7 +196,33 @@ impl Store {
         numbers: &[String],
         assistant_refs: &[String],
     ) -> Result<RecordedState, StoreError> {
-        dispatch!(self, s => s.load_recorded(owner, numbers, assistant_refs).await)
+        let lookup = Lookup {
+            numbers,
+            assistant_refs,
+            ..Lookup::default()
+        };
+        self.load_recorded_for(owner, &lookup).await
+    }
+
+    /// [`load_recorded`](Store::load_recorded) for a plan: besides the exact `numbers`, the claims
+    /// of other users (`foreign`, `foreign_vapi_ids`) include every row of another user whose
+    /// `vapi_phone_id` is one of `lookup.vapi_ids`, and, with `lookup.non_canonical`, every row of
+    /// another user whose `phone_number` is not written in E.164 (`4155557002`,
+    /// `+1 415-555-7002`): the diff canonicalizes those itself. Still at most three statements.
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`] when a statement fails.
+    ///
+    /// # Caveats
+    /// As for [`load_recorded`](Store::load_recorded). Non-canonical rows of other users are
+    /// read whatever their number: an application that stores every number in a national form
+    /// makes this read grow with the table (it stays one statement).
+    pub async fn load_recorded_for(
+        &self,
+        owner: Uuid,
+        lookup: &Lookup<'_>,
+    ) -> Result<RecordedState, StoreError> {
+        dispatch!(self, s => s.load_recorded(owner, lookup).await)
     }
 
     /// Inserts a row for `owner` with a new id, `provider` `twilio`, and both timestamps now.

@@ -15,7 +15,7 @@ use super::lock::{Lease, LockHolder};
 use super::schema::{self, ASSISTANTS_REQUIRED, PHONE_NUMBERS_REQUIRED};
 use super::sql::{self, RawAssistantRow, RawPhoneRow};
 use super::url::{redact_url, scrub};
-use super::{QueryCounter, StoreError, StoreOptions};
+use super::{Lookup, QueryCounter, StoreError, StoreOptions};
 use crate::state::{RecordedState, RowWrite, mask_number};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -111,9 +111,14 @@ impl PgStore {
     pub(crate) async fn load_recorded(
         &self,
         owner: Uuid,
-        numbers: &[String],
-        assistant_refs: &[String],
+        lookup: &Lookup<'_>,
     ) -> Result<RecordedState, StoreError> {
+        let Lookup {
+            numbers,
+            vapi_ids,
+            assistant_refs,
+            non_canonical,
+        } = *lookup;
         let mut state = RecordedState::default();
 
         self.queries.tick();
@@ -127,20 +132,19 @@ impl PgStore {
             .map(|row| (row.phone_number.clone(), row))
             .collect();
 
-        if !numbers.is_empty() {
+        if !numbers.is_empty() || !vapi_ids.is_empty() || non_canonical {
             self.queries.tick();
-            let claims: Vec<(String, Option<Uuid>)> = sqlx::query_as(
-                "SELECT phone_number, user_id FROM phone_numbers \
-                 WHERE phone_number = ANY($1) AND user_id IS DISTINCT FROM $2",
-            )
-            .bind(numbers)
-            .bind(owner)
-            .fetch_all(&self.pool)
-            .await?;
-            state.foreign = claims
-                .into_iter()
-                .map(|(number, user)| (number, user.unwrap_or_default()))
-                .collect();
+            type Claim = (Option<String>, Option<Uuid>, Option<String>);
+            let claims: Vec<Claim> = sqlx::query_as(sql::PG_SELECT_CLAIMS)
+                .bind(numbers)
+                .bind(owner)
+                .bind(vapi_ids)
+                .bind(non_canonical)
+                .fetch_all(&self.pool)
+                .await?;
+            for (number, user, vapi_id) in claims {
+                state.add_claim(number, vapi_id, user.unwrap_or_default());
+            }
         }
 
         self.queries.tick();

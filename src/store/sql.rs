@@ -21,6 +21,23 @@ pub(crate) const SELECT_OWNER_ROWS: &str = concat!(
     " FROM phone_numbers WHERE user_id = $1"
 );
 
+/// Other users' rows that may hold the numbers in question. `$1` numbers (JSON array), `$2`
+/// owner, `$3` Vapi ids (JSON array), `$4` whether to add every row whose number is not
+/// canonical-looking (`+` then 7 to 15 digits, the first not 0).
+pub(crate) const SQLITE_SELECT_CLAIMS: &str = "SELECT phone_number, user_id, vapi_phone_id \
+     FROM phone_numbers WHERE user_id IS NOT $2 AND ( \
+     phone_number IN (SELECT value FROM json_each($1)) \
+     OR vapi_phone_id IN (SELECT value FROM json_each($3)) \
+     OR ($4 AND NOT (phone_number GLOB '+[1-9]*' \
+         AND substr(phone_number, 2) NOT GLOB '*[^0-9]*' \
+         AND length(phone_number) BETWEEN 8 AND 16)))";
+
+/// [`SQLITE_SELECT_CLAIMS`] for PostgreSQL: `$1` and `$3` are text arrays.
+pub(crate) const PG_SELECT_CLAIMS: &str = "SELECT phone_number, user_id, vapi_phone_id \
+     FROM phone_numbers WHERE user_id IS DISTINCT FROM $2 AND ( \
+     phone_number = ANY($1) OR vapi_phone_id = ANY($3) \
+     OR ($4 AND phone_number !~ '^\\+[1-9][0-9]{6,14}$'))";
+
 /// `$1` id, `$2` owner, `$3..$12` the [`RowWrite`](crate::state::RowWrite) fields, `$13` now.
 pub(crate) const INSERT_ROW: &str = "INSERT INTO phone_numbers (id, user_id, phone_number, \
      friendly_name, provider, vapi_phone_id, vapi_credential_id, twilio_account_sid, \

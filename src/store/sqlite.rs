@@ -19,7 +19,7 @@ use super::lock::{Lease, LockHolder};
 use super::schema::{self, ASSISTANTS_REQUIRED, PHONE_NUMBERS_REQUIRED};
 use super::sql::{self, RawAssistantRow, RawPhoneRow};
 use super::url::{redact_url, scrub};
-use super::{QueryCounter, StoreError, StoreOptions};
+use super::{Lookup, QueryCounter, StoreError, StoreOptions};
 use crate::state::{RecordedState, RowWrite, mask_number};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -149,9 +149,14 @@ impl SqliteStore {
     pub(crate) async fn load_recorded(
         &self,
         owner: Uuid,
-        numbers: &[String],
-        assistant_refs: &[String],
+        lookup: &Lookup<'_>,
     ) -> Result<RecordedState, StoreError> {
+        let Lookup {
+            numbers,
+            vapi_ids,
+            assistant_refs,
+            non_canonical,
+        } = *lookup;
         let mut state = RecordedState::default();
 
         self.queries.tick();
@@ -165,23 +170,21 @@ impl SqliteStore {
             .map(|row| (row.phone_number.clone(), row))
             .collect();
 
-        if !numbers.is_empty() {
+        if !numbers.is_empty() || !vapi_ids.is_empty() || non_canonical {
             self.queries.tick();
-            let claims = sqlx::query(
-                "SELECT phone_number, user_id FROM phone_numbers \
-                 WHERE phone_number IN (SELECT value FROM json_each($1)) \
-                 AND user_id IS NOT $2",
-            )
-            .bind(Json(numbers))
-            .bind(owner.hyphenated())
-            .fetch_all(&self.pool)
-            .await?;
+            let claims = sqlx::query(sql::SQLITE_SELECT_CLAIMS)
+                .bind(Json(numbers))
+                .bind(owner.hyphenated())
+                .bind(Json(vapi_ids))
+                .bind(non_canonical)
+                .fetch_all(&self.pool)
+                .await?;
             for claim in claims {
-                let number: String = claim.try_get("phone_number")?;
+                let number: Option<String> = claim.try_get("phone_number")?;
                 let user: Option<Hyphenated> = claim.try_get("user_id")?;
-                state
-                    .foreign
-                    .insert(number, user.map(Uuid::from).unwrap_or_default());
+                let vapi_id: Option<String> = claim.try_get("vapi_phone_id")?;
+                let user = user.map(Uuid::from).unwrap_or_default();
+                state.add_claim(number, vapi_id, user);
             }
         }
 
