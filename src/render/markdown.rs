@@ -44,9 +44,14 @@ fn section(c: &Change) -> String {
             let note = f.note.as_deref().unwrap_or("sensitive value changed");
             let _ = writeln!(s, "| `{}` | _(sensitive)_ | _({})_ |", f.field, cell(note));
         } else {
+            let note = f
+                .note
+                .as_deref()
+                .map(|n| format!(" _({})_", cell(n)))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "| `{}` | {} | {} |",
+                "| `{}` | {} | {}{note} |",
                 f.field,
                 cell(&code(&f.before)),
                 cell(&code(&f.after))

@@ -209,9 +209,15 @@ fn render_field(
                 }
                 Ok(())
             } else {
+                // A note says what happened when the values alone do not (a re-pointed row).
+                let note = f
+                    .note
+                    .as_deref()
+                    .map(|n| format!("  {}", style.dim(&format!("({n})"))))
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "      {label} {} → {}",
+                    "      {label} {} → {}{note}",
                     style.red(&quote(&f.before)),
                     style.green(&quote(&f.after))
                 )

@@ -11,6 +11,7 @@ mod gitops;
 mod property;
 mod reconcile;
 mod scale;
+mod scope;
 mod standin;
 mod store;
 mod vapi_client;
