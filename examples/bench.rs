@@ -351,6 +351,7 @@ impl World {
                 assigned_assistant_id: Some(*row_id),
                 notes: None,
                 protected: false,
+                applied: None,
             };
             self.store.insert_row(desired.owner, &row).await?;
         }

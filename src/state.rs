@@ -175,6 +175,10 @@ pub struct PhoneRow {
     pub token_digest: Option<String>,
     /// `vapictl_protected`: remembered so that removing the entry from the spec cannot delete it.
     pub protected: bool,
+    /// `vapictl_applied`: what vapictl last applied to the fields only Vapi keeps (`server`,
+    /// `smsEnabled`), as JSON, so that a spec edit can be told from an edit in Vapi. NULL for
+    /// rows vapictl has not written since the column was added.
+    pub applied: Option<String>,
 }
 
 /// An `assistants` row.
@@ -200,6 +204,8 @@ pub struct RowWrite {
     pub assigned_assistant_id: Option<Uuid>,
     pub notes: Option<String>,
     pub protected: bool,
+    /// `vapictl_applied` (see [`PhoneRow::applied`]).
+    pub applied: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

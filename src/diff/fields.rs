@@ -9,13 +9,56 @@
 //! | no | yes | changed in the database outside vapictl (fields Vapi also has) |
 //! | — | yes | row-only fields: spec edit (`notes`, `protected`), or what the row failed to keep up with |
 //!
-//! `server` and `smsEnabled` are not stored in the row, so there is no record of what vapictl last
-//! applied to compare with. The rule: when Vapi holds nothing of its own (no `server`;
-//! `smsEnabled` at Vapi's default `true`) and the spec sets a value, the spec added it (spec
-//! edit); when Vapi holds a value of its own that the spec does not ask for, someone set it in
-//! Vapi (changed in Vapi outside vapictl).
+//! `server` and `smsEnabled` have no column of the application's, so vapictl keeps what it last
+//! applied to them in its own column, `vapictl_applied` ([`Applied`]): a spec that differs from
+//! it is a spec edit; a spec that equals it while Vapi differs means an edit in Vapi. Rows that
+//! vapictl has not written since that column exists have no record; for them, when Vapi holds
+//! nothing of its own (no `server`; `smsEnabled` at Vapi's default `true`) and the spec sets a
+//! value, the spec added it (spec edit); otherwise someone set it in Vapi.
+
+use serde::{Deserialize, Serialize};
 
 use crate::plan::{Cause, FieldChange, Target};
+use crate::state::{DesiredNumber, ServerConfig};
+
+/// Vapi's default webhook timeout: an observed `20` equals an unset `timeoutSeconds`.
+const DEFAULT_SERVER_TIMEOUT: u32 = 20;
+
+/// `server` as compared: an explicit default timeout equals an unset one.
+pub(crate) fn normalized_server(s: Option<&ServerConfig>) -> Option<ServerConfig> {
+    s.map(|s| ServerConfig {
+        url: s.url.clone(),
+        credential_id: s.credential_id.clone(),
+        timeout_seconds: s.timeout_seconds.filter(|t| *t != DEFAULT_SERVER_TIMEOUT),
+    })
+}
+
+/// What vapictl applied to the fields only Vapi keeps, as the row's `vapictl_applied` stores it
+/// (JSON: `{"server":…,"smsEnabled":…}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Applied {
+    pub server: Option<ServerConfig>,
+    pub sms_enabled: bool,
+}
+
+impl Applied {
+    pub(crate) fn of(d: &DesiredNumber) -> Applied {
+        Applied {
+            server: normalized_server(d.server.as_ref()),
+            sms_enabled: d.sms_enabled,
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("plain data serializes")
+    }
+
+    /// `None` for a row without a record (or one that cannot be read: treated alike).
+    pub(crate) fn of_row(stored: Option<&str>) -> Option<Applied> {
+        serde_json::from_str(stored?).ok()
+    }
+}
 
 /// Where a field lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +140,9 @@ pub(crate) struct Views {
     pub row_differs: bool,
     /// Vapi holds nothing of its own (no value, or its default) and the spec sets one.
     pub spec_sets_what_vapi_lacks: bool,
+    /// For fields only Vapi keeps: whether the spec differs from what vapictl last applied,
+    /// when that is recorded.
+    pub spec_changed: Option<bool>,
     pub desired: Option<String>,
 }
 
@@ -128,7 +174,8 @@ pub(crate) fn judge(field: Field, mode: Mode, v: Views) -> Option<Verdict> {
             (false, false) => return None,
         },
         (Mode::Update, Home::VapiOnly) if vapi_differs => {
-            if v.spec_sets_what_vapi_lacks {
+            let spec_edit = v.spec_changed.unwrap_or(v.spec_sets_what_vapi_lacks);
+            if spec_edit {
                 (Cause::SpecEdit, Target::Vapi)
             } else {
                 (Cause::VapiEditedOutOfBand, Target::Vapi)
@@ -211,7 +258,19 @@ mod tests {
         );
         v.spec_sets_what_vapi_lacks = false;
         assert_eq!(
-            judge(SMS_ENABLED, Mode::Update, v).unwrap().cause,
+            judge(SMS_ENABLED, Mode::Update, v.clone()).unwrap().cause,
+            Cause::VapiEditedOutOfBand
+        );
+        // What vapictl last applied decides when it is recorded.
+        v.spec_changed = Some(true);
+        assert_eq!(
+            judge(SERVER, Mode::Update, v.clone()).unwrap().cause,
+            Cause::SpecEdit
+        );
+        v.spec_changed = Some(false);
+        v.spec_sets_what_vapi_lacks = true;
+        assert_eq!(
+            judge(SERVER, Mode::Update, v).unwrap().cause,
             Cause::VapiEditedOutOfBand
         );
     }

@@ -51,11 +51,8 @@ use crate::state::{
     DesiredNumber, DesiredState, E164, ObservedNumber, ObservedState, PhoneRow, RecordedState,
     RowWrite, ServerConfig,
 };
-use fields::{Mode, Views, judge};
+use fields::{Applied, Mode, Views, judge, normalized_server};
 use matching::{match_numbers, pick_observed};
-
-/// Vapi's default webhook timeout: an observed `20` equals an unset `timeoutSeconds`.
-const DEFAULT_SERVER_TIMEOUT: u32 = 20;
 
 /// The only provider vapictl manages.
 pub const TWILIO: &str = "twilio";
@@ -291,14 +288,7 @@ pub fn diff(
 }
 
 fn server_eq(desired: Option<&ServerConfig>, observed: Option<&ServerConfig>) -> bool {
-    let norm = |s: Option<&ServerConfig>| {
-        s.map(|s| ServerConfig {
-            url: s.url.clone(),
-            credential_id: s.credential_id.clone(),
-            timeout_seconds: s.timeout_seconds.filter(|t| *t != DEFAULT_SERVER_TIMEOUT),
-        })
-    };
-    norm(desired) == norm(observed)
+    normalized_server(desired) == normalized_server(observed)
 }
 
 fn show_server(s: Option<&ServerConfig>) -> Option<String> {
@@ -391,7 +381,10 @@ fn plan_present(
         assigned_assistant_id: assistant_row_id,
         notes: d.notes.clone(),
         protected: d.protected,
+        applied: Some(Applied::of(d).to_json()),
     };
+    let applied = Applied::of(d);
+    let last_applied = r.and_then(|r| Applied::of_row(r.applied.as_deref()));
 
     // The token: unchanged when the row holds the same ciphertext, or a digest of the same
     // plaintext (re-encrypted to other recipients) — for the copy the row records.
@@ -483,6 +476,7 @@ fn plan_present(
             vapi: Some(show_server(o.server.as_ref())),
             vapi_differs: !server_eq(d.server.as_ref(), o.server.as_ref()),
             spec_sets_what_vapi_lacks: o.server.is_none() && d.server.is_some(),
+            spec_changed: last_applied.as_ref().map(|l| l.server != applied.server),
             desired: show_server(d.server.as_ref()),
             ..Views::default()
         },
@@ -498,6 +492,9 @@ fn plan_present(
             vapi_differs: o.sms_enabled_effective() != d.sms_enabled,
             // Vapi's default is `true`: a spec that turns SMS off sets what Vapi lacks.
             spec_sets_what_vapi_lacks: o.sms_enabled.is_none_or(|s| s) && !d.sms_enabled,
+            spec_changed: last_applied
+                .as_ref()
+                .map(|l| l.sms_enabled != applied.sms_enabled),
             desired: Some(d.sms_enabled.to_string()),
             ..Views::default()
         },
@@ -643,13 +640,19 @@ fn plan_present(
     take(canonical, &mut fields);
     let row_token_differs =
         r.is_some_and(|r| r.twilio_auth_token.as_deref() != Some(&token.armored));
+    // A PATCH of a field only Vapi keeps is recorded in the row, so that the next plan can tell
+    // a spec edit from an edit in Vapi.
+    let record_applied = (patch.server.is_some() || patch.sms_enabled.is_some())
+        && last_applied.as_ref() != Some(&applied);
 
     let row = match r {
         None => RowStep::Insert(Box::new(row_values)),
-        Some(r) if row_differs || repoint.is_some() || row_token_differs => RowStep::Update {
-            row_id: r.id,
-            values: Box::new(row_values),
-        },
+        Some(r) if row_differs || repoint.is_some() || row_token_differs || record_applied => {
+            RowStep::Update {
+                row_id: r.id,
+                values: Box::new(row_values),
+            }
+        }
         Some(_) => RowStep::None,
     };
     let vapi = if patch.is_empty() {

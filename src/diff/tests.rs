@@ -80,6 +80,7 @@ fn row(n: &str, vapi_id: Option<&str>) -> PhoneRow {
         notes: None,
         token_digest: Some(token_digest(&SecretValue::new("a".repeat(32)))),
         protected: false,
+        applied: None,
     }
 }
 
@@ -205,8 +206,8 @@ fn dashboard_edit_is_reverted_and_blamed_on_vapi() {
     o.sms_enabled = Some(false);
     let plan = diff(
         &desired(vec![want(N1)]),
-        &recorded(vec![row(N1, Some("v1"))]),
-        &observed(vec![o]),
+        &recorded(vec![row_applied(&want(N1))]),
+        &observed(vec![o.clone()]),
     )
     .unwrap();
     let c = only(&plan);
@@ -220,6 +221,21 @@ fn dashboard_edit_is_reverted_and_blamed_on_vapi() {
     assert_eq!(patch.name.as_deref(), Some("Main"));
     assert_eq!(patch.sms_enabled, Some(true));
     assert!(matches!(c.row, RowStep::None), "the row already matches");
+
+    // A row with no record of what was applied gets one with the PATCH.
+    let plan = diff(
+        &desired(vec![want(N1)]),
+        &recorded(vec![row(N1, Some("v1"))]),
+        &observed(vec![o]),
+    )
+    .unwrap();
+    let RowStep::Update { values, .. } = &only(&plan).row else {
+        panic!()
+    };
+    assert_eq!(
+        values.applied,
+        Some(fields::Applied::of(&want(N1)).to_json())
+    );
 }
 
 #[test]
@@ -1099,4 +1115,66 @@ fn other_users_numbers_are_counted_not_listed() {
     assert_eq!(plan.other_users_count, 2);
     assert_eq!(plan.unmanaged.len(), 1);
     assert_eq!(plan.unmanaged[0].id, "v0");
+}
+
+fn hook(url: &str) -> Option<ServerConfig> {
+    Some(ServerConfig {
+        url: url.into(),
+        credential_id: None,
+        timeout_seconds: None,
+    })
+}
+
+/// A row that records what vapictl applied to `server` and `smsEnabled` for `d`.
+fn row_applied(d: &DesiredNumber) -> PhoneRow {
+    PhoneRow {
+        applied: Some(fields::Applied::of(d).to_json()),
+        ..row(d.number.as_str(), Some("v1"))
+    }
+}
+
+#[test]
+fn a_server_changed_in_the_spec_is_a_spec_edit_and_is_recorded() {
+    let mut before = want(N1);
+    before.server = hook("https://a.test/hook");
+    let mut after = want(N1);
+    after.server = hook("https://b.test/hook");
+    let mut o = seen(N1, "v1");
+    o.server = before.server.clone();
+    let plan = diff(
+        &desired(vec![after.clone()]),
+        &recorded(vec![row_applied(&before)]),
+        &observed(vec![o]),
+    )
+    .unwrap();
+    let c = only(&plan);
+    assert_eq!(c.cause, Cause::SpecEdit);
+    let RowStep::Update { values, .. } = &c.row else {
+        panic!("what was applied is recorded: {:?}", c.row)
+    };
+    assert_eq!(values.applied, Some(fields::Applied::of(&after).to_json()));
+}
+
+#[test]
+fn a_server_changed_in_vapi_is_a_vapi_edit_and_the_row_stays() {
+    let mut d = want(N1);
+    d.server = hook("https://a.test/hook");
+    d.sms_enabled = false;
+    let mut o = seen(N1, "v1");
+    o.server = hook("https://elsewhere.test");
+    o.sms_enabled = Some(true);
+    let plan = diff(
+        &desired(vec![d.clone()]),
+        &recorded(vec![row_applied(&d)]),
+        &observed(vec![o]),
+    )
+    .unwrap();
+    let c = only(&plan);
+    assert_eq!(c.cause, Cause::VapiEditedOutOfBand);
+    assert!(
+        c.fields
+            .iter()
+            .all(|f| f.cause == Cause::VapiEditedOutOfBand)
+    );
+    assert!(matches!(c.row, RowStep::None), "{:?}", c.row);
 }

@@ -14,7 +14,7 @@
 //! 1. **Adoption, in code.** The application tables are created only when absent (with indexes on
 //!    `user_id`; an existing table gets no index). Then the columns of `phone_numbers` are read
 //!    (`pragma_table_info` / `pg_attribute`) and only the missing ones among `notes`,
-//!    `vapictl_token_digest` and `vapictl_protected` are added — each nullable or with a constant
+//!    `vapictl_token_digest`, `vapictl_protected` and `vapictl_applied` are added — each nullable or with a constant
 //!    default, so no row is rewritten, and an up-to-date table is not even locked. A table that
 //!    lacks a column vapictl needs but may not add is refused with
 //!    [`StoreError::AppSchemaMismatch`]. Nothing is ever renamed, dropped or rewritten.

@@ -396,6 +396,7 @@ fn bind_row<'q>(
         .bind(&row.notes)
         .bind(row.protected)
         .bind(Utc::now())
+        .bind(&row.applied)
 }
 
 /// Runs the migration step under a session advisory lock, so that concurrent first runs queue

@@ -10,7 +10,7 @@ macro_rules! phone_columns {
     () => {
         "id, user_id, phone_number, friendly_name, provider, vapi_phone_id, vapi_credential_id, \
          twilio_account_sid, twilio_auth_token, assigned_assistant_id, notes, \
-         vapictl_token_digest, vapictl_protected"
+         vapictl_token_digest, vapictl_protected, vapictl_applied"
     };
 }
 
@@ -38,19 +38,20 @@ pub(crate) const PG_SELECT_CLAIMS: &str = "SELECT phone_number, user_id, vapi_ph
      phone_number = ANY($1) OR vapi_phone_id = ANY($3) \
      OR ($4 AND phone_number !~ '^\\+[1-9][0-9]{6,14}$'))";
 
-/// `$1` id, `$2` owner, `$3..$12` the [`RowWrite`](crate::state::RowWrite) fields, `$13` now.
+/// `$1` id, `$2` owner, `$3..$12` the [`RowWrite`](crate::state::RowWrite) fields, `$13` now,
+/// `$14` what was applied.
 pub(crate) const INSERT_ROW: &str = "INSERT INTO phone_numbers (id, user_id, phone_number, \
      friendly_name, provider, vapi_phone_id, vapi_credential_id, twilio_account_sid, \
      twilio_auth_token, vapictl_token_digest, assigned_assistant_id, notes, vapictl_protected, \
-     created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, 'twilio', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)";
+     created_at, updated_at, vapictl_applied) \
+     VALUES ($1, $2, $3, $4, 'twilio', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)";
 
-/// `$1` id, `$2` owner, `$3..$12` the fields, `$13` now. Never touches `provider`, `user_id` or
-/// `created_at`, nor rows of another user.
+/// `$1` id, `$2` owner, `$3..$12` the fields, `$13` now, `$14` what was applied. Never touches
+/// `provider`, `user_id` or `created_at`, nor rows of another user.
 pub(crate) const UPDATE_ROW: &str = "UPDATE phone_numbers SET phone_number = $3, \
      friendly_name = $4, vapi_phone_id = $5, vapi_credential_id = $6, twilio_account_sid = $7, \
      twilio_auth_token = $8, vapictl_token_digest = $9, assigned_assistant_id = $10, notes = $11, \
-     vapictl_protected = $12, updated_at = $13 \
+     vapictl_protected = $12, updated_at = $13, vapictl_applied = $14 \
      WHERE id = $1 AND user_id = $2";
 
 /// `$1` id, `$2` owner.
@@ -97,6 +98,7 @@ pub(crate) struct RawPhoneRow<U> {
     notes: Option<String>,
     vapictl_token_digest: Option<String>,
     vapictl_protected: Option<bool>,
+    vapictl_applied: Option<String>,
 }
 
 impl<U: Into<Uuid>> RawPhoneRow<U> {
@@ -117,6 +119,7 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
             notes: self.notes,
             token_digest: self.vapictl_token_digest,
             protected: self.vapictl_protected.unwrap_or(false),
+            applied: self.vapictl_applied,
         })
     }
 }

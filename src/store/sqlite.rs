@@ -443,6 +443,7 @@ fn bind_row<'q>(
         .bind(&row.notes)
         .bind(row.protected)
         .bind(timestamp(Utc::now()))
+        .bind(&row.applied)
 }
 
 /// Creates the application tables when absent, adds vapictl's columns when missing, then runs

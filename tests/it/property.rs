@@ -85,6 +85,7 @@ fn run_case(cases: &[Case]) {
                 assigned_assistant_id: None,
                 notes: None,
                 protected: false,
+                applied: None,
             };
             w.block_on(store.insert_row(w.owner, &row)).unwrap();
         }

@@ -68,6 +68,7 @@ fn seed_converged(w: &World, store: &Store, desired: &DesiredState, assistant: (
             assigned_assistant_id: Some(assistant.0),
             notes: None,
             protected: false,
+            applied: None,
         };
         w.block_on(store.insert_row(w.owner, &row)).unwrap();
     }

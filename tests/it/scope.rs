@@ -318,6 +318,38 @@ both_backends!(causes_follow_where_the_change_was_made, |w: World| {
     for f in v["changes"][0]["fields"].as_array().unwrap() {
         assert_eq!(f["cause"], "spec_edit", "{v:#}");
     }
+    assert_code(&w.apply(&spec), 0);
+
+    // What vapictl applied is remembered: a changed URL in the spec is a spec edit, one in the
+    // dashboard is an edit in Vapi.
+    let drift_cause = |spec: &std::path::Path| {
+        let o = w.run(&["drift", "--format", "json", spec.to_str().unwrap()]);
+        assert_code(&o, 2);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["changes"][0]["cause"].as_str().unwrap().to_string()
+    };
+    let moved = w.write(&w.spec().with(Entry {
+        server_url: Some("https://hooks.example.com/v2".into()),
+        sms_enabled: Some(false),
+        ..Entry::new(N1, "Main")
+    }));
+    assert_eq!(drift_cause(&moved), "spec_edit");
+    let spec = w.write(&w.spec().with(Entry {
+        server_url: Some("https://hooks.example.com/vapi".into()),
+        sms_enabled: Some(false),
+        ..Entry::new(N1, "Main")
+    }));
+    let id = w.vapi.find_by_number(N1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.vapi.patch_number(
+        &id,
+        json!({"server": {"url": "https://elsewhere.example.com"}}),
+    );
+    assert_eq!(drift_cause(&spec), "vapi_edited_out_of_band");
+    assert_code(&w.apply(&spec), 0);
+    assert_converged(&w, &spec);
 });
 
 // ---------------------------------------------------------------------------------------------
