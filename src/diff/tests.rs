@@ -1178,3 +1178,13 @@ fn a_server_changed_in_vapi_is_a_vapi_edit_and_the_row_stays() {
     );
     assert!(matches!(c.row, RowStep::None), "{:?}", c.row);
 }
+
+#[test]
+fn a_number_also_recorded_for_another_user_is_kept_not_released() {
+    let mut rec = recorded(vec![row(N1, Some("v1"))]);
+    rec.foreign.insert("(415) 555-1234".into(), OTHER);
+    let plan = diff(&desired(vec![]), &rec, &observed(vec![seen(N1, "v1")])).unwrap();
+    assert!(plan.is_empty(), "{:#?}", plan.changes);
+    assert_eq!(plan.kept.len(), 1);
+    assert!(plan.unmanaged.is_empty() && plan.other_users_count == 0);
+}
