@@ -244,7 +244,18 @@ impl VapiClient {
     fn classify(&self, label: &str, a: Answer, secrets: &[&SecretValue]) -> VapiError {
         let messages = self.error_messages(&a.body, secrets);
         match a.status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => VapiError::Unauthorized,
+            StatusCode::UNAUTHORIZED => VapiError::Unauthorized {
+                message: messages.join("; "),
+            },
+            // Not the key's fault: it was accepted but lacks the right (issue 9, defect 14).
+            StatusCode::FORBIDDEN => VapiError::Forbidden {
+                request: label.to_string(),
+                message: messages.join("; "),
+            },
+            StatusCode::CONFLICT => VapiError::Conflict {
+                request: label.to_string(),
+                message: messages.join("; "),
+            },
             StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => VapiError::BadRequest {
                 request: label.to_string(),
                 messages,

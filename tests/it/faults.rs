@@ -321,3 +321,20 @@ fn a_listing_that_disagrees_with_its_count_plans_nothing() {
     assert_code(&w.plan(&spec), 0);
     assert_each_once(&w, &ns);
 }
+
+#[test]
+fn a_key_without_the_right_to_manage_numbers_is_not_called_a_wrong_key() {
+    let w = World::sqlite();
+    let spec = spec_of(&w, &numbers(1, 5800), "Line");
+    w.vapi.fail_next("*", "/v2/phone-number", 403, 1);
+    let o = w.plan(&spec);
+    assert_code(&o, 1);
+    let err = text(&o).1;
+    assert!(
+        err.contains("(403)") && err.contains("Forbidden resource"),
+        "{err}"
+    );
+    assert!(err.contains("right to manage phone numbers"), "{err}");
+    assert!(!err.contains("rejected the API key"), "{err}");
+    assert_eq!(w.vapi.mutating_calls(), 0);
+}
