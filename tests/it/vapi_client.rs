@@ -324,3 +324,52 @@ fn a_401_a_403_and_a_409_are_told_apart_each_with_vapis_message_and_a_hint() {
     );
     assert_eq!(v.calls("POST"), 1, "a 409 is not retried");
 }
+
+/// A loopback port nothing listens on.
+fn dead_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+#[test]
+fn a_vapi_url_with_user_and_password_never_shows_the_password() {
+    let addr = dead_port();
+    let url = format!("http://alice:s3cretpw@{addr}");
+    let mut cfg = VapiConfig::new(url.clone(), SecretValue::new("k"));
+    cfg.retry = fast_retries();
+    assert!(!format!("{cfg:?}").contains("s3cretpw"), "{cfg:?}");
+    let client = VapiClient::new(cfg).unwrap();
+    assert!(!format!("{client:?}").contains("s3cretpw"));
+    let err = rt().block_on(client.list_assistants()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, VapiError::Unreachable { .. }), "{text}");
+    assert!(!text.contains("s3cretpw"), "{text}");
+    assert!(text.contains(&format!("alice:***@{addr}")), "{text}");
+    for bad in [
+        "ftp://alice:s3cretpw@example.com",
+        "http://alice:s3cretpw@exa mple.com",
+    ] {
+        let err = VapiClient::new(VapiConfig::new(bad, SecretValue::new("k"))).unwrap_err();
+        assert!(matches!(err, VapiError::Config(_)), "{err}");
+        assert!(!err.to_string().contains("s3cretpw"), "{err}");
+    }
+}
+
+#[test]
+fn a_failed_lookup_by_number_never_shows_the_number() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    // The lookup's every attempt is answered by a dropped connection: reqwest's error then
+    // quotes the request URL, whose query carries the number.
+    v.lose_next("GET", "/v2/phone-number", 20);
+    let c = client(&v, 1000);
+    let err = rt().block_on(c.find_by_number("+14155550002")).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, VapiError::Unreachable { .. }), "{text}");
+    assert!(
+        !text.contains("4155550002") && !text.contains("%2B1415"),
+        "the number is masked: {text}"
+    );
+    assert!(text.contains("GET /v2/phone-number"), "{text}");
+}
