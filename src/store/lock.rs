@@ -199,7 +199,7 @@ impl fmt::Display for LockWaitEvent {
                 timeout,
             } => write!(
                 f,
-                "still waiting for the lock on owner `{owner}`: {}s of {}s (held by host `{}`, pid {})",
+                "still waiting for the lock on owner `{owner}`: waited {}s of the {}s --lock-timeout (held by host `{}`, pid {})",
                 waited.as_secs(),
                 timeout.as_secs(),
                 h.host,
