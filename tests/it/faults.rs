@@ -178,7 +178,7 @@ fn stop_signal_finishes_in_flight_work(signal: &str) {
         ..FaultConfig::default()
     });
     let spec = spec_of(&w, &ns, "Line");
-    let child = w
+    let mut child = w
         .command()
         .args([
             "apply",
@@ -191,7 +191,27 @@ fn stop_signal_finishes_in_flight_work(signal: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(900));
+    // Signal once the first number is done (not after a fixed delay, which a loaded machine
+    // may not reach): the apply is then surely under way, with numbers left.
+    let stderr = child.stderr.take().unwrap();
+    let (first_done, done) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("[1/") {
+                let _ = first_done.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    done.recv_timeout(Duration::from_secs(60))
+        .expect("the apply got under way");
     let status = std::process::Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
@@ -199,7 +219,8 @@ fn stop_signal_finishes_in_flight_work(signal: &str) {
     assert!(status.success());
     let o = child.wait_with_output().unwrap();
     assert_code(&o, 1);
-    let (out, err) = text(&o);
+    let out = text(&o).0;
+    let err = reader.join().unwrap();
     assert!(err.contains("stopping"), "{err}");
     assert!(out.contains("not started (stopped)"), "{out}");
     w.vapi.set_faults(FaultConfig::default());
