@@ -236,7 +236,7 @@ impl Applier<'_> {
                         [] => last = Some(e),
                         many => {
                             return Err(ApplyError::Duplicated {
-                                number: c.number.clone(),
+                                number: mask_number(&c.number),
                                 count: many.len(),
                             });
                         }
@@ -289,5 +289,9 @@ pub enum ApplyError {
     #[error(
         "`{number}` now exists {count} times in Vapi\nhint: delete the extra copies in the Vapi dashboard, then run again"
     )]
-    Duplicated { number: String, count: usize },
+    Duplicated {
+        /// Masked with [`mask_number`]: the message reaches logs and the audit trail.
+        number: String,
+        count: usize,
+    },
 }

@@ -48,6 +48,41 @@ pub fn mask_number(s: &str) -> String {
     format!("…{tail}")
 }
 
+/// Masks every E.164-looking number in free text (`+` then 7 to 15 digits, or `%2B` then as
+/// many, as a query string carries it) to its last four digits, for messages that may quote a
+/// request or a response: a driver's error, a URL, Vapi's own words. Bare digit runs are left
+/// alone, since ids and timestamps are made of them too.
+pub fn mask_numbers_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let prefix = if rest.starts_with('+') {
+            1
+        } else if rest.len() >= 3 && rest.as_bytes()[..3].eq_ignore_ascii_case(b"%2B") {
+            3
+        } else {
+            0
+        };
+        if prefix > 0 {
+            let digits = rest[prefix..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            if (7..=15).contains(&digits) {
+                out.push_str(&mask_number(&rest[prefix..prefix + digits]));
+                rest = &rest[prefix + digits..];
+                continue;
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Desired: what the spec asks for, after decryption and validation.
 // ---------------------------------------------------------------------------------------------
@@ -250,4 +285,34 @@ impl ObservedNumber {
 pub struct ObservedAssistant {
     pub id: String,
     pub name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_text_and_query_strings_are_masked() {
+        assert_eq!(
+            mask_numbers_in("number +14155551234 already exists"),
+            "number …1234 already exists"
+        );
+        assert_eq!(
+            mask_numbers_in("/v2/phone-number?search=%2B14155551234&limit=1000"),
+            "/v2/phone-number?search=…1234&limit=1000"
+        );
+        assert_eq!(mask_numbers_in("search=%2b442071234567"), "search=…4567");
+    }
+
+    #[test]
+    fn ids_counts_and_short_codes_are_left_alone() {
+        for text in [
+            "PATCH /phone-number/3f1c2b7e-0000-4000-8000-000000000001 (…1234)",
+            "created at 1733190000, 12 items, +1 retry",
+            "+123456 is too short",
+            "ünïcode … text with %2 and + signs",
+        ] {
+            assert_eq!(mask_numbers_in(text), text);
+        }
+    }
 }

@@ -42,8 +42,10 @@
 //!
 //! # Locking
 //! See [`OwnerLock`]: a lease row per owner, taken by one atomic insert-or-take-over-if-expired
-//! statement, renewed by a heartbeat. It works the same across processes on SQLite and across
-//! hosts on PostgreSQL (where the server's clock decides expiry).
+//! statement, renewed by a heartbeat; a lease whose holder ran on this host and pid namespace
+//! and is gone is taken over at once, by a compare-and-swap on its token. It works the same
+//! across processes on SQLite and across hosts on PostgreSQL (where the server's clock decides
+//! expiry).
 //!
 //! # Query budget
 //! Reads cost a constant number of statements whatever the number of rows ([`Store::load_recorded`]:
@@ -67,7 +69,7 @@ use uuid::Uuid;
 
 pub use audit::ChangeRecord;
 pub use error::StoreError;
-pub use lock::{LockHolder, OwnerLock};
+pub use lock::{LOCK_PROGRESS_EVERY, LeaseHolder, LockHolder, LockWait, LockWaitEvent, OwnerLock};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use url::redact_url;
@@ -281,7 +283,26 @@ impl Store {
         holder: &LockHolder,
         timeout: Duration,
     ) -> Result<OwnerLock, StoreError> {
-        lock::acquire(self, owner, holder, timeout).await
+        lock::acquire(self, owner, holder, LockWait::new(timeout)).await
+    }
+
+    /// Takes the lock on `owner` as [`acquire_lock`](Store::acquire_lock) does, reporting the
+    /// wait through `wait`'s observer ([`LockWaitEvent`]: who holds it, at once; how long it has
+    /// waited, every few seconds) and giving up when `wait`'s interruption completes.
+    ///
+    /// # Errors
+    /// [`StoreError::LockHeld`], naming the holder, when the timeout passes first;
+    /// [`StoreError::LockWaitInterrupted`] when interrupted first (the lease is not left taken).
+    ///
+    /// # Guarantees
+    /// See [`OwnerLock`], including when a dead holder's lease is taken over before it expires.
+    pub async fn acquire_lock_with(
+        &self,
+        owner: Uuid,
+        holder: &LockHolder,
+        wait: LockWait<'_>,
+    ) -> Result<OwnerLock, StoreError> {
+        lock::acquire(self, owner, holder, wait).await
     }
 
     /// Appends `change` to the audit trail.
@@ -348,6 +369,18 @@ impl Store {
         token: Uuid,
     ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.take_lease(owner, holder, token).await)
+    }
+
+    /// Replaces the lease whose token is `stale` (a dead holder's) with `holder`'s, in one
+    /// statement; false when the lease changed in between.
+    pub(crate) async fn take_over_lease(
+        &self,
+        owner: Uuid,
+        stale: Uuid,
+        holder: &LockHolder,
+        token: Uuid,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.take_over_lease(owner, stale, holder, token).await)
     }
 
     pub(crate) async fn read_lease(&self, owner: Uuid) -> Result<Option<lock::Lease>, StoreError> {

@@ -313,12 +313,14 @@ impl PgStore {
         self.queries.tick();
         let done = sqlx::query(
             "INSERT INTO vapictl_locks \
-             (owner, holder_host, holder_pid, run_id, lease_token, acquired_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, now(), now() + make_interval(secs => $6)) \
+             (owner, holder_host, holder_pid, run_id, lease_token, acquired_at, expires_at, \
+             holder_pid_namespace) \
+             VALUES ($1, $2, $3, $4, $5, now(), now() + make_interval(secs => $6), $7) \
              ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
              holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
              lease_token = excluded.lease_token, acquired_at = excluded.acquired_at, \
-             expires_at = excluded.expires_at \
+             expires_at = excluded.expires_at, \
+             holder_pid_namespace = excluded.holder_pid_namespace \
              WHERE vapictl_locks.expires_at < now()",
         )
         .bind(owner)
@@ -327,6 +329,35 @@ impl PgStore {
         .bind(&holder.run_id)
         .bind(token)
         .bind(self.lock_ttl.as_secs_f64())
+        .bind(holder.pid_namespace())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces the lease whose token is `stale`, whatever its expiry, in one statement.
+    pub(crate) async fn take_over_lease(
+        &self,
+        owner: Uuid,
+        stale: Uuid,
+        holder: &LockHolder,
+        token: Uuid,
+    ) -> Result<bool, StoreError> {
+        self.queries.tick();
+        let done = sqlx::query(
+            "UPDATE vapictl_locks SET holder_host = $3, holder_pid = $4, run_id = $5, \
+             lease_token = $6, acquired_at = now(), \
+             expires_at = now() + make_interval(secs => $7), holder_pid_namespace = $8 \
+             WHERE owner = $1 AND lease_token = $2",
+        )
+        .bind(owner)
+        .bind(stale)
+        .bind(&holder.host)
+        .bind(i64::from(holder.pid))
+        .bind(&holder.run_id)
+        .bind(token)
+        .bind(self.lock_ttl.as_secs_f64())
+        .bind(holder.pid_namespace())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -347,6 +378,8 @@ impl PgStore {
             run_id: row.try_get("run_id")?,
             acquired_at: row.try_get::<DateTime<Utc>, _>("acquired_at")?,
             expires_at: row.try_get::<DateTime<Utc>, _>("expires_at")?,
+            token: row.try_get("lease_token")?,
+            pid_namespace: row.try_get("holder_pid_namespace")?,
         }))
     }
 

@@ -77,9 +77,16 @@ pub(crate) const SELECT_CHANGES: &str = "SELECT run_id, at, user_id, number_mask
 pub(crate) const DELETE_LEASE: &str =
     "DELETE FROM vapictl_locks WHERE owner = $1 AND lease_token = $2";
 
+/// SQLite's takeover of a dead holder's lease, whatever its expiry. `$1` owner, `$2` the stale
+/// lease's token, `$3` host, `$4` pid, `$5` run, `$6` new token, `$7` acquired, `$8` expires,
+/// `$9` pid namespace. (PostgreSQL's reads the server's clock instead.)
+pub(crate) const TAKE_OVER_LEASE: &str = "UPDATE vapictl_locks SET holder_host = $3, \
+     holder_pid = $4, run_id = $5, lease_token = $6, acquired_at = $7, expires_at = $8, \
+     holder_pid_namespace = $9 WHERE owner = $1 AND lease_token = $2";
+
 /// `$1` owner.
 pub(crate) const SELECT_LEASE: &str = "SELECT holder_host, holder_pid, run_id, acquired_at, \
-     expires_at FROM vapictl_locks WHERE owner = $1";
+     expires_at, lease_token, holder_pid_namespace FROM vapictl_locks WHERE owner = $1";
 
 /// A `phone_numbers` row as stored, before the NULLs of messy app data are given meaning.
 /// `U` is how the backend spells a UUID.

@@ -358,12 +358,14 @@ impl SqliteStore {
         self.queries.tick();
         let done = sqlx::query(
             "INSERT INTO vapictl_locks \
-             (owner, holder_host, holder_pid, run_id, lease_token, acquired_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             (owner, holder_host, holder_pid, run_id, lease_token, acquired_at, expires_at, \
+             holder_pid_namespace) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
              holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
              lease_token = excluded.lease_token, acquired_at = excluded.acquired_at, \
-             expires_at = excluded.expires_at \
+             expires_at = excluded.expires_at, \
+             holder_pid_namespace = excluded.holder_pid_namespace \
              WHERE vapictl_locks.expires_at < excluded.acquired_at",
         )
         .bind(owner.hyphenated())
@@ -373,8 +375,34 @@ impl SqliteStore {
         .bind(token.hyphenated())
         .bind(timestamp(now))
         .bind(timestamp(now + self.lock_ttl))
+        .bind(holder.pid_namespace())
         .execute(&self.pool)
         .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces the lease whose token is `stale`, whatever its expiry, in one statement.
+    pub(crate) async fn take_over_lease(
+        &self,
+        owner: Uuid,
+        stale: Uuid,
+        holder: &LockHolder,
+        token: Uuid,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        self.queries.tick();
+        let done = sqlx::query(sql::TAKE_OVER_LEASE)
+            .bind(owner.hyphenated())
+            .bind(stale.hyphenated())
+            .bind(&holder.host)
+            .bind(i64::from(holder.pid))
+            .bind(&holder.run_id)
+            .bind(token.hyphenated())
+            .bind(timestamp(now))
+            .bind(timestamp(now + self.lock_ttl))
+            .bind(holder.pid_namespace())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -395,6 +423,8 @@ impl SqliteStore {
             run_id: row.try_get("run_id")?,
             acquired_at: parse_timestamp(&acquired_at, "vapictl_locks", "acquired_at")?,
             expires_at: parse_timestamp(&expires_at, "vapictl_locks", "expires_at")?,
+            token: parse_lease_token(&row.try_get::<String, _>("lease_token")?)?,
+            pid_namespace: row.try_get("holder_pid_namespace")?,
         }))
     }
 
@@ -550,6 +580,14 @@ fn parse_timestamp(
             column,
             reason: format!("`{s}` is not an RFC 3339 timestamp: {e}"),
         })
+}
+
+fn parse_lease_token(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|e| StoreError::UnreadableValue {
+        table: "vapictl_locks",
+        column: "lease_token",
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use vapictl::render::{Style, render_apply_report, render_plan_text};
 use vapictl::safety::DeleteThreshold;
 use vapictl::saved::SavedPlan;
 use vapictl::state::DesiredState;
-use vapictl::store::{LockHolder, OwnerLock, Store};
+use vapictl::store::{LockHolder, LockWait, OwnerLock, Store};
 use vapictl::validate::SecretMode;
 use vapictl::vapi::VapiClient;
 
@@ -61,17 +61,26 @@ pub(crate) async fn run(g: &GlobalArgs, path: &Path, args: &ApplyArgs) -> anyhow
             "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
         );
     }
-    // From here on, Ctrl-C or SIGTERM stops cleanly: in-flight changes finish, no new one starts.
+    // From here on, Ctrl-C or SIGTERM stops cleanly: in-flight changes finish, no new one starts;
+    // a wait for the lock ends at once (nothing changed yet).
     let stop = Arc::new(AtomicBool::new(false));
-    spawn_stop_on_signal(stop.clone());
+    let stopped = spawn_stop_on_signal(stop.clone());
     let (store, vapi) = connect(g).await?;
     let run_id = uuid::Uuid::new_v4().to_string();
     // One apply per owner at a time: the plan is made and carried out under the lock.
+    let quiet = g.quiet;
+    let wait = LockWait::new(args.lock_timeout)
+        .reporting(move |event| {
+            if !quiet {
+                eprintln!("{event}");
+            }
+        })
+        .interrupted_by(stopped);
     let lock = store
-        .acquire_lock(
+        .acquire_lock_with(
             desired.owner,
             &LockHolder::this_process(run_id.clone()),
-            args.lock_timeout,
+            wait,
         )
         .await?;
     let run = LockedRun {
@@ -209,8 +218,12 @@ fn confirm() -> anyhow::Result<bool> {
     Ok(line.trim() == "yes")
 }
 
-/// Ctrl-C or SIGTERM: finish what is in flight, start nothing new.
-fn spawn_stop_on_signal(stop: Arc<AtomicBool>) {
+/// Ctrl-C or SIGTERM: finish what is in flight, start nothing new. The returned future completes
+/// on the signal (never, if signals cannot be watched).
+fn spawn_stop_on_signal(
+    stop: Arc<AtomicBool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -228,7 +241,14 @@ fn spawn_stop_on_signal(stop: Arc<AtomicBool>) {
         let _ = tokio::signal::ctrl_c().await;
         stop.store(true, Ordering::SeqCst);
         eprintln!("stopping: finishing the changes in flight, starting no new ones");
+        let _ = tx.send(true);
     });
+    async move {
+        if rx.wait_for(|signalled| *signalled).await.is_err() {
+            // The watcher gave up (no signal handling here): never interrupt.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Apply progress on stderr: a bar on a terminal, one plain line per number elsewhere (CI).
