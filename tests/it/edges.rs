@@ -130,9 +130,14 @@ both_backends!(
             .with(Entry::new(N2, "Support"));
         spec.token = w.encrypt(TOKEN);
         let path = w.write(&spec);
-        let o = w.plan(&path);
+        let o = w.run(&[
+            "-vvv",
+            "plan",
+            "--detailed-exitcode",
+            path.to_str().unwrap(),
+        ]);
         assert_code(&o, 2);
-        let out = text(&o).0;
+        let (out, err) = text(&o);
         assert_eq!(
             out.matches("re-encrypted, value unchanged").count(),
             1,
@@ -141,7 +146,14 @@ both_backends!(
         assert_eq!(out.matches("sensitive value changed").count(), 1, "{out}");
 
         w.vapi.reset_log();
-        assert_code(&w.apply(&path), 0);
+        let applied = w.run(&["-vvv", "apply", "--auto-approve", path.to_str().unwrap()]);
+        assert_code(&applied, 0);
+        let (applied_out, applied_err) = text(&applied);
+        for secret in [TOKEN, TOKEN2] {
+            for output in [&out, &err, &applied_out, &applied_err] {
+                assert!(!output.contains(secret), "a decrypted row token leaked");
+            }
+        }
         assert_eq!(w.vapi.calls("PATCH"), 1, "only the rotated token is sent");
         assert_eq!(w.vapi.token_of(&vapi_id(&w, N2)).as_deref(), Some(TOKEN));
         let rows = w.recorded().rows;
