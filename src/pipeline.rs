@@ -72,9 +72,23 @@ pub async fn plan(
     desired: &DesiredState,
     identities: &Identities,
 ) -> Result<Plan, Error> {
-    let (mut recorded, observed) = observe(store, vapi, desired).await?;
+    let (recorded, observed) = observe(store, vapi, desired).await?;
+    Ok(plan_from(desired, recorded, &observed, identities)?)
+}
+
+/// The plan from the three views: [`recognise_row_tokens`], then the diff. Pure but for the
+/// decryption of rows' tokens.
+///
+/// # Errors
+/// [`Refusals`](crate::diff::Refusals) when a number cannot be planned safely.
+pub fn plan_from(
+    desired: &DesiredState,
+    mut recorded: RecordedState,
+    observed: &ObservedState,
+    identities: &Identities,
+) -> Result<Plan, crate::diff::Refusals> {
     let as_stored = recognise_row_tokens(&mut recorded, desired, identities);
-    let mut plan = diff(desired, &recorded, &observed)?;
+    let mut plan = diff(desired, &recorded, observed)?;
     // A change keeps the row as the database holds it: saved plans compare it (by digest) with
     // what the database holds at apply time, when this run's digest, salted afresh, is gone.
     for change in &mut plan.changes {
@@ -151,4 +165,195 @@ pub fn recognise_row_tokens(
 
 fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{RowStep, VapiStep};
+    use crate::saved::SavedPlan;
+    use crate::secrets::{SecretValue, digest_matches, encrypt};
+    use crate::state::{DesiredNumber, DesiredTwilio, E164, EncryptedToken, ObservedNumber};
+
+    const OWNER: Uuid = Uuid::from_u128(1);
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+    struct Key {
+        identities: Identities,
+        recipient: age::x25519::Recipient,
+    }
+
+    fn key() -> Key {
+        use age::secrecy::ExposeSecret;
+        let id = age::x25519::Identity::generate();
+        let mut identities = Identities::none();
+        identities
+            .add_text("test", &SecretValue::new(id.to_string().expose_secret()))
+            .unwrap();
+        Key {
+            identities,
+            recipient: id.to_public(),
+        }
+    }
+
+    impl Key {
+        fn encrypt(&self, plain: &str) -> String {
+            encrypt(
+                std::slice::from_ref(&self.recipient),
+                &SecretValue::new(plain),
+            )
+            .unwrap()
+        }
+    }
+
+    fn wanted(number: &str, armored: &str, plain: Option<&str>) -> DesiredNumber {
+        DesiredNumber {
+            number: E164::new_unchecked(number),
+            name: "Main".into(),
+            assistant: None,
+            notes: None,
+            twilio: DesiredTwilio {
+                account_sid: SID.into(),
+                auth_token: EncryptedToken {
+                    armored: armored.into(),
+                    plaintext: plain.map(SecretValue::new),
+                },
+            },
+            server: None,
+            sms_enabled: true,
+            protected: false,
+            absent: false,
+            line: 1,
+        }
+    }
+
+    /// A row as the application writes it: its own ciphertext, no digest.
+    fn app_row(number: &str, armored: &str) -> PhoneRow {
+        PhoneRow {
+            id: Uuid::new_v4(),
+            user_id: OWNER,
+            phone_number: number.into(),
+            friendly_name: Some("Main".into()),
+            provider: "twilio".into(),
+            vapi_phone_id: Some(format!("id-{number}")),
+            vapi_credential_id: None,
+            twilio_account_sid: Some(SID.into()),
+            twilio_auth_token: Some(armored.into()),
+            assigned_assistant_id: None,
+            notes: None,
+            token_digest: None,
+            protected: false,
+        }
+    }
+
+    fn in_vapi(number: &str) -> ObservedNumber {
+        ObservedNumber {
+            id: format!("id-{number}"),
+            provider: "twilio".into(),
+            number: Some(number.into()),
+            name: Some("Main".into()),
+            assistant_id: None,
+            squad_id: None,
+            workflow_id: None,
+            server: None,
+            sms_enabled: None,
+            twilio_account_sid: Some(SID.into()),
+            credential_id: None,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            updated_at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    fn state(
+        numbers: Vec<DesiredNumber>,
+        rows: Vec<PhoneRow>,
+    ) -> (DesiredState, RecordedState, ObservedState) {
+        let observed = ObservedState {
+            numbers: numbers.iter().map(|d| in_vapi(d.number.as_str())).collect(),
+            ..ObservedState::default()
+        };
+        let desired = DesiredState {
+            owner: OWNER,
+            numbers: numbers.into_iter().map(|d| (d.number.clone(), d)).collect(),
+            spec_digest: "d".into(),
+        };
+        let recorded = RecordedState {
+            rows: rows
+                .into_iter()
+                .map(|r| (r.phone_number.clone(), r))
+                .collect(),
+            ..RecordedState::default()
+        };
+        (desired, recorded, observed)
+    }
+
+    const SAME: &str = "+14155550001";
+    const ROTATED: &str = "+14155550002";
+    const IDENTICAL: &str = "+14155550003";
+    const NOT_IN_SPEC: &str = "+14155550004";
+
+    #[test]
+    fn rows_without_digest_are_compared_by_their_plaintext() {
+        let k = key();
+        let token = "t".repeat(32);
+        let spec = k.encrypt(&token);
+        let (desired, mut recorded, observed) = state(
+            vec![
+                wanted(SAME, &spec, Some(&token)),
+                wanted(ROTATED, &spec, Some(&token)),
+                wanted(IDENTICAL, &spec, Some(&token)),
+            ],
+            vec![
+                // The same token, encrypted by `echo … | age` (with a newline) by the app.
+                app_row(SAME, &k.encrypt(&format!("{token}\n"))),
+                app_row(ROTATED, &k.encrypt(&"u".repeat(32))),
+                app_row(IDENTICAL, &spec),
+                app_row(NOT_IN_SPEC, &k.encrypt(&token)),
+            ],
+        );
+        let stored = recorded.clone();
+
+        assert!(recognise_row_tokens(&mut recorded, &desired, &Identities::none()).is_empty());
+        let as_stored = recognise_row_tokens(&mut recorded, &desired, &k.identities);
+        assert_eq!(as_stored.len(), 2, "the re-encrypted and the rotated row");
+        let digest = |n: &str| recorded.rows[n].token_digest.clone();
+        assert!(digest(SAME).is_some_and(|d| digest_matches(&d, &SecretValue::new(&token))));
+        assert!(digest(ROTATED).is_some_and(|d| !digest_matches(&d, &SecretValue::new(&token))));
+        assert_eq!(
+            digest(IDENTICAL),
+            None,
+            "same ciphertext: nothing to decrypt"
+        );
+        assert_eq!(digest(NOT_IN_SPEC), None, "not the spec's: left alone");
+        assert_eq!(as_stored[&stored.rows[SAME].id], stored.rows[SAME]);
+
+        let plan = diff(&desired, &recorded, &observed).unwrap();
+        let change = |n: &str| plan.changes.iter().find(|c| c.number == n).unwrap();
+        let same = change(SAME);
+        assert!(matches!(same.vapi, VapiStep::None), "nothing sent to Vapi");
+        let RowStep::Update { values, .. } = &same.row else {
+            panic!("the row takes the spec's ciphertext")
+        };
+        assert_eq!(values.token_digest, digest(SAME), "and its digest");
+        assert!(matches!(change(ROTATED).vapi, VapiStep::Update { .. }));
+    }
+
+    #[test]
+    fn a_plan_made_without_a_key_is_not_stale_with_the_key() {
+        let k = key();
+        let token = "t".repeat(32);
+        let spec = k.encrypt(&token);
+        let rows = vec![app_row(SAME, &k.encrypt(&token))];
+        // Without a key: "token changed (cannot verify without key)", sent to Vapi.
+        let (desired, recorded, observed) = state(vec![wanted(SAME, &spec, None)], rows.clone());
+        let keyless = plan_from(&desired, recorded, &observed, &Identities::none()).unwrap();
+        assert!(matches!(keyless.changes[0].vapi, VapiStep::Update { .. }));
+        let saved = SavedPlan::new(&keyless, "/spec.yaml", Uuid::nil());
+
+        // With the key: re-encrypted, the row only — the same change carried out.
+        let (desired, recorded, observed) = state(vec![wanted(SAME, &spec, Some(&token))], rows);
+        let keyed = plan_from(&desired, recorded, &observed, &k.identities).unwrap();
+        assert!(matches!(keyed.changes[0].vapi, VapiStep::None));
+        assert_eq!(saved.staleness(&keyed), Vec::<String>::new());
+    }
 }

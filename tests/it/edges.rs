@@ -167,6 +167,36 @@ both_backends!(
     }
 );
 
+both_backends!(
+    import_with_a_recipient_then_apply_sends_no_token,
+    |w: World| {
+        let path = w.write(
+            &w.spec()
+                .with(Entry::new(N1, "Main"))
+                .with(Entry::new(N2, "Support")),
+        );
+        assert_code(&w.apply(&path), 0);
+        w.exec_sql("UPDATE phone_numbers SET vapictl_token_digest = NULL");
+        let o = w.run(&["import", "--owner", OWNER, "--recipient", &w.recipient]);
+        assert_code(&o, 0);
+        let imported = w.path("imported.yaml");
+        std::fs::write(&imported, text(&o).0).unwrap();
+        let o = w.plan(&imported);
+        assert_code(&o, 2);
+        let out = text(&o).0;
+        assert_eq!(
+            out.matches("re-encrypted, value unchanged").count(),
+            2,
+            "{out}"
+        );
+        w.vapi.reset_log();
+        assert_code(&w.apply(&imported), 0);
+        assert_eq!(w.vapi.calls("PATCH"), 0, "no token is sent again");
+        assert!(w.recorded().rows.values().all(|r| r.token_digest.is_some()));
+        assert_converged(&w, &imported);
+    }
+);
+
 // Defect 8 -------------------------------------------------------------------------------------
 
 both_backends!(
