@@ -155,8 +155,12 @@ async fn apply_locked(
         eprintln!("Apply cancelled; nothing was changed.");
         return Ok(Exit::Error);
     }
-    // A saved plan is used up only when it is carried out: one refused by a gate above can be
-    // retried with the confirmation the gate asked for (issue 9, defect 8).
+    // A saved plan is used up only when it is carried out: one refused by a gate above, or
+    // stopped before anything started, can be retried (issue 9, defect 8).
+    if stop.load(Ordering::SeqCst) {
+        eprintln!("Stopped before applying; nothing was changed.");
+        return Ok(Exit::Error);
+    }
     if let Some(saved) = &saved
         && !store
             .claim_plan(&saved.plan_id, desired.owner, &run_id)
