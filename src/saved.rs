@@ -333,6 +333,17 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_saved_before_steps_were_recorded_still_loads() {
+        let old = r#"{"vapictl_plan": 1, "plan_id": "p", "owner": "00000000-0000-0000-0000-000000000000",
+            "spec_path": "spec.yaml", "spec_digest": "d",
+            "changes": [{"number": "+1", "action": "create", "cause": "new in the spec",
+                         "fields": [], "fingerprint": "sha256:x"}]}"#;
+        let saved = SavedPlan::parse(old.as_bytes()).unwrap().unwrap();
+        assert_eq!(saved.changes[0].steps, None);
+        assert_eq!(saved.spec_path, "spec.yaml");
+    }
+
+    #[test]
     fn an_identical_plan_is_not_stale_and_a_new_change_is() {
         let plan = Plan {
             spec_digest: "d".into(),

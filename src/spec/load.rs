@@ -197,7 +197,7 @@ fn yaml_hint(message: &str, source: &str) -> String {
         }
         return "remove the field or correct its spelling".into();
     }
-    if message.starts_with("missing field") {
+    if message.contains("missing field") {
         return "add the field; `vapictl schema` prints the spec format".into();
     }
     if message.contains("duplicate") {
