@@ -108,8 +108,7 @@ pub fn plan_from(
 /// For each of the owner's rows without a digest whose ciphertext is not one the spec holds, the
 /// row's ciphertext is decrypted with `identities`; when it decrypts, the row gets (in memory) a
 /// fresh digest of its plaintext, which the diff compares with the spec's token like any digest
-/// vapictl wrote (re-encrypted when equal), and which the row update
-/// then stores. Rows whose ciphertext is the spec's need no decryption (the token is unchanged)
+/// vapictl wrote (re-encrypted when equal), and which the row update then stores. Rows whose ciphertext is the spec's need no decryption (the token is unchanged)
 /// and are left without a digest until vapictl next writes them; rows that do not decrypt (other
 /// recipients, damaged, plaintext) are left as they are and compare as a rotated token.
 ///
@@ -129,9 +128,20 @@ pub fn recognise_row_tokens(
         .values()
         .map(|d| d.twilio.auth_token.armored.as_str())
         .collect();
-    // The spec's numbers as digits, to skip rows the spec cannot be about (a superset test: a
-    // row stored as `4155557002` or `+1 415-555-7002` still matches `+14155557002`).
-    let spec_digits: Vec<String> = desired.numbers.keys().map(|n| digits(n.as_str())).collect();
+    // The spec's numbers as digits and their tails, to skip rows the spec cannot be about (a
+    // superset test: a row stored as `4155557002` or `+1 415-555-7002` still matches
+    // `+14155557002`). Shorter tails than MIN_TAIL are not numbers anyone stores.
+    const MIN_TAIL: usize = 6;
+    let spec_tails: std::collections::HashSet<String> = desired
+        .numbers
+        .keys()
+        .flat_map(|n| {
+            let d = digits(n.as_str());
+            (0..=d.len().saturating_sub(MIN_TAIL))
+                .map(|i| d[i..].to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
     let mut decrypted = BTreeMap::new();
     for row in recorded.rows.values_mut() {
         let Some(armored) = row.twilio_auth_token.as_deref() else {
@@ -142,7 +152,7 @@ pub fn recognise_row_tokens(
         }
         let row_digits = digits(&row.phone_number);
         let row_digits = row_digits.trim_start_matches('0');
-        if row_digits.is_empty() || !spec_digits.iter().any(|d| d.ends_with(row_digits)) {
+        if !spec_tails.contains(row_digits) {
             continue;
         }
         let digest = decrypted
@@ -291,6 +301,8 @@ mod tests {
     const ROTATED: &str = "+14155550002";
     const IDENTICAL: &str = "+14155550003";
     const NOT_IN_SPEC: &str = "+14155550004";
+    /// The app stored this one as `(415) 555-0005`.
+    const WRITTEN_OTHERWISE: &str = "+14155550005";
 
     #[test]
     fn rows_without_digest_are_compared_by_their_plaintext() {
@@ -302,6 +314,7 @@ mod tests {
                 wanted(SAME, &spec, Some(&token)),
                 wanted(ROTATED, &spec, Some(&token)),
                 wanted(IDENTICAL, &spec, Some(&token)),
+                wanted(WRITTEN_OTHERWISE, &spec, Some(&token)),
             ],
             vec![
                 // The same token, encrypted by `echo … | age` (with a newline) by the app.
@@ -309,13 +322,19 @@ mod tests {
                 app_row(ROTATED, &k.encrypt(&"u".repeat(32))),
                 app_row(IDENTICAL, &spec),
                 app_row(NOT_IN_SPEC, &k.encrypt(&token)),
+                app_row("(415) 555-0005", &k.encrypt(&token)),
             ],
         );
         let stored = recorded.clone();
 
         assert!(recognise_row_tokens(&mut recorded, &desired, &Identities::none()).is_empty());
         let as_stored = recognise_row_tokens(&mut recorded, &desired, &k.identities);
-        assert_eq!(as_stored.len(), 2, "the re-encrypted and the rotated row");
+        assert_eq!(
+            as_stored.len(),
+            3,
+            "the re-encrypted rows and the rotated one"
+        );
+        assert!(recorded.rows["(415) 555-0005"].token_digest.is_some());
         let digest = |n: &str| recorded.rows[n].token_digest.clone();
         assert!(digest(SAME).is_some_and(|d| digest_matches(&d, &SecretValue::new(&token))));
         assert!(digest(ROTATED).is_some_and(|d| !digest_matches(&d, &SecretValue::new(&token))));
