@@ -304,6 +304,14 @@ fn a_truncated_plan_file_is_named_as_a_damaged_plan() {
         );
         assert!(!err.contains("unknown field"), "{err}");
     }
+    // A saved plan named where a spec belongs says what it is.
+    let o = w.run(&["validate", "plan.json"]);
+    assert_code(&o, 1);
+    assert!(
+        text(&o).1.contains("this is a saved plan"),
+        "{}",
+        text(&o).1
+    );
     assert_eq!(w.vapi.mutating_calls(), 0);
 }
 
