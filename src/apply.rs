@@ -122,16 +122,17 @@ impl Applier<'_> {
                         return None;
                     }
                     progress.started(c);
+                    let mut vapi_id = None;
                     let result = match self.lock.map(OwnerLock::ensure_held) {
                         Some(Err(e)) => Err(ApplyError::Store(e)),
-                        _ => self.apply_one(c).await,
+                        _ => self.apply_one(c, &mut vapi_id).await,
                     };
                     let outcome = Outcome {
                         number: c.number.clone(),
                         action: c.action,
                         result: result.map_err(|e| e.to_string()),
                     };
-                    self.audit(c, &outcome).await;
+                    self.audit(c, &outcome, vapi_id).await;
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                     progress.finished(&outcome, n, total);
                     Some(outcome)
@@ -155,7 +156,9 @@ impl Applier<'_> {
         report
     }
 
-    async fn apply_one(&self, c: &Change) -> Result<(), ApplyError> {
+    /// Carries out one change; `vapi_id` receives the id of the number Vapi answered with as
+    /// soon as it is known (a new number's id, even when the row write then fails).
+    async fn apply_one(&self, c: &Change, vapi_id: &mut Option<String>) -> Result<(), ApplyError> {
         let vapi_result: Option<ObservedNumber> = match &c.vapi {
             VapiStep::None => None,
             VapiStep::Create(create) => Some(self.create(create).await?),
@@ -172,6 +175,9 @@ impl Applier<'_> {
                 None
             }
         };
+        if let Some(o) = &vapi_result {
+            *vapi_id = Some(o.id.clone());
+        }
         match &c.row {
             RowStep::None => {}
             RowStep::Insert(values) => {
@@ -248,8 +254,10 @@ impl Applier<'_> {
         Err(last.expect("at least one attempt").into())
     }
 
-    async fn audit(&self, c: &Change, outcome: &Outcome) {
-        let record = ChangeRecord::from_change(
+    /// Records the attempt; `vapi_id` is the number's id in Vapi when the apply learnt it (a
+    /// create), which the plan could not know.
+    async fn audit(&self, c: &Change, outcome: &Outcome, vapi_id: Option<String>) {
+        let mut record = ChangeRecord::from_change(
             c,
             self.owner,
             &self.options.run_id,
@@ -257,6 +265,9 @@ impl Applier<'_> {
             self.options.ci_run_id.clone(),
             self.options.commit_sha.clone(),
         );
+        if vapi_id.is_some() {
+            record.vapi_phone_id = vapi_id;
+        }
         if let Err(e) = self.store.record_change(&record).await {
             tracing::warn!(number = %mask_number(&c.number), error = %e, "could not write the audit record");
         }

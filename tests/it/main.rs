@@ -6,6 +6,7 @@ mod concurrency;
 
 mod bad_input;
 mod cli;
+mod edges;
 mod faults;
 mod gitops;
 mod property;

@@ -84,6 +84,7 @@ pub(crate) async fn run(g: &GlobalArgs, path: &Path, args: &ApplyArgs) -> anyhow
         )
         .await?;
     let run = LockedRun {
+        identities: &identities,
         store: &store,
         vapi: &vapi,
         lock: &lock,
@@ -99,8 +100,11 @@ pub(crate) async fn run(g: &GlobalArgs, path: &Path, args: &ApplyArgs) -> anyhow
     result
 }
 
+const REPLAYED: &str = "error: this saved plan was applied before; a plan can be applied once\nhint: run `vapictl plan --out FILE` for a new plan";
+
 /// What an apply holds while it runs under the owner's lock.
 struct LockedRun<'a> {
+    identities: &'a vapictl::secrets::Identities,
     store: &'a Store,
     vapi: &'a VapiClient,
     lock: &'a OwnerLock,
@@ -117,6 +121,7 @@ async fn apply_locked(
     run: LockedRun<'_>,
 ) -> anyhow::Result<Exit> {
     let LockedRun {
+        identities,
         store,
         vapi,
         lock,
@@ -125,11 +130,10 @@ async fn apply_locked(
         saved,
         auto_approve,
     } = run;
-    let plan = pipeline::plan(store, vapi, desired).await?;
+    let plan = pipeline::plan(store, vapi, desired, identities).await?;
     if let Some(saved) = &saved {
-        let replayed = "error: this saved plan was applied before; a plan can be applied once\nhint: run `vapictl plan --out FILE` for a new plan";
         if store.plan_claimed(&saved.plan_id).await? {
-            eprintln!("{replayed}");
+            eprintln!("{REPLAYED}");
             return Ok(Exit::Refused);
         }
         let reasons = saved.staleness(&plan);
@@ -138,13 +142,6 @@ async fn apply_locked(
                 "error: the saved plan is stale; nothing was applied:\n  {}\nhint: run `vapictl plan --out FILE` again and review the new plan",
                 reasons.join("\n  ")
             );
-            return Ok(Exit::Refused);
-        }
-        if !store
-            .claim_plan(&saved.plan_id, desired.owner, &run_id)
-            .await?
-        {
-            eprintln!("{replayed}");
             return Ok(Exit::Refused);
         }
     }
@@ -166,6 +163,20 @@ async fn apply_locked(
     if !auto_approve && !confirm()? {
         eprintln!("Apply cancelled; nothing was changed.");
         return Ok(Exit::Error);
+    }
+    // A saved plan is used up only when it is carried out: one refused by a gate above, or
+    // stopped before anything started, can be retried (issue 9, defect 8).
+    if stop.load(Ordering::SeqCst) {
+        eprintln!("Stopped before applying; nothing was changed.");
+        return Ok(Exit::Error);
+    }
+    if let Some(saved) = &saved
+        && !store
+            .claim_plan(&saved.plan_id, desired.owner, &run_id)
+            .await?
+    {
+        eprintln!("{REPLAYED}");
+        return Ok(Exit::Refused);
     }
 
     let options = ApplyOptions {
@@ -197,7 +208,7 @@ async fn apply_locked(
         return Ok(Exit::Error);
     }
     // Prove convergence: a fresh plan must be empty.
-    let again = pipeline::plan(store, vapi, desired)
+    let again = pipeline::plan(store, vapi, desired, identities)
         .await
         .context("re-reading after apply")?;
     if !again.is_empty() {
