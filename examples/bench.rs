@@ -351,6 +351,7 @@ impl World {
                 assigned_assistant_id: Some(*row_id),
                 notes: None,
                 protected: false,
+                applied: None,
             };
             self.store.insert_row(desired.owner, &row).await?;
         }
@@ -459,7 +460,7 @@ async fn child(scenario: Scenario, args: &Args) -> Result<Measured, BoxError> {
     match scenario {
         Scenario::Noop => {
             let t = Instant::now();
-            let plan = pipeline::plan(&store, &vapi, &desired).await?;
+            let plan = pipeline::plan(&store, &vapi, &desired, &ids).await?;
             m.plan_ms = ms(t.elapsed());
             m.changes = plan.changes.len();
             m.list_requests = vapi.counters().list_requests.load(Ordering::Relaxed);
@@ -475,7 +476,7 @@ async fn child(scenario: Scenario, args: &Args) -> Result<Measured, BoxError> {
                 )
                 .await?;
             let t = Instant::now();
-            let plan = pipeline::plan(&store, &vapi, &desired).await?;
+            let plan = pipeline::plan(&store, &vapi, &desired, &ids).await?;
             m.plan_ms = ms(t.elapsed());
             m.changes = plan.changes.len();
             let applier = Applier {
@@ -493,7 +494,9 @@ async fn child(scenario: Scenario, args: &Args) -> Result<Measured, BoxError> {
             m.apply_ms = ms(t.elapsed());
             m.failed = report.failed() + report.not_started.len();
             m.throttled = vapi.rate_limit().throttled;
-            m.converged = pipeline::plan(&store, &vapi, &desired).await?.is_empty();
+            m.converged = pipeline::plan(&store, &vapi, &desired, &ids)
+                .await?
+                .is_empty();
             lock.release().await?;
         }
     }

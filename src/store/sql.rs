@@ -11,7 +11,7 @@ macro_rules! phone_columns {
     () => {
         "id, user_id, phone_number, friendly_name, provider, vapi_phone_id, vapi_credential_id, \
          twilio_account_sid, twilio_auth_token, assigned_assistant_id, notes, \
-         vapictl_token_digest, vapictl_protected"
+         vapictl_token_digest, vapictl_protected, vapictl_applied"
     };
 }
 
@@ -22,28 +22,47 @@ pub(crate) const SELECT_OWNER_ROWS: &str = concat!(
     " FROM phone_numbers WHERE user_id = $1"
 );
 
+/// Other users' rows that may hold the numbers in question. `$1` numbers (JSON array), `$2`
+/// owner, `$3` Vapi ids (JSON array), `$4` whether to add every row whose number is not
+/// canonical-looking (`+` then 7 to 15 digits, the first not 0).
+pub(crate) const SQLITE_SELECT_CLAIMS: &str = "SELECT phone_number, user_id, vapi_phone_id \
+     FROM phone_numbers WHERE user_id IS NOT $2 AND ( \
+     phone_number IN (SELECT value FROM json_each($1)) \
+     OR vapi_phone_id IN (SELECT value FROM json_each($3)) \
+     OR ($4 AND NOT (phone_number GLOB '+[1-9]*' \
+         AND substr(phone_number, 2) NOT GLOB '*[^0-9]*' \
+         AND length(phone_number) BETWEEN 8 AND 16)))";
+
+/// [`SQLITE_SELECT_CLAIMS`] for PostgreSQL: `$1` and `$3` are text arrays.
+pub(crate) const PG_SELECT_CLAIMS: &str = "SELECT phone_number, user_id, vapi_phone_id \
+     FROM phone_numbers WHERE user_id IS DISTINCT FROM $2 AND ( \
+     phone_number = ANY($1) OR vapi_phone_id = ANY($3) \
+     OR ($4 AND phone_number !~ '^\\+[1-9][0-9]{6,14}$'))";
+
 /// Inserts a row and returns its id. `$1` owner, `$2..$11` the [`RowWrite`](crate::state::RowWrite)
-/// fields (see [`UPDATE_ROW`] for the order), `$12` created_at, `$13` updated_at, and `$14` the
-/// id when vapictl chooses it (`with_id`); otherwise the database assigns it.
+/// fields (see [`UPDATE_ROW`] for the order), `$12` what was applied (`vapictl_applied`), `$13`
+/// created_at, `$14` updated_at, and `$15` the id when vapictl chooses it (`with_id`); otherwise
+/// the database assigns it.
 pub(crate) fn insert_row(with_id: bool) -> String {
     format!(
         "INSERT INTO phone_numbers (user_id, phone_number, friendly_name, provider, \
          vapi_phone_id, vapi_credential_id, twilio_account_sid, twilio_auth_token, \
-         vapictl_token_digest, assigned_assistant_id, notes, vapictl_protected, created_at, \
-         updated_at{}) VALUES ($1, $2, $3, 'twilio', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13{}) \
+         vapictl_token_digest, assigned_assistant_id, notes, vapictl_protected, vapictl_applied, \
+         created_at, updated_at{}) \
+         VALUES ($1, $2, $3, 'twilio', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14{}) \
          RETURNING id",
         if with_id { ", id" } else { "" },
-        if with_id { ", $14" } else { "" },
+        if with_id { ", $15" } else { "" },
     )
 }
 
-/// `$1` owner, `$2..$11` the fields, `$12` updated_at, `$13` id. Never touches `provider`,
+/// `$1` owner, `$2..$11` the fields, `$12` what was applied, `$13` updated_at, `$14` id. Never touches `provider`,
 /// `user_id` or `created_at`, nor rows of another user.
 pub(crate) const UPDATE_ROW: &str = "UPDATE phone_numbers SET phone_number = $2, \
      friendly_name = $3, vapi_phone_id = $4, vapi_credential_id = $5, twilio_account_sid = $6, \
      twilio_auth_token = $7, vapictl_token_digest = $8, assigned_assistant_id = $9, notes = $10, \
-     vapictl_protected = $11, updated_at = $12 \
-     WHERE id = $13 AND user_id = $1";
+     vapictl_protected = $11, vapictl_applied = $12, updated_at = $13 \
+     WHERE id = $14 AND user_id = $1";
 
 /// A time as a timestamp column of the app wants it.
 pub(crate) enum TimeValue {
@@ -63,8 +82,8 @@ pub(crate) fn time_value(repr: TimeRepr, now: chrono::DateTime<chrono::Utc>) -> 
     }
 }
 
-/// Binds the owner (`$1`) and the [`RowWrite`](crate::state::RowWrite) fields (`$2..$11`) of
-/// [`insert_row`] and [`UPDATE_ROW`], each id in the app's own type.
+/// Binds the owner (`$1`), the [`RowWrite`](crate::state::RowWrite) fields (`$2..$11`) and what
+/// was applied (`$12`) of [`insert_row`] and [`UPDATE_ROW`], each id in the app's own type.
 macro_rules! bind_fields {
     ($query:expr, $app:expr, $owner:expr, $row:expr) => {{
         let app: &$crate::store::schema::AppSchema = $app;
@@ -89,6 +108,7 @@ macro_rules! bind_fields {
             .bind(assistant)
             .bind(row.notes.clone())
             .bind(row.protected)
+            .bind(row.applied.clone())
     }};
 }
 pub(crate) use bind_fields;
@@ -128,9 +148,16 @@ pub(crate) const SELECT_CHANGES: &str = "SELECT run_id, at, user_id, number_mask
 pub(crate) const DELETE_LEASE: &str =
     "DELETE FROM vapictl_locks WHERE owner = $1 AND lease_token = $2";
 
+/// SQLite's takeover of a dead holder's lease, whatever its expiry. `$1` owner, `$2` the stale
+/// lease's token, `$3` host, `$4` pid, `$5` run, `$6` new token, `$7` acquired, `$8` expires,
+/// `$9` pid namespace. (PostgreSQL's reads the server's clock instead.)
+pub(crate) const TAKE_OVER_LEASE: &str = "UPDATE vapictl_locks SET holder_host = $3, \
+     holder_pid = $4, run_id = $5, lease_token = $6, acquired_at = $7, expires_at = $8, \
+     holder_pid_namespace = $9 WHERE owner = $1 AND lease_token = $2";
+
 /// `$1` owner.
 pub(crate) const SELECT_LEASE: &str = "SELECT holder_host, holder_pid, run_id, acquired_at, \
-     expires_at FROM vapictl_locks WHERE owner = $1";
+     expires_at, lease_token, holder_pid_namespace FROM vapictl_locks WHERE owner = $1";
 
 /// A `phone_numbers` row as stored, before the NULLs of messy app data are given meaning.
 /// `U` is how the backend spells a UUID.
@@ -149,6 +176,7 @@ pub(crate) struct RawPhoneRow<U> {
     notes: Option<String>,
     vapictl_token_digest: Option<String>,
     vapictl_protected: Option<bool>,
+    vapictl_applied: Option<String>,
 }
 
 impl<U: Into<Uuid>> RawPhoneRow<U> {
@@ -169,6 +197,7 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
             notes: self.notes,
             token_digest: self.vapictl_token_digest,
             protected: self.vapictl_protected.unwrap_or(false),
+            applied: self.vapictl_applied,
         })
     }
 }

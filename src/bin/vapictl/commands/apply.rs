@@ -14,7 +14,7 @@ use vapictl::render::{Style, render_apply_report, render_plan_text};
 use vapictl::safety::DeleteThreshold;
 use vapictl::saved::SavedPlan;
 use vapictl::state::DesiredState;
-use vapictl::store::{LockHolder, OwnerLock, Store};
+use vapictl::store::{LockHolder, LockWait, OwnerLock, Store};
 use vapictl::validate::SecretMode;
 use vapictl::vapi::VapiClient;
 
@@ -61,20 +61,30 @@ pub(crate) async fn run(g: &GlobalArgs, path: &Path, args: &ApplyArgs) -> anyhow
             "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
         );
     }
-    // From here on, Ctrl-C or SIGTERM stops cleanly: in-flight changes finish, no new one starts.
+    // From here on, Ctrl-C or SIGTERM stops cleanly: in-flight changes finish, no new one starts;
+    // a wait for the lock ends at once (nothing changed yet).
     let stop = Arc::new(AtomicBool::new(false));
-    spawn_stop_on_signal(stop.clone());
+    let stopped = spawn_stop_on_signal(stop.clone());
     let (store, vapi) = connect(g).await?;
     let run_id = uuid::Uuid::new_v4().to_string();
     // One apply per owner at a time: the plan is made and carried out under the lock.
+    let quiet = g.quiet;
+    let wait = LockWait::new(args.lock_timeout)
+        .reporting(move |event| {
+            if !quiet {
+                eprintln!("{event}");
+            }
+        })
+        .interrupted_by(stopped);
     let lock = store
-        .acquire_lock(
+        .acquire_lock_with(
             desired.owner,
             &LockHolder::this_process(run_id.clone()),
-            args.lock_timeout,
+            wait,
         )
         .await?;
     let run = LockedRun {
+        identities: &identities,
         store: &store,
         vapi: &vapi,
         lock: &lock,
@@ -90,8 +100,11 @@ pub(crate) async fn run(g: &GlobalArgs, path: &Path, args: &ApplyArgs) -> anyhow
     result
 }
 
+const REPLAYED: &str = "error: this saved plan was applied before; a plan can be applied once\nhint: run `vapictl plan --out FILE` for a new plan";
+
 /// What an apply holds while it runs under the owner's lock.
 struct LockedRun<'a> {
+    identities: &'a vapictl::secrets::Identities,
     store: &'a Store,
     vapi: &'a VapiClient,
     lock: &'a OwnerLock,
@@ -108,6 +121,7 @@ async fn apply_locked(
     run: LockedRun<'_>,
 ) -> anyhow::Result<Exit> {
     let LockedRun {
+        identities,
         store,
         vapi,
         lock,
@@ -116,11 +130,10 @@ async fn apply_locked(
         saved,
         auto_approve,
     } = run;
-    let plan = pipeline::plan(store, vapi, desired).await?;
+    let plan = pipeline::plan(store, vapi, desired, identities).await?;
     if let Some(saved) = &saved {
-        let replayed = "error: this saved plan was applied before; a plan can be applied once\nhint: run `vapictl plan --out FILE` for a new plan";
         if store.plan_claimed(&saved.plan_id).await? {
-            eprintln!("{replayed}");
+            eprintln!("{REPLAYED}");
             return Ok(Exit::Refused);
         }
         let reasons = saved.staleness(&plan);
@@ -129,13 +142,6 @@ async fn apply_locked(
                 "error: the saved plan is stale; nothing was applied:\n  {}\nhint: run `vapictl plan --out FILE` again and review the new plan",
                 reasons.join("\n  ")
             );
-            return Ok(Exit::Refused);
-        }
-        if !store
-            .claim_plan(&saved.plan_id, desired.owner, &run_id)
-            .await?
-        {
-            eprintln!("{replayed}");
             return Ok(Exit::Refused);
         }
     }
@@ -157,6 +163,20 @@ async fn apply_locked(
     if !auto_approve && !confirm()? {
         eprintln!("Apply cancelled; nothing was changed.");
         return Ok(Exit::Error);
+    }
+    // A saved plan is used up only when it is carried out: one refused by a gate above, or
+    // stopped before anything started, can be retried (issue 9, defect 8).
+    if stop.load(Ordering::SeqCst) {
+        eprintln!("Stopped before applying; nothing was changed.");
+        return Ok(Exit::Error);
+    }
+    if let Some(saved) = &saved
+        && !store
+            .claim_plan(&saved.plan_id, desired.owner, &run_id)
+            .await?
+    {
+        eprintln!("{REPLAYED}");
+        return Ok(Exit::Refused);
     }
 
     let options = ApplyOptions {
@@ -188,7 +208,7 @@ async fn apply_locked(
         return Ok(Exit::Error);
     }
     // Prove convergence: a fresh plan must be empty.
-    let again = pipeline::plan(store, vapi, desired)
+    let again = pipeline::plan(store, vapi, desired, identities)
         .await
         .context("re-reading after apply")?;
     if !again.is_empty() {
@@ -209,8 +229,12 @@ fn confirm() -> anyhow::Result<bool> {
     Ok(line.trim() == "yes")
 }
 
-/// Ctrl-C or SIGTERM: finish what is in flight, start nothing new.
-fn spawn_stop_on_signal(stop: Arc<AtomicBool>) {
+/// Ctrl-C or SIGTERM: finish what is in flight, start nothing new. The returned future completes
+/// on the signal (never, if signals cannot be watched).
+fn spawn_stop_on_signal(
+    stop: Arc<AtomicBool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -228,7 +252,14 @@ fn spawn_stop_on_signal(stop: Arc<AtomicBool>) {
         let _ = tokio::signal::ctrl_c().await;
         stop.store(true, Ordering::SeqCst);
         eprintln!("stopping: finishing the changes in flight, starting no new ones");
+        let _ = tx.send(true);
     });
+    async move {
+        if rx.wait_for(|signalled| *signalled).await.is_err() {
+            // The watcher gave up (no signal handling here): never interrupt.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Apply progress on stderr: a bar on a terminal, one plain line per number elsewhere (CI).

@@ -28,7 +28,7 @@ pub(crate) async fn plan(
     let identities = settings::identities(g)?;
     let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
     let (store, vapi) = connect(g).await?;
-    let plan = pipeline::plan(&store, &vapi, &desired).await?;
+    let plan = pipeline::plan(&store, &vapi, &desired, &identities).await?;
     let style = Style {
         color: settings::stdout_color(g),
     };
@@ -40,7 +40,10 @@ pub(crate) async fn plan(
     }
     out.flush()?;
     if let Some(file) = save_to {
-        let saved = SavedPlan::new(&plan, &path.to_string_lossy(), uuid::Uuid::new_v4());
+        // Absolute, so that `apply FILE` finds the spec from any directory.
+        let spec_path = std::path::absolute(path)
+            .with_context(|| format!("resolving the path of `{}`", path.display()))?;
+        let saved = SavedPlan::new(&plan, &spec_path.to_string_lossy(), uuid::Uuid::new_v4());
         let mut json = serde_json::to_vec_pretty(&saved)?;
         json.push(b'\n');
         std::fs::write(file, json)
@@ -66,7 +69,7 @@ pub(crate) async fn drift(g: &GlobalArgs, path: &Path, format: Format) -> anyhow
     let identities = settings::identities(g)?;
     let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
     let (store, vapi) = connect(g).await?;
-    let plan = pipeline::plan(&store, &vapi, &desired).await?;
+    let plan = pipeline::plan(&store, &vapi, &desired, &identities).await?;
     let mut out = io::stdout().lock();
     match format {
         Format::Text => {
