@@ -497,8 +497,12 @@ impl PgStore {
 /// INSERT, UPDATE and DELETE works.
 async fn migrate(conn: &mut PgConnection, url: &str) -> Result<AppSchema, StoreError> {
     let fail = |e: sqlx::Error| migration_error(e, url);
-    let decision = decide(&introspect(conn).await.map_err(fail)?)?;
-    if decision.is_up_to_date() {
+    // A refusal is only trusted under the lock: a concurrent first run may commit its new tables
+    // between the statements of this look (seen in `pg_class` but not yet through the search
+    // path, they would pass for tables in another schema).
+    if let Ok(decision) = decide(&introspect(conn).await.map_err(fail)?)
+        && decision.is_up_to_date()
+    {
         return Ok(decision.app);
     }
     sqlx::query("SELECT pg_advisory_lock($1)")

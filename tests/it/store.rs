@@ -1431,15 +1431,53 @@ async fn text_user_ids_are_matched_and_written_as_text(db: &TestDb) {
     db.execute(&format!(
         "INSERT INTO assistants (id, user_id, name) VALUES ('{MY_ASSISTANT}', '{ME}', 'Desk');
          INSERT INTO phone_numbers (id, user_id, phone_number) \
-         VALUES ('00000000-0000-4000-8000-000000000003', '{OTHER}', '+15551230003');"
+         VALUES ('00000000-0000-4000-8000-000000000003', '{OTHER}', '+15551230003');
+         INSERT INTO phone_numbers (id, user_id, phone_number, vapi_phone_id) \
+         VALUES ('00000000-0000-4000-8000-000000000004', '{OTHER}', '(555) 123-0004', 'vapi-4');"
     ))
     .await;
     let store = db.connect().await;
     let me = Uuid::from_str(ME).unwrap();
+    let other = Uuid::from_str(OTHER).unwrap();
     let mut row = write("+15551230001");
     row.assigned_assistant_id = Some(Uuid::from_str(MY_ASSISTANT).unwrap());
+    row.applied = Some(r#"{"server":null}"#.to_owned());
     let id = store.insert_row(me, &row).await.unwrap();
+    row.applied = Some(r#"{"smsEnabled":true}"#.to_owned());
     store.update_row(me, id, &row).await.unwrap();
+
+    // The claims query compares the owner as the column spells it: by Vapi id and, for plans,
+    // every other user's non-canonical number.
+    let vapi_ids = ["vapi-4".to_owned()];
+    let claims = store
+        .load_recorded_for(
+            me,
+            &vapictl::store::Lookup {
+                vapi_ids: &vapi_ids,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(claims.foreign_vapi_ids.get("vapi-4"), Some(&other));
+    assert_eq!(claims.foreign.get("(555) 123-0004"), Some(&other));
+    assert!(!claims.foreign.contains_key("+15551230001"));
+    let claims = store
+        .load_recorded_for(
+            me,
+            &vapictl::store::Lookup {
+                non_canonical: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(claims.foreign.len(), 1, "{:?}", claims.foreign);
+    assert_eq!(claims.foreign.get("(555) 123-0004"), Some(&other));
+    assert_eq!(
+        claims.rows["+15551230001"].applied.as_deref(),
+        Some(r#"{"smsEnabled":true}"#)
+    );
 
     let state = store
         .load_recorded(me, &["+15551230003".to_owned()], &[])
