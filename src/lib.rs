@@ -15,6 +15,7 @@ pub mod import;
 pub mod pipeline;
 pub mod plan;
 pub mod render;
+pub mod run;
 pub mod safety;
 pub mod saved;
 pub mod secrets;

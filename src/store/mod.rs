@@ -55,6 +55,7 @@ mod error;
 mod lock;
 mod postgres;
 mod schema;
+mod snapshot;
 mod sql;
 mod sqlite;
 mod url;
@@ -69,6 +70,7 @@ pub use audit::ChangeRecord;
 pub use error::StoreError;
 pub use lock::{LockHolder, OwnerLock};
 pub use postgres::PgStore;
+pub use snapshot::RecordedSnapshot;
 pub use sqlite::SqliteStore;
 pub use url::redact_url;
 

@@ -1,14 +1,16 @@
 //! `vapictl plan` and `vapictl drift`: what applying would change, never changing anything.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use vapictl::pipeline;
+use vapictl::plan::Plan;
 use vapictl::render::{
-    GITHUB_COMMENT_LIMIT, Style, render_drift_text, render_plan_json, render_plan_markdown,
-    render_plan_text,
+    RunEntry, RunKind, RunView, Style, render_drift_text, render_plan_json, render_plan_markdown,
+    render_plan_text, render_run_json, render_run_markdown, render_run_text,
 };
+use vapictl::run::{self, SavedRun};
 use vapictl::safety::DeleteThreshold;
 use vapictl::saved::SavedPlan;
 use vapictl::validate::SecretMode;
@@ -18,13 +20,145 @@ use crate::Exit;
 use crate::cli::{Format, GlobalArgs};
 use crate::settings;
 
+pub(crate) struct PlanArgs<'a> {
+    pub(crate) detailed: bool,
+    pub(crate) format: Format,
+    pub(crate) save_to: Option<&'a Path>,
+    pub(crate) comment_limit: usize,
+}
+
 pub(crate) async fn plan(
     g: &GlobalArgs,
-    path: &Path,
-    detailed: bool,
-    format: Format,
-    save_to: Option<&Path>,
+    paths: &[PathBuf],
+    args: &PlanArgs<'_>,
 ) -> anyhow::Result<Exit> {
+    if !run::specs::is_fleet(paths) {
+        return plan_one(g, &paths[0], args).await;
+    }
+    let fleet = observe_fleet(g, paths).await?;
+    let view = fleet.view(RunKind::Plan);
+    let style = Style {
+        color: settings::stdout_color(g),
+    };
+    {
+        let mut out = io::stdout().lock();
+        match args.format {
+            Format::Text => render_run_text(&view, &style, &mut out)?,
+            Format::Markdown => render_run_markdown(&view, args.comment_limit, &mut out)?,
+            Format::Json => render_run_json(&view, &mut out)?,
+        }
+        out.flush()?;
+    }
+    if let Some(file) = args.save_to {
+        let plans: Vec<(String, &Plan)> = fleet
+            .planned
+            .iter()
+            .filter_map(|(o, p)| p.as_ref().ok().map(|p| (o.path.display().to_string(), p)))
+            .collect();
+        let refs: Vec<(&str, &Plan)> = plans.iter().map(|(s, p)| (s.as_str(), *p)).collect();
+        let saved = SavedRun::new(&refs, uuid::Uuid::new_v4());
+        let mut json = serde_json::to_vec_pretty(&saved)?;
+        json.push(b'\n');
+        std::fs::write(file, json)
+            .with_context(|| format!("writing the plan to `{}`", file.display()))?;
+        eprintln!(
+            "Saved the plan of {} owner(s) to {}; apply exactly it with `vapictl apply {}`.",
+            saved.plans.len(),
+            file.display(),
+            file.display()
+        );
+    }
+    Ok(if view.any_failed() {
+        Exit::Error
+    } else if args.detailed && view.any_changes() {
+        Exit::Changes
+    } else {
+        Exit::Ok
+    })
+}
+
+/// A run's specs, planned from one observation.
+struct Fleet {
+    failed: Vec<run::FailedSpec>,
+    planned: Vec<(run::OwnerSpec, Result<Plan, String>)>,
+    unmanaged: Vec<vapictl::plan::Unmanaged>,
+    orphans: Vec<run::Orphan>,
+}
+
+impl Fleet {
+    fn view(&self, kind: RunKind) -> RunView<'_> {
+        let mut entries: Vec<(usize, RunEntry<'_>)> = Vec::new();
+        for f in &self.failed {
+            entries.push((
+                0,
+                RunEntry {
+                    spec: f.spec.display().to_string(),
+                    owner: f.owner,
+                    result: Err(f.error.to_string()),
+                },
+            ));
+        }
+        for (o, p) in &self.planned {
+            entries.push((
+                0,
+                RunEntry {
+                    spec: o.path.display().to_string(),
+                    owner: Some(o.desired.owner),
+                    result: p.as_ref().map_err(Clone::clone),
+                },
+            ));
+        }
+        // In the order of the files.
+        entries.sort_by(|a, b| a.1.spec.cmp(&b.1.spec));
+        RunView {
+            kind,
+            entries: entries.into_iter().map(|(_, e)| e).collect(),
+            unmanaged: &self.unmanaged,
+            orphans: &self.orphans,
+        }
+    }
+}
+
+/// Loads every spec, refuses conflicts before any read, then observes once and plans each owner.
+async fn observe_fleet(g: &GlobalArgs, paths: &[PathBuf]) -> anyhow::Result<Fleet> {
+    let identities = settings::identities(g)?;
+    let files = run::specs::expand(paths)?;
+    let loaded = run::specs::load(&files, &identities, SecretMode::Optional)?;
+    let run::LoadedRun { owners, failed } = loaded;
+    let (store, vapi) = connect(g).await?;
+    let observation = run::observe(&store, &vapi).await?;
+    let desired: Vec<&vapictl::state::DesiredState> = owners.iter().map(|o| &o.desired).collect();
+    let unmanaged = observation.unmanaged(&desired);
+    let in_run: std::collections::BTreeSet<uuid::Uuid> = owners
+        .iter()
+        .map(|o| o.desired.owner)
+        .chain(failed.iter().filter_map(|f| f.owner))
+        .collect();
+    let orphans = observation.orphans(&in_run);
+    let planned = owners
+        .into_iter()
+        .map(|o| {
+            let plan = observation
+                .plan(&o.desired)
+                .map_err(|e| vapictl::Error::from(e).to_string());
+            (o, plan)
+        })
+        .collect();
+    Ok(Fleet {
+        failed,
+        planned,
+        unmanaged,
+        orphans,
+    })
+}
+
+async fn plan_one(g: &GlobalArgs, path: &Path, args: &PlanArgs<'_>) -> anyhow::Result<Exit> {
+    let PlanArgs {
+        detailed,
+        format,
+        save_to,
+        comment_limit,
+    } = *args;
     let identities = settings::identities(g)?;
     let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
     let (store, vapi) = connect(g).await?;
@@ -35,7 +169,7 @@ pub(crate) async fn plan(
     let mut out = io::stdout().lock();
     match format {
         Format::Text => render_plan_text(&plan, &style, &mut out)?,
-        Format::Markdown => render_plan_markdown(&plan, GITHUB_COMMENT_LIMIT, &mut out)?,
+        Format::Markdown => render_plan_markdown(&plan, comment_limit, &mut out)?,
         Format::Json => render_plan_json(&plan, &mut out)?,
     }
     out.flush()?;
@@ -62,7 +196,36 @@ pub(crate) async fn plan(
     })
 }
 
-pub(crate) async fn drift(g: &GlobalArgs, path: &Path, format: Format) -> anyhow::Result<Exit> {
+pub(crate) async fn drift(
+    g: &GlobalArgs,
+    paths: &[PathBuf],
+    format: Format,
+    comment_limit: usize,
+) -> anyhow::Result<Exit> {
+    if run::specs::is_fleet(paths) {
+        let fleet = observe_fleet(g, paths).await?;
+        let view = fleet.view(RunKind::Drift);
+        let mut out = io::stdout().lock();
+        match format {
+            Format::Text => {
+                let style = Style {
+                    color: settings::stdout_color(g),
+                };
+                render_run_text(&view, &style, &mut out)?
+            }
+            Format::Markdown => render_run_markdown(&view, comment_limit, &mut out)?,
+            Format::Json => render_run_json(&view, &mut out)?,
+        }
+        out.flush()?;
+        return Ok(if view.any_failed() {
+            Exit::Error
+        } else if view.any_changes() {
+            Exit::Changes
+        } else {
+            Exit::Ok
+        });
+    }
+    let path = &paths[0];
     let identities = settings::identities(g)?;
     let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
     let (store, vapi) = connect(g).await?;
@@ -75,7 +238,7 @@ pub(crate) async fn drift(g: &GlobalArgs, path: &Path, format: Format) -> anyhow
             };
             render_drift_text(&plan, &style, &mut out)?
         }
-        Format::Markdown => render_plan_markdown(&plan, GITHUB_COMMENT_LIMIT, &mut out)?,
+        Format::Markdown => render_plan_markdown(&plan, comment_limit, &mut out)?,
         Format::Json => render_plan_json(&plan, &mut out)?,
     }
     out.flush()?;
