@@ -7,6 +7,7 @@ mod concurrency;
 mod bad_input;
 mod cli;
 mod faults;
+mod fleet;
 mod gitops;
 mod property;
 mod reconcile;
