@@ -495,13 +495,23 @@ pub fn render_run_apply_report(
         match outcome {
             OwnerOutcome::NoChanges(_) => continue,
             OwnerOutcome::Refused { refusal, .. } => {
-                writeln!(out, "{head}\n{} {refusal}\n", style.yellow("refused:"))?;
+                writeln!(
+                    out,
+                    "{head}\n{} {}\n",
+                    style.yellow("refused:"),
+                    refusal.to_string().trim_end()
+                )?;
             }
             OwnerOutcome::Cancelled(_) => {
                 writeln!(out, "{head}\ncancelled: nothing was changed\n")?;
             }
             OwnerOutcome::Failed(error) => {
-                writeln!(out, "{head}\n{} {error}\n", style.red("failed:"))?;
+                writeln!(
+                    out,
+                    "{head}\n{} {}\n",
+                    style.red("failed:"),
+                    error.to_string().trim_end()
+                )?;
             }
             other => {
                 writeln!(out, "{head}")?;

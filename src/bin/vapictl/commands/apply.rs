@@ -204,7 +204,7 @@ async fn run_fleet(
         .map(|f| ApplyEntry {
             spec: f.spec.display().to_string(),
             owner: f.owner,
-            outcome: Err(f.error.to_string()),
+            outcome: Err(f.error.to_string().trim_end().to_string()),
         })
         .collect();
     entries.extend(outcomes.iter().map(|(o, outcome)| ApplyEntry {

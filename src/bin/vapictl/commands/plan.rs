@@ -94,7 +94,7 @@ impl Fleet {
                 RunEntry {
                     spec: f.spec.display().to_string(),
                     owner: f.owner,
-                    result: Err(f.error.to_string()),
+                    result: Err(f.error.to_string().trim_end().to_string()),
                 },
             ));
         }
@@ -140,7 +140,7 @@ async fn observe_fleet(g: &GlobalArgs, paths: &[PathBuf]) -> anyhow::Result<Flee
         .map(|o| {
             let plan = observation
                 .plan(&o.desired)
-                .map_err(|e| vapictl::Error::from(e).to_string());
+                .map_err(|e| vapictl::Error::from(e).to_string().trim_end().to_string());
             (o, plan)
         })
         .collect();
