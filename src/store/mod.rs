@@ -47,7 +47,8 @@
 //!
 //! # Query budget
 //! Reads cost a constant number of statements whatever the number of rows ([`Store::load_recorded`]:
-//! at most three), and [`Store::queries_issued`] counts every statement issued after connecting,
+//! at most three; [`Store::load_recorded_snapshot`], every owner's at once: two), and
+//! [`Store::queries_issued`] counts every statement issued after connecting,
 //! for benchmarks.
 
 mod audit;
