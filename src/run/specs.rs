@@ -198,7 +198,7 @@ pub fn load(
         .map_or(1, |n| n.get())
         .min(files.len().max(1));
     let chunk = files.len().div_ceil(threads).max(1);
-    let results: Vec<Result<OwnerSpec, FailedSpec>> = std::thread::scope(|scope| {
+    let results: Vec<Result<OwnerSpec, Box<FailedSpec>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .chunks(chunk)
             .map(|part| {
@@ -218,7 +218,7 @@ pub fn load(
     for r in results {
         match r {
             Ok(o) => run.owners.push(o),
-            Err(f) => run.failed.push(f),
+            Err(f) => run.failed.push(*f),
         }
     }
     let conflicts = conflicts(&run);
@@ -233,22 +233,24 @@ fn load_one(
     path: &Path,
     identities: &Identities,
     mode: SecretMode,
-) -> Result<OwnerSpec, FailedSpec> {
-    let loaded = load_file(path).map_err(|e| FailedSpec {
-        spec: path.to_path_buf(),
-        owner: None,
-        error: e.into(),
+) -> Result<OwnerSpec, Box<FailedSpec>> {
+    let loaded = load_file(path).map_err(|e| {
+        Box::new(FailedSpec {
+            spec: path.to_path_buf(),
+            owner: None,
+            error: e.into(),
+        })
     })?;
     match validate(&loaded, identities, mode) {
         Ok(desired) => Ok(OwnerSpec {
             path: path.to_path_buf(),
             desired,
         }),
-        Err(e) => Err(FailedSpec {
+        Err(e) => Err(Box::new(FailedSpec {
             spec: path.to_path_buf(),
             owner: Uuid::parse_str(loaded.spec.owner.trim()).ok(),
             error: e.into(),
-        }),
+        })),
     }
 }
 
