@@ -43,7 +43,7 @@ pub struct LoadedRun {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(
-        "no spec files (`*.yaml`, `*.yml`) under `{path}`\nhint: give the directory that holds one spec per owner; an empty directory never means \"delete everything\""
+        "cannot read spec `{path}`: it is a directory without any spec file (`*.yaml`, `*.yml`)\nhint: give the directory that holds one spec per owner; an empty directory never means \"delete everything\""
     )]
     NoSpecs { path: String },
     #[error("cannot read the directory `{path}`: {source}")]

@@ -314,16 +314,27 @@ fn confirm() -> io::Result<bool> {
 
 /// Ctrl-C or SIGTERM: finish what is in flight, start nothing new.
 fn spawn_stop_on_signal(stop: Arc<AtomicBool>) {
+    // The handlers are installed here, before anything is changed, not when the task first
+    // runs: a signal arriving in between would otherwise kill the process mid-apply.
+    #[cfg(unix)]
+    let streams = {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(int), Ok(term)) => Some((int, term)),
+            _ => None,
+        }
+    };
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
+            let Some((mut int, mut term)) = streams else {
+                return;
+            };
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
         }
