@@ -234,6 +234,20 @@ both_backends!(
         assert_eq!(w.recorded_for(&owner(0)), 0);
         assert_eq!(w.vapi.numbers().len(), 3);
         assert_code(&w.run(&["plan", "--detailed-exitcode", s(&dir)]), 0);
+
+        // Drift over the run: 0 in sync, 2 when any owner drifted.
+        assert_code(&w.run(&["drift", s(&dir)]), 0);
+        let id = w.vapi.find_by_number(&number(100))[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        w.vapi
+            .patch_number(&id, serde_json::json!({"name": "Dashboard edit"}));
+        let o = w.run(&["drift", "--format", "json", s(&dir)]);
+        assert_code(&o, 2);
+        let v = json(&o);
+        assert_eq!(v["kind"], "run");
+        assert_eq!(v["summary"]["with_changes"], 1);
     }
 );
 
