@@ -8,10 +8,12 @@
 
 pub mod apply;
 pub mod observe;
+pub mod plan;
 pub mod saved;
 pub mod specs;
 
 pub use apply::{ApplyHooks, ApplyRun, ApplySettings, OwnerOutcome, Refusal, Verdict};
 pub use observe::{Observation, Orphan, observe};
+pub use plan::{PlannedRun, plan_run};
 pub use saved::SavedRun;
 pub use specs::{FailedSpec, LoadedRun, OwnerSpec, RunError, SpecConflict};

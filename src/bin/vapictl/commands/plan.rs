@@ -7,8 +7,8 @@ use anyhow::Context;
 use vapictl::pipeline;
 use vapictl::plan::Plan;
 use vapictl::render::{
-    RunEntry, RunKind, RunView, Style, render_drift_text, render_plan_json, render_plan_markdown,
-    render_plan_text, render_run_json, render_run_markdown, render_run_text,
+    RunKind, Style, render_drift_text, render_plan_json, render_plan_markdown, render_plan_text,
+    render_run_json, render_run_markdown, render_run_text,
 };
 use vapictl::run::{self, SavedRun};
 use vapictl::safety::DeleteThreshold;
@@ -77,79 +77,13 @@ pub(crate) async fn plan(
     })
 }
 
-/// A run's specs, planned from one observation.
-struct Fleet {
-    failed: Vec<run::FailedSpec>,
-    planned: Vec<(run::OwnerSpec, Result<Plan, String>)>,
-    unmanaged: Vec<vapictl::plan::Unmanaged>,
-    orphans: Vec<run::Orphan>,
-}
-
-impl Fleet {
-    fn view(&self, kind: RunKind) -> RunView<'_> {
-        let mut entries: Vec<(usize, RunEntry<'_>)> = Vec::new();
-        for f in &self.failed {
-            entries.push((
-                0,
-                RunEntry {
-                    spec: f.spec.display().to_string(),
-                    owner: f.owner,
-                    result: Err(f.error.to_string().trim_end().to_string()),
-                },
-            ));
-        }
-        for (o, p) in &self.planned {
-            entries.push((
-                0,
-                RunEntry {
-                    spec: o.path.display().to_string(),
-                    owner: Some(o.desired.owner),
-                    result: p.as_ref().map_err(Clone::clone),
-                },
-            ));
-        }
-        // In the order of the files.
-        entries.sort_by(|a, b| a.1.spec.cmp(&b.1.spec));
-        RunView {
-            kind,
-            entries: entries.into_iter().map(|(_, e)| e).collect(),
-            unmanaged: &self.unmanaged,
-            orphans: &self.orphans,
-        }
-    }
-}
-
 /// Loads every spec, refuses conflicts before any read, then observes once and plans each owner.
-async fn observe_fleet(g: &GlobalArgs, paths: &[PathBuf]) -> anyhow::Result<Fleet> {
+async fn observe_fleet(g: &GlobalArgs, paths: &[PathBuf]) -> anyhow::Result<run::PlannedRun> {
     let identities = settings::identities(g)?;
     let files = run::specs::expand(paths)?;
     let loaded = run::specs::load(&files, &identities, SecretMode::Optional)?;
-    let run::LoadedRun { owners, failed } = loaded;
     let (store, vapi) = connect(g).await?;
-    let observation = run::observe(&store, &vapi).await?;
-    let desired: Vec<&vapictl::state::DesiredState> = owners.iter().map(|o| &o.desired).collect();
-    let unmanaged = observation.unmanaged(&desired);
-    let in_run: std::collections::BTreeSet<uuid::Uuid> = owners
-        .iter()
-        .map(|o| o.desired.owner)
-        .chain(failed.iter().filter_map(|f| f.owner))
-        .collect();
-    let orphans = observation.orphans(&in_run);
-    let planned = owners
-        .into_iter()
-        .map(|o| {
-            let plan = observation
-                .plan(&o.desired)
-                .map_err(|e| vapictl::Error::from(e).to_string().trim_end().to_string());
-            (o, plan)
-        })
-        .collect();
-    Ok(Fleet {
-        failed,
-        planned,
-        unmanaged,
-        orphans,
-    })
+    Ok(run::plan_run(&store, &vapi, loaded).await?)
 }
 
 async fn plan_one(g: &GlobalArgs, path: &Path, args: &PlanArgs<'_>) -> anyhow::Result<Exit> {
