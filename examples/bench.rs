@@ -367,6 +367,7 @@ impl World {
                 assigned_assistant_id: Some(*row_id),
                 notes: None,
                 protected: false,
+                applied: None,
             };
             self.store.insert_row(desired.owner, &row).await?;
         }
@@ -480,7 +481,7 @@ async fn child(scenario: Scenario, args: &Args) -> Result<Measured, BoxError> {
     match scenario {
         Scenario::Noop => {
             let t = Instant::now();
-            let plan = pipeline::plan(&store, &vapi, &desired).await?;
+            let plan = pipeline::plan(&store, &vapi, &desired, &ids).await?;
             m.plan_ms = ms(t.elapsed());
             m.changes = plan.changes.len();
             m.list_requests = vapi.counters().list_requests.load(Ordering::Relaxed);
@@ -496,7 +497,7 @@ async fn child(scenario: Scenario, args: &Args) -> Result<Measured, BoxError> {
                 )
                 .await?;
             let t = Instant::now();
-            let plan = pipeline::plan(&store, &vapi, &desired).await?;
+            let plan = pipeline::plan(&store, &vapi, &desired, &ids).await?;
             m.plan_ms = ms(t.elapsed());
             m.changes = plan.changes.len();
             let applier = Applier {
@@ -514,7 +515,9 @@ async fn child(scenario: Scenario, args: &Args) -> Result<Measured, BoxError> {
             m.apply_ms = ms(t.elapsed());
             m.failed = report.failed() + report.not_started.len();
             m.throttled = vapi.rate_limit().throttled;
-            m.converged = pipeline::plan(&store, &vapi, &desired).await?.is_empty();
+            m.converged = pipeline::plan(&store, &vapi, &desired, &ids)
+                .await?
+                .is_empty();
             lock.release().await?;
         }
         Scenario::Fleet | Scenario::Singles => unreachable!("handled above"),
@@ -770,7 +773,7 @@ async fn fleet_child(
         Scenario::Fleet => {
             let observation = vapictl::run::observe(&store, &vapi).await?;
             for o in &loaded.owners {
-                match observation.plan(&o.desired) {
+                match observation.plan(&o.desired, &ids) {
                     Ok(plan) => m.changes += plan.changes.len(),
                     Err(_) => m.failed += 1,
                 }
@@ -778,7 +781,7 @@ async fn fleet_child(
         }
         _ => {
             for o in &loaded.owners {
-                m.changes += pipeline::plan(&store, &vapi, &o.desired)
+                m.changes += pipeline::plan(&store, &vapi, &o.desired, &ids)
                     .await?
                     .changes
                     .len();

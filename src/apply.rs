@@ -130,16 +130,17 @@ impl Applier<'_> {
                         return None;
                     }
                     progress.started(c);
+                    let mut vapi_id = None;
                     let result = match self.lock.map(OwnerLock::ensure_held) {
                         Some(Err(e)) => Err(ApplyError::Store(e)),
-                        _ => self.apply_one(c).await,
+                        _ => self.apply_one(c, &mut vapi_id).await,
                     };
                     let outcome = Outcome {
                         number: c.number.clone(),
                         action: c.action,
                         result: result.map_err(|e| e.to_string()),
                     };
-                    self.audit(c, &outcome).await;
+                    self.audit(c, &outcome, vapi_id).await;
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                     progress.finished(&outcome, n, total);
                     Some(outcome)
@@ -163,7 +164,9 @@ impl Applier<'_> {
         report
     }
 
-    async fn apply_one(&self, c: &Change) -> Result<(), ApplyError> {
+    /// Carries out one change; `vapi_id` receives the id of the number Vapi answered with as
+    /// soon as it is known (a new number's id, even when the row write then fails).
+    async fn apply_one(&self, c: &Change, vapi_id: &mut Option<String>) -> Result<(), ApplyError> {
         let vapi_result: Option<ObservedNumber> = match &c.vapi {
             VapiStep::None => None,
             VapiStep::Create(create) => Some(self.create(create).await?),
@@ -180,6 +183,9 @@ impl Applier<'_> {
                 None
             }
         };
+        if let Some(o) = &vapi_result {
+            *vapi_id = Some(o.id.clone());
+        }
         match &c.row {
             RowStep::None => {}
             RowStep::Insert(values) => {
@@ -244,7 +250,7 @@ impl Applier<'_> {
                         [] => last = Some(e),
                         many => {
                             return Err(ApplyError::Duplicated {
-                                number: c.number.clone(),
+                                number: mask_number(&c.number),
                                 count: many.len(),
                             });
                         }
@@ -256,8 +262,10 @@ impl Applier<'_> {
         Err(last.expect("at least one attempt").into())
     }
 
-    async fn audit(&self, c: &Change, outcome: &Outcome) {
-        let record = ChangeRecord::from_change(
+    /// Records the attempt; `vapi_id` is the number's id in Vapi when the apply learnt it (a
+    /// create), which the plan could not know.
+    async fn audit(&self, c: &Change, outcome: &Outcome, vapi_id: Option<String>) {
+        let mut record = ChangeRecord::from_change(
             c,
             self.owner,
             &self.options.run_id,
@@ -265,6 +273,9 @@ impl Applier<'_> {
             self.options.ci_run_id.clone(),
             self.options.commit_sha.clone(),
         );
+        if vapi_id.is_some() {
+            record.vapi_phone_id = vapi_id;
+        }
         if let Err(e) = self.store.record_change(&record).await {
             tracing::warn!(number = %mask_number(&c.number), error = %e, "could not write the audit record");
         }
@@ -297,5 +308,9 @@ pub enum ApplyError {
     #[error(
         "`{number}` now exists {count} times in Vapi\nhint: delete the extra copies in the Vapi dashboard, then run again"
     )]
-    Duplicated { number: String, count: usize },
+    Duplicated {
+        /// Masked with [`mask_number`]: the message reaches logs and the audit trail.
+        number: String,
+        count: usize,
+    },
 }

@@ -1,13 +1,15 @@
 //! Writing a spec for what an owner already has (pure): the owner's rows joined with Vapi's
 //! numbers, in a stable order, so that `import` then `plan` shows no changes.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use uuid::Uuid;
 
+use crate::diff::matching::{looks_canonical, match_numbers};
+use crate::diff::{AssistantIndex, TWILIO, row_in_scope};
 use crate::secrets::{Identities, SecretsError, encrypt};
-use crate::state::{AssistantRow, ObservedNumber, ObservedState, RecordedState};
+use crate::state::{ObservedNumber, ObservedState, RecordedState};
 
 /// Marks a token `import` could not fill in; validation names it.
 pub const TOKEN_PLACEHOLDER: &str = "REPLACE-ME-encrypt-the-twilio-auth-token";
@@ -32,6 +34,9 @@ pub struct Imported {
     pub placeholders: Vec<String>,
     /// Twilio numbers in Vapi that nobody records (listed, and included with `--adopt`).
     pub unmanaged: Vec<String>,
+    /// The owner's numbers left out because vapictl does not manage them (another provider than
+    /// Twilio, a stored number it cannot read), each with the reason.
+    pub out_of_scope: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -64,24 +69,6 @@ fn block(armored: &str, indent: usize) -> String {
     out
 }
 
-fn assistant_ref(owner_rows: &[&AssistantRow], vapi_id: &str) -> Option<String> {
-    let row = owner_rows
-        .iter()
-        .find(|a| a.vapi_assistant_id.as_deref() == Some(vapi_id))?;
-    match &row.name {
-        Some(n)
-            if owner_rows
-                .iter()
-                .filter(|a| a.name.as_ref() == Some(n))
-                .count()
-                == 1 =>
-        {
-            Some(n.clone())
-        }
-        _ => Some(row.id.to_string()),
-    }
-}
-
 /// Builds the spec.
 ///
 /// # Errors
@@ -94,27 +81,65 @@ pub fn import(
     adopt: bool,
 ) -> Result<Imported, (String, SecretsError)> {
     let mut out = Imported::default();
-    let owner_assistants: Vec<&AssistantRow> = recorded
-        .assistants
-        .iter()
-        .filter(|a| a.user_id == owner)
-        .collect();
-    let mut in_vapi: BTreeMap<&str, &ObservedNumber> = BTreeMap::new();
-    for o in observed.numbers.iter().filter(|o| o.provider == "twilio") {
-        if let Some(n) = o.number.as_deref() {
-            in_vapi.entry(n).or_insert(o);
-        }
+    let assistants = AssistantIndex::new(owner, &recorded.assistants);
+    let matched = match_numbers(
+        std::iter::empty(),
+        &recorded.rows,
+        &recorded.foreign,
+        &observed.numbers,
+    );
+    for u in &matched.unmatched {
+        out.out_of_scope
+            .push(format!("`{}`: {}", u.row.phone_number, u.reason));
     }
+    // The assistant a Vapi number has, as the spec refers to it. Without a row in `assistants`
+    // it is kept by its Vapi id (and `plan` refuses it until the application has the row), so
+    // that applying the imported spec never unassigns a live assistant (issue 9).
+    let assistant_of = |number: &str, vapi_id: &str, warnings: &mut Vec<String>| {
+        assistants.reference_for_vapi_id(vapi_id).or_else(|| {
+            warnings.push(format!(
+                "`{number}` is answered by Vapi assistant `{vapi_id}`, which has no row in `assistants`; the spec keeps it by Vapi id, and `plan` refuses it until the application has that row"
+            ));
+            Some(vapi_id.to_string())
+        })
+    };
     let mut items = Vec::new();
-    for (number, row) in &recorded.rows {
+    for (number, rows) in &matched.rows {
+        let [row] = rows.as_slice() else {
+            out.out_of_scope.push(format!(
+                "`{number}`: the owner has {} rows for it; delete the extra ones in the application",
+                rows.len()
+            ));
+            continue;
+        };
         let o = row
             .vapi_phone_id
             .as_deref()
             .and_then(|id| observed.numbers.iter().find(|o| o.id == id))
-            .or_else(|| in_vapi.get(number.as_str()).copied());
+            .or_else(|| {
+                matched
+                    .in_vapi
+                    .get(number.as_str())
+                    .and_then(|found| found.first().copied())
+            });
+        // vapictl manages Twilio numbers only: never write another provider's as a Twilio entry.
+        let provider = Some(row.provider.as_str())
+            .filter(|p| !row_in_scope(p))
+            .or(o.map(|o| o.provider.as_str()).filter(|p| *p != TWILIO));
+        if let Some(provider) = provider {
+            out.out_of_scope.push(format!(
+                "`{number}` is a `{provider}` number; vapictl manages Twilio numbers only"
+            ));
+            continue;
+        }
         if o.is_none() {
             out.warnings.push(format!(
                 "`{number}` is recorded but not in Vapi: the first apply re-creates it"
+            ));
+        }
+        if !looks_canonical(number) {
+            out.warnings.push(format!(
+                "`{number}` is stored in a form vapictl cannot read as E.164: write it in E.164 in the spec"
             ));
         }
         let token = match (&row.twilio_auth_token, tokens) {
@@ -136,15 +161,12 @@ pub fn import(
                 TOKEN_PLACEHOLDER.to_string()
             }
         };
-        let assistant = match (o.and_then(|o| o.assistant_id.as_deref()), row.assigned_assistant_id) {
-            (Some(vid), _) => assistant_ref(&owner_assistants, vid).or_else(|| {
-                out.warnings.push(format!("`{number}` is answered by Vapi assistant `{vid}`, which has no row in `assistants`"));
-                Some(vid.to_string())
-            }),
-            (None, Some(row_id)) => owner_assistants
-                .iter()
-                .find(|a| a.id == row_id)
-                .map(|a| a.name.clone().unwrap_or_else(|| a.id.to_string())),
+        let assistant = match (
+            o.and_then(|o| o.assistant_id.as_deref()),
+            row.assigned_assistant_id,
+        ) {
+            (Some(vid), _) => assistant_of(number, vid, &mut out.warnings),
+            (None, Some(row_id)) => assistants.reference_for_row(row_id),
             (None, None) => None,
         };
         items.push(Item {
@@ -165,20 +187,34 @@ pub fn import(
             protected: row.protected,
         });
     }
-    for (number, o) in &in_vapi {
-        if recorded.rows.contains_key(*number) || recorded.foreign.contains_key(*number) {
+    // Vapi numbers that no user's row records: listed, and added with `--adopt`.
+    let recorded_ids: BTreeSet<&str> = recorded
+        .rows
+        .values()
+        .filter_map(|r| r.vapi_phone_id.as_deref())
+        .chain(recorded.foreign_vapi_ids.keys().map(String::as_str))
+        .collect();
+    for (number, found) in &matched.in_vapi {
+        let Some(o) = found.iter().find(|o| o.provider == TWILIO) else {
+            continue;
+        };
+        if matched.rows.contains_key(*number)
+            || matched.claims.contains_key(*number)
+            || found.iter().any(|o| recorded_ids.contains(o.id.as_str()))
+        {
             continue;
         }
         out.unmanaged.push(number.to_string());
         if adopt {
             out.placeholders.push(number.to_string());
+            let assistant = o
+                .assistant_id
+                .as_deref()
+                .and_then(|vid| assistant_of(number, vid, &mut out.warnings));
             items.push(Item {
                 number: number.to_string(),
                 name: o.name.clone().unwrap_or_default(),
-                assistant: o
-                    .assistant_id
-                    .as_deref()
-                    .and_then(|vid| assistant_ref(&owner_assistants, vid)),
+                assistant,
                 notes: None,
                 account_sid: o.twilio_account_sid.clone().unwrap_or_default(),
                 token: TOKEN_PLACEHOLDER.to_string(),

@@ -195,17 +195,41 @@ pub struct Unmanaged {
     pub provider: String,
 }
 
+/// An owner's number that vapictl leaves alone because it is outside its scope: another
+/// provider than Twilio (in the row or in Vapi), or a stored number it cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutOfScope {
+    /// The number as the row stores it (or as Vapi lists it).
+    pub number: String,
+    /// The provider, when that is the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    pub reason: String,
+}
+
 /// The whole plan for one owner.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub owner: Uuid,
     pub changes: Vec<Change>,
     pub kept: Vec<Kept>,
+    /// Vapi numbers that no user's row records. Numbers recorded for other users are never
+    /// listed, only counted ([`Plan::other_users_count`]).
     pub unmanaged: Vec<Unmanaged>,
+    /// The owner's numbers that vapictl never touches (see [`OutOfScope`]).
+    pub out_of_scope: Vec<OutOfScope>,
+    /// How many Vapi numbers are recorded for other users (never shown).
+    pub other_users_count: usize,
     pub warnings: Vec<String>,
     pub spec_digest: String,
-    /// How many numbers the owner manages now (rows), for deletion thresholds.
+    /// How many numbers the owner manages now (rows within vapictl's scope).
     pub managed_count: usize,
+    /// How many of the owner's numbers vapictl could release from Vapi: rows within its scope
+    /// whose number exists in Vapi and is not protected. The deletion gate's base.
+    pub releasable_count: usize,
+    /// How many entries the spec has (`phoneNumbers: []` has none: every implicit delete then
+    /// needs confirmation).
+    pub spec_entries: usize,
 }
 
 /// Counts per action, for summaries.

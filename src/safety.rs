@@ -45,7 +45,10 @@ impl DeleteThreshold {
         count > self.max_count || count * 100 > self.max_percent * managed.max(1)
     }
 
-    /// Checks the plan's implicit deletes against the threshold and the user's confirmation.
+    /// Checks the plan's implicit deletes (numbers that would be released from Vapi because
+    /// their entry disappeared) against the threshold, over the numbers vapictl could release
+    /// ([`Plan::releasable_count`]), and the user's confirmation. A spec with no entries needs
+    /// confirmation for any implicit delete.
     ///
     /// # Errors
     /// [`GateRefusal`] when the deletes need a confirmation that was not given, or given with
@@ -57,10 +60,16 @@ impl DeleteThreshold {
         {
             return Err(GateRefusal::WrongDeleteCount { given, count });
         }
-        if count > 0 && self.exceeded(count, plan.managed_count) && allow_deletes != Some(count) {
+        // The base is what vapictl could release: protected numbers, stale rows and numbers
+        // outside its scope protect nothing and must not dilute the share (issue 9). An empty
+        // `phoneNumbers` list always needs confirmation, whatever the share.
+        let managed = plan.releasable_count;
+        let needs_confirmation =
+            count > 0 && (plan.spec_entries == 0 || self.exceeded(count, managed));
+        if needs_confirmation && allow_deletes != Some(count) {
             return Err(GateRefusal::TooManyDeletes {
                 count,
-                managed: plan.managed_count,
+                managed,
                 max_count: self.max_count,
                 max_percent: self.max_percent,
             });
@@ -72,6 +81,52 @@ impl DeleteThreshold {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{Action, Cause, Change, RowStep, VapiStep};
+
+    fn deletes(n: usize, releasable: usize, spec_entries: usize) -> Plan {
+        let delete = Change {
+            number: "+14155550001".into(),
+            action: Action::Delete,
+            cause: Cause::RemovedFromSpec,
+            fields: vec![],
+            vapi: VapiStep::None,
+            row: RowStep::None,
+            observed: None,
+            recorded: None,
+        };
+        Plan {
+            changes: vec![delete; n],
+            managed_count: 100,
+            releasable_count: releasable,
+            spec_entries,
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn an_empty_list_always_needs_confirmation() {
+        let t = DeleteThreshold::default();
+        assert!(matches!(
+            t.check(&deletes(1, 100, 0), None),
+            Err(GateRefusal::TooManyDeletes { count: 1, .. })
+        ));
+        assert_eq!(t.check(&deletes(1, 100, 0), Some(1)), Ok(()));
+        assert_eq!(
+            t.check(&deletes(1, 100, 3), None),
+            Ok(()),
+            "1 of 100 with entries left"
+        );
+    }
+
+    #[test]
+    fn the_base_is_what_could_be_released_not_every_row() {
+        // 1 delete among 4 rows of which 3 are protected, stale or of another provider.
+        let t = DeleteThreshold::default();
+        assert!(matches!(
+            t.check(&deletes(1, 1, 2), None),
+            Err(GateRefusal::TooManyDeletes { managed: 1, .. })
+        ));
+    }
 
     #[test]
     fn small_sets_have_no_loophole() {

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::secrets::SecretValue;
+use crate::spec::Location;
 
 /// A phone number written exactly in E.164 (`+` and digits, checked by `phonenumber` in validate).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -46,6 +48,41 @@ pub fn mask_number(s: &str) -> String {
     format!("…{tail}")
 }
 
+/// Masks every E.164-looking number in free text (`+` then 7 to 15 digits, or `%2B` then as
+/// many, as a query string carries it) to its last four digits, for messages that may quote a
+/// request or a response: a driver's error, a URL, Vapi's own words. Bare digit runs are left
+/// alone, since ids and timestamps are made of them too.
+pub fn mask_numbers_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let prefix = if rest.starts_with('+') {
+            1
+        } else if rest.len() >= 3 && rest.as_bytes()[..3].eq_ignore_ascii_case(b"%2B") {
+            3
+        } else {
+            0
+        };
+        if prefix > 0 {
+            let digits = rest[prefix..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            if (7..=15).contains(&digits) {
+                out.push_str(&mask_number(&rest[prefix..prefix + digits]));
+                rest = &rest[prefix + digits..];
+                continue;
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Desired: what the spec asks for, after decryption and validation.
 // ---------------------------------------------------------------------------------------------
@@ -58,6 +95,8 @@ pub struct DesiredState {
     pub numbers: BTreeMap<E164, DesiredNumber>,
     /// SHA-256 (hex) of the spec file's bytes: saved plans use it to notice an edited spec.
     pub spec_digest: String,
+    /// The spec file as given, for messages (`file:line:col`).
+    pub spec_path: PathBuf,
 }
 
 /// One `phoneNumbers` entry with defaults applied.
@@ -77,6 +116,20 @@ pub struct DesiredNumber {
     pub absent: bool,
     /// 1-based line of the entry in the spec, for messages.
     pub line: usize,
+    /// The entry's path in the spec (`phoneNumbers[2]`), for messages about one of its fields.
+    pub path: String,
+    /// Where the entry's fields are written (`number`, `assistant`, …), for messages.
+    pub positions: BTreeMap<&'static str, Location>,
+}
+
+impl DesiredNumber {
+    /// Where `field` of this entry is written (the entry itself when the field is not).
+    pub fn position(&self, field: &str) -> Location {
+        self.positions.get(field).copied().unwrap_or(Location {
+            line: self.line,
+            column: 1,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -115,11 +168,27 @@ pub struct ServerConfig {
 pub struct RecordedState {
     /// The owner's `phone_numbers` rows, keyed by `phone_number` as stored.
     pub rows: BTreeMap<String, PhoneRow>,
-    /// `phone_number` → `user_id` for rows of *other* users whose number the spec mentions.
+    /// `phone_number` (as stored) → `user_id` for rows of *other* users that may hold a number in
+    /// question: those whose number the spec or Vapi lists exactly, and (for plans) those whose
+    /// number is not written in E.164, which the diff canonicalizes itself.
     pub foreign: BTreeMap<String, Uuid>,
+    /// `vapi_phone_id` → `user_id` for rows of other users that record one of Vapi's numbers.
+    pub foreign_vapi_ids: BTreeMap<String, Uuid>,
     /// The owner's `assistants` rows, plus rows of other users whose `id` the spec names
     /// (so that a reference to someone else's assistant can be refused by name).
     pub assistants: Vec<AssistantRow>,
+}
+
+impl RecordedState {
+    /// Records another user's row as a claim on its number and on its Vapi id.
+    pub fn add_claim(&mut self, number: Option<String>, vapi_id: Option<String>, user: Uuid) {
+        if let Some(n) = number {
+            self.foreign.insert(n, user);
+        }
+        if let Some(id) = vapi_id {
+            self.foreign_vapi_ids.insert(id, user);
+        }
+    }
 }
 
 /// A `phone_numbers` row (app columns plus vapictl's own).
@@ -141,6 +210,10 @@ pub struct PhoneRow {
     pub token_digest: Option<String>,
     /// `vapictl_protected`: remembered so that removing the entry from the spec cannot delete it.
     pub protected: bool,
+    /// `vapictl_applied`: what vapictl last applied to the fields only Vapi keeps (`server`,
+    /// `smsEnabled`), as JSON, so that a spec edit can be told from an edit in Vapi. NULL for
+    /// rows vapictl has not written since the column was added.
+    pub applied: Option<String>,
 }
 
 /// An `assistants` row.
@@ -166,6 +239,8 @@ pub struct RowWrite {
     pub assigned_assistant_id: Option<Uuid>,
     pub notes: Option<String>,
     pub protected: bool,
+    /// `vapictl_applied` (see [`PhoneRow::applied`]).
+    pub applied: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -210,4 +285,34 @@ impl ObservedNumber {
 pub struct ObservedAssistant {
     pub id: String,
     pub name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_text_and_query_strings_are_masked() {
+        assert_eq!(
+            mask_numbers_in("number +14155551234 already exists"),
+            "number …1234 already exists"
+        );
+        assert_eq!(
+            mask_numbers_in("/v2/phone-number?search=%2B14155551234&limit=1000"),
+            "/v2/phone-number?search=…1234&limit=1000"
+        );
+        assert_eq!(mask_numbers_in("search=%2b442071234567"), "search=…4567");
+    }
+
+    #[test]
+    fn ids_counts_and_short_codes_are_left_alone() {
+        for text in [
+            "PATCH /phone-number/3f1c2b7e-0000-4000-8000-000000000001 (…1234)",
+            "created at 1733190000, 12 items, +1 retry",
+            "+123456 is too short",
+            "ünïcode … text with %2 and + signs",
+        ] {
+            assert_eq!(mask_numbers_in(text), text);
+        }
+    }
 }

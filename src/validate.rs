@@ -19,6 +19,17 @@ pub const MAX_NAME_CHARS: usize = 40;
 /// Longest `notes` accepted (the column is text; this only catches accidents).
 pub const MAX_NOTES_CHARS: usize = 10_000;
 
+/// The fields of an entry whose positions the diff may cite in a refusal.
+const POSITIONED_FIELDS: &[&str] = &[
+    "number",
+    "name",
+    "assistant",
+    "twilio",
+    "server",
+    "smsEnabled",
+    "notes",
+];
+
 /// Whether tokens must be decrypted (apply) or may stay ciphertext (keyless plan and drift).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretMode {
@@ -238,6 +249,11 @@ pub fn validate(
                     protected: entry.protected,
                     absent: entry.absent,
                     line: loaded.locations.of(&base).line,
+                    positions: POSITIONED_FIELDS
+                        .iter()
+                        .filter_map(|k| Some((*k, loaded.locations.get(&f(k))?)))
+                        .collect(),
+                    path: base.clone(),
                 },
             );
         }
@@ -254,6 +270,7 @@ pub fn validate(
         owner: owner.expect("no problems means the owner parsed"),
         numbers,
         spec_digest: loaded.digest.clone(),
+        spec_path: loaded.path.clone(),
     })
 }
 

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use sha2::Digest;
 
-use crate::plan::{Action, Cause, Change, FieldChange, Kept, Plan, Summary, Unmanaged};
+use crate::plan::{Action, Cause, Change, FieldChange, Kept, OutOfScope, Plan, Summary, Unmanaged};
 use crate::safety::DeleteThreshold;
 
 /// Bumped on any incompatible change to the JSON shape.
@@ -20,6 +20,10 @@ pub(crate) struct JsonPlan<'a> {
     changes: Vec<JsonChange<'a>>,
     kept: &'a [Kept],
     unmanaged: &'a [Unmanaged],
+    /// The owner's numbers vapictl leaves alone (another provider, an unreadable number).
+    out_of_scope: &'a [OutOfScope],
+    /// Vapi numbers recorded for other users: counted, never listed.
+    other_users_count: usize,
     warnings: &'a [String],
     safety: Safety,
 }
@@ -28,6 +32,8 @@ pub(crate) struct JsonPlan<'a> {
 struct Safety {
     implicit_deletes: usize,
     managed_numbers: usize,
+    /// The deletion gate's base: the owner's numbers vapictl could release from Vapi.
+    releasable_numbers: usize,
     needs_confirmation: bool,
 }
 
@@ -97,10 +103,13 @@ fn plan_doc(plan: &Plan) -> JsonPlan<'_> {
             .collect(),
         kept: &plan.kept,
         unmanaged: &plan.unmanaged,
+        out_of_scope: &plan.out_of_scope,
+        other_users_count: plan.other_users_count,
         warnings: &plan.warnings,
         safety: Safety {
             implicit_deletes: plan.implicit_deletes(),
             managed_numbers: plan.managed_count,
+            releasable_numbers: plan.releasable_count,
             needs_confirmation: threshold.check(plan, None).is_err(),
         },
     }

@@ -44,9 +44,14 @@ pub(crate) fn section(c: &Change) -> String {
             let note = f.note.as_deref().unwrap_or("sensitive value changed");
             let _ = writeln!(s, "| `{}` | _(sensitive)_ | _({})_ |", f.field, cell(note));
         } else {
+            let note = f
+                .note
+                .as_deref()
+                .map(|n| format!(" _({})_", cell(n)))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "| `{}` | {} | {} |",
+                "| `{}` | {} | {}{note} |",
                 f.field,
                 cell(&code(&f.before)),
                 cell(&code(&f.after))
@@ -102,6 +107,24 @@ pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> 
                 .map(|k| format!("`{}`", k.number))
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    if !plan.out_of_scope.is_empty() {
+        let _ = writeln!(
+            tail,
+            "**Out of scope (never touched):** {}\n",
+            plan.out_of_scope
+                .iter()
+                .map(|o| format!("`{}` ({})", o.number, cell(&o.reason)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if plan.other_users_count > 0 {
+        let _ = writeln!(
+            tail,
+            "_{} number(s) in Vapi belong to other users (not shown, never touched)._\n",
+            plan.other_users_count
         );
     }
     if !plan.unmanaged.is_empty() {

@@ -505,6 +505,12 @@ pub fn render_run_apply_report(
             OwnerOutcome::Cancelled(_) => {
                 writeln!(out, "{head}\ncancelled: nothing was changed\n")?;
             }
+            OwnerOutcome::Stopped(_) => {
+                writeln!(
+                    out,
+                    "{head}\nstopped before applying: nothing was changed\n"
+                )?;
+            }
             OwnerOutcome::Failed(error) => {
                 writeln!(
                     out,

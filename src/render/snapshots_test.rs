@@ -4,7 +4,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::plan::{
-    Action, Cause, Change, FieldChange, Kept, Plan, RowStep, Target, Unmanaged, VapiStep,
+    Action, Cause, Change, FieldChange, Kept, OutOfScope, Plan, RowStep, Target, Unmanaged,
+    VapiStep,
 };
 
 fn field(
@@ -83,6 +84,15 @@ fn sample() -> Plan {
             id: "v5".into(),
             provider: "twilio".into(),
         }],
+        out_of_scope: vec![OutOfScope {
+            number: "+14155550006".into(),
+            provider: Some("vonage".into()),
+            reason: "a `vonage` number: vapictl manages Twilio numbers only and never deletes it"
+                .into(),
+        }],
+        other_users_count: 2,
+        releasable_count: 3,
+        spec_entries: 2,
         warnings: vec![],
     }
 }

@@ -86,6 +86,28 @@ pub fn render_plan_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io::
             k.reason
         )?;
     }
+    for o in &plan.out_of_scope {
+        writeln!(
+            out,
+            "  {} {:<9} {}  ({})",
+            style.dim("~"),
+            "leave",
+            o.number,
+            o.reason
+        )?;
+    }
+    if plan.other_users_count > 0 {
+        writeln!(
+            out,
+            "{}",
+            style.dim(&format!(
+                "{} number{} in Vapi belong{} to other users (not shown, never touched).",
+                plan.other_users_count,
+                if plan.other_users_count == 1 { "" } else { "s" },
+                if plan.other_users_count == 1 { "s" } else { "" },
+            ))
+        )?;
+    }
     if !plan.unmanaged.is_empty() {
         writeln!(
             out,
@@ -187,9 +209,15 @@ fn render_field(
                 }
                 Ok(())
             } else {
+                // A note says what happened when the values alone do not (a re-pointed row).
+                let note = f
+                    .note
+                    .as_deref()
+                    .map(|n| format!("  {}", style.dim(&format!("({n})"))))
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "      {label} {} → {}",
+                    "      {label} {} → {}{note}",
                     style.red(&quote(&f.before)),
                     style.green(&quote(&f.after))
                 )

@@ -5,10 +5,15 @@
 //! an exit code.
 //!
 //! # Guarantees
-//! - Every owner is planned and applied under its own lease ([`Store::acquire_lock`], taken in
-//!   [`lock_owner`] and nowhere else), and the plan that is applied is made under it.
-//! - A saved plan is claimed only once it is about to be carried out: after its staleness, the
-//!   deletion gate and the confirmation passed. A refused plan can be retried.
+//! - Every owner is planned and applied under its own lease ([`Store::acquire_lock_with`], taken
+//!   in [`lock_owner`] and nowhere else), and the plan that is applied is made under it. A wait
+//!   for a lease is reported through [`ApplyHooks::lock_wait`] and ends at once when the run's
+//!   interruption ([`ApplyRun::interrupted_by`]) completes.
+//! - Every owner is planned with the run's identities, so that rows' tokens written by others
+//!   are compared by decryption ([`pipeline::plan_from`]) in single-spec and fleet runs alike.
+//! - A saved plan is claimed only once it is about to be carried out: after its staleness (by
+//!   the `steps` digest of its changes), the deletion gate and the confirmation passed, and
+//!   unless the run was stopped before applying. A refused plan can be retried.
 //! - Owners are independent: one owner's failure, refusal or partial apply is its outcome and
 //!   does not stop the others. Only a failed observation (Vapi or the database unreadable)
 //!   fails the whole run, before anything is applied.
@@ -26,6 +31,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use uuid::Uuid;
 
 use crate::Error;
@@ -34,7 +40,8 @@ use crate::pipeline;
 use crate::plan::Plan;
 use crate::safety::{DeleteThreshold, GateRefusal};
 use crate::saved::SavedPlan;
-use crate::store::{LockHolder, OwnerLock, Store};
+use crate::secrets::Identities;
+use crate::store::{LockHolder, LockWait, LockWaitEvent, OwnerLock, Store};
 use crate::vapi::VapiClient;
 
 use super::observe;
@@ -148,6 +155,9 @@ pub enum OwnerOutcome {
     },
     /// The user answered something other than `yes`; nothing was changed.
     Cancelled(Plan),
+    /// Stopped (Ctrl-C, SIGTERM) after the confirmation and before anything started; nothing
+    /// was changed, and a saved plan was not used up.
+    Stopped(Plan),
     /// Could not be planned (a refused number, the lease not obtained); nothing was changed.
     Failed(Error),
 }
@@ -174,6 +184,7 @@ impl OwnerOutcome {
         match self {
             OwnerOutcome::NoChanges(plan)
             | OwnerOutcome::Cancelled(plan)
+            | OwnerOutcome::Stopped(plan)
             | OwnerOutcome::Applied { plan, .. }
             | OwnerOutcome::Partial { plan, .. }
             | OwnerOutcome::NotConverged { plan, .. }
@@ -218,20 +229,31 @@ pub trait ApplyHooks: Sync {
     fn confirm(&self) -> std::io::Result<bool>;
     /// Receives the progress of one owner's apply.
     fn progress(&self, owner: &OwnerSpec, total: usize) -> Box<dyn Progress + '_>;
+    /// Receives what happens while the run waits for `owner`'s lease (who holds it, how long
+    /// the run has waited). Ignored unless implemented.
+    fn lock_wait(&self, owner: &OwnerSpec, event: &LockWaitEvent) {
+        let _ = (owner, event);
+    }
 }
 
-/// Takes `owner`'s lease for this run: the one place where an apply waits for another.
+/// A run's interruption, shared by the waits for every owner's lease.
+type Interrupt = Shared<BoxFuture<'static, ()>>;
+
+/// Takes `owner`'s lease for this run: the one place where an apply waits for another. `wait`
+/// holds the timeout, the observer of the wait's events and the interruption
+/// ([`Store::acquire_lock_with`]).
 ///
 /// # Errors
-/// [`crate::store::StoreError::LockHeld`] after `timeout`, naming the holder.
+/// [`crate::store::StoreError::LockHeld`] after the timeout, naming the holder;
+/// [`crate::store::StoreError::LockWaitInterrupted`] when interrupted first.
 pub async fn lock_owner(
     store: &Store,
     owner: Uuid,
     run_id: &str,
-    timeout: Duration,
+    wait: LockWait<'_>,
 ) -> Result<OwnerLock, Error> {
     Ok(store
-        .acquire_lock(owner, &LockHolder::this_process(run_id), timeout)
+        .acquire_lock_with(owner, &LockHolder::this_process(run_id), wait)
         .await?)
 }
 
@@ -245,6 +267,10 @@ pub struct ApplyRun {
     saved: BTreeMap<Uuid, SavedPlan>,
     /// Decided before any IO (a saved plan whose spec changed).
     early: BTreeMap<Uuid, OwnerOutcome>,
+    /// The identities the specs were decrypted with, for rows' tokens (none: keyless).
+    identities: Identities,
+    /// Ends lease waits early (the binary's signal).
+    interrupt: Option<Interrupt>,
 }
 
 impl ApplyRun {
@@ -277,7 +303,29 @@ impl ApplyRun {
             owners,
             saved,
             early,
+            identities: Identities::none(),
+            interrupt: None,
         }
+    }
+
+    /// The identities to plan with: rows' tokens without a digest are then compared by
+    /// decryption ([`pipeline::recognise_row_tokens`]) for every owner.
+    #[must_use]
+    pub fn with_identities(mut self, identities: Identities) -> ApplyRun {
+        self.identities = identities;
+        self
+    }
+
+    /// Waits for owners' leases give up as soon as `interrupt` completes (nothing is changed
+    /// yet then): the owners not locked fail with
+    /// [`crate::store::StoreError::LockWaitInterrupted`].
+    #[must_use]
+    pub fn interrupted_by(
+        mut self,
+        interrupt: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> ApplyRun {
+        self.interrupt = Some(interrupt.boxed().shared());
+        self
     }
 
     /// Whether anything is left that needs the database and Vapi.
@@ -320,10 +368,21 @@ impl ApplyRun {
             .collect();
         let timeout = self.settings.lock_timeout;
         let run_id = self.settings.run_id.clone();
+        let owners = &self.owners;
+        let interrupt = self.interrupt.clone();
         let taken: Vec<(Uuid, Result<OwnerLock, Error>)> = futures::stream::iter(pending)
             .map(|owner| {
                 let run_id = run_id.clone();
-                async move { (owner, lock_owner(store, owner, &run_id, timeout).await) }
+                let spec = owners
+                    .iter()
+                    .find(|o| o.desired.owner == owner)
+                    .expect("pending owners are the run's");
+                let mut wait =
+                    LockWait::new(timeout).reporting(move |event| hooks.lock_wait(spec, event));
+                if let Some(interrupt) = interrupt.clone() {
+                    wait = wait.interrupted_by(interrupt);
+                }
+                async move { (owner, lock_owner(store, owner, &run_id, wait).await) }
             })
             .buffer_unordered(8)
             .collect()
@@ -373,7 +432,7 @@ impl ApplyRun {
         }
         if !self.fleet {
             for o in owners {
-                let plan = match pipeline::plan(store, vapi, &o.desired).await {
+                let plan = match pipeline::plan(store, vapi, &o.desired, &self.identities).await {
                     Ok(p) => Ok(p),
                     Err(e @ Error::Refused(_)) => Err(e),
                     Err(e) => return Err(e),
@@ -386,7 +445,9 @@ impl ApplyRun {
         for o in owners {
             out.insert(
                 o.desired.owner,
-                observation.plan(&o.desired).map_err(Error::from),
+                observation
+                    .plan(&o.desired, &self.identities)
+                    .map_err(Error::from),
             );
         }
         Ok(out)
@@ -513,6 +574,13 @@ impl ApplyRun {
         if !confirmed {
             for (spec, plan) in to_apply {
                 outcomes.insert(spec.desired.owner, OwnerOutcome::Cancelled(plan));
+            }
+            return Ok(outcomes);
+        }
+        // Stopped before anything started: nothing is changed and no saved plan is used up.
+        if self.settings.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            for (spec, plan) in to_apply {
+                outcomes.insert(spec.desired.owner, OwnerOutcome::Stopped(plan));
             }
             return Ok(outcomes);
         }

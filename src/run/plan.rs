@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::Error;
 use crate::plan::{Plan, Unmanaged};
 use crate::render::{RunEntry, RunKind, RunView};
+use crate::secrets::Identities;
 use crate::state::DesiredState;
 use crate::store::Store;
 use crate::vapi::VapiClient;
@@ -28,7 +29,8 @@ pub struct PlannedRun {
     pub orphans: Vec<Orphan>,
 }
 
-/// Observes once (one Vapi listing, two statements) and plans each owner on its own.
+/// Observes once (one Vapi listing, two statements) and plans each owner on its own, with the
+/// identities the specs were decrypted with (rows' tokens are compared by decryption).
 ///
 /// # Errors
 /// A failed observation; each owner's own problem is in [`PlannedRun::planned`].
@@ -36,6 +38,7 @@ pub async fn plan_run(
     store: &Store,
     vapi: &VapiClient,
     loaded: LoadedRun,
+    identities: &Identities,
 ) -> Result<PlannedRun, Error> {
     let LoadedRun { owners, failed } = loaded;
     let observation = observe(store, vapi).await?;
@@ -50,7 +53,9 @@ pub async fn plan_run(
     let planned = owners
         .into_iter()
         .map(|o| {
-            let plan = observation.plan(&o.desired).map_err(Error::from);
+            let plan = observation
+                .plan(&o.desired, identities)
+                .map_err(Error::from);
             (o, plan)
         })
         .collect();

@@ -137,7 +137,8 @@ impl Identities {
         Ok(())
     }
 
-    /// Decrypts one armored value (a spec's `authToken`).
+    /// Decrypts one armored value (a spec's `authToken`, or a row's `twilio_auth_token`), with
+    /// trailing line endings removed ([`without_trailing_newlines`]).
     ///
     /// # Errors
     /// [`SecretsError::NoIdentity`] when there is no identity at all, [`SecretsError::NotArmored`]
@@ -159,9 +160,15 @@ impl Identities {
             .map_err(|e| SecretsError::Malformed {
                 reason: e.kind().to_string(),
             })?;
-        String::from_utf8(out)
-            .map(SecretValue)
-            .map_err(|_| SecretsError::NotUtf8)
+        let mut text = String::from_utf8(out).map_err(|e| {
+            zeroize::Zeroize::zeroize(&mut e.into_bytes());
+            SecretsError::NotUtf8
+        })?;
+        // The one normalization of decrypted secrets, so that the diff, the digest and the value
+        // sent to Vapi all see the same token (issue 9, defect 4).
+        let kept = without_trailing_newlines(&text).len();
+        text.truncate(kept);
+        Ok(SecretValue(text))
     }
 
     /// The recipients (public keys) of the x25519 identities held, so that vapictl can encrypt
@@ -186,6 +193,14 @@ fn map_decrypt_error(e: age::DecryptError) -> SecretsError {
             reason: other.to_string(),
         },
     }
+}
+
+/// A secret without the line ending that `echo`, here-strings and editors append: every trailing
+/// `\n` and `\r` is dropped. `age` encrypts bytes as given, so `echo "$T" | age -a -r …` holds
+/// the token plus `\n` (`\r\n` on Windows); no Twilio token ends in either. Applied to every
+/// decrypted value ([`Identities::decrypt`]) and to `vapictl encrypt`'s input.
+pub fn without_trailing_newlines(secret: &str) -> &str {
+    secret.trim_end_matches(['\n', '\r'])
 }
 
 const ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
@@ -316,6 +331,24 @@ mod tests {
         let mut ids = Identities::none();
         ids.add_text("test", &SecretValue::new(key)).unwrap();
         assert_eq!(ids.decrypt(&armored).unwrap().expose(), "tok");
+    }
+
+    #[test]
+    fn decrypted_values_lose_the_line_ending_that_echo_adds() {
+        let (key, recipient) = keypair();
+        let mut ids = Identities::none();
+        ids.add_text("test", &SecretValue::new(key)).unwrap();
+        let recipients = parse_recipients(&[recipient]).unwrap();
+        for (written, read) in [
+            ("tok\n", "tok"),
+            ("tok\r\n", "tok"),
+            ("tok\n\n", "tok"),
+            ("tok", "tok"),
+            ("to k\t", "to k\t"),
+        ] {
+            let armored = encrypt(&recipients, &SecretValue::new(written)).unwrap();
+            assert_eq!(ids.decrypt(&armored).unwrap().expose(), read, "{written:?}");
+        }
     }
 
     #[test]

@@ -41,6 +41,27 @@ pub enum SpecError {
         message: String,
         hint: String,
     },
+    /// The document is YAML but not shaped like a spec, in more than one place: every place.
+    #[error("{}", structure_message(path, problems, text))]
+    Structure {
+        path: String,
+        problems: Vec<super::StructureProblem>,
+        /// The file's text, for the hints (never shown whole).
+        text: String,
+    },
+}
+
+fn structure_message(path: &str, problems: &[super::StructureProblem], source: &str) -> String {
+    let mut out = format!("spec `{path}` is invalid: {} problems", problems.len());
+    for p in problems {
+        out.push_str(&format!(
+            "\n{path}:{}: {}\n  hint: {}",
+            p.location,
+            p.message,
+            yaml_hint(&p.message, source)
+        ));
+    }
+    out
 }
 
 /// Reads and parses `path`.
@@ -108,6 +129,17 @@ fn load_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedSpec, SpecError> {
         });
     }
     let spec: Spec = serde_yaml::from_str(source).map_err(|e| {
+        // serde stops at the first problem; when the document is YAML, find all of them.
+        if let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(source) {
+            let problems = super::structure::problems(&doc, &Locations::index(source));
+            if problems.len() > 1 {
+                return SpecError::Structure {
+                    path: shown.clone(),
+                    problems,
+                    text: source.to_string(),
+                };
+            }
+        }
         let mut err = yaml_error(&shown, source, &e);
         // serde points a duplicate key at its mapping; the event walk knows the key itself.
         if let SpecError::Yaml {
@@ -156,13 +188,16 @@ fn yaml_error(path: &str, source: &str, e: &serde_yaml::Error) -> SpecError {
 }
 
 fn yaml_hint(message: &str, source: &str) -> String {
+    if source.contains("\"vapictl_plan\"") {
+        return "this is a saved plan (from `vapictl plan --out`), not a spec: apply it with `vapictl apply FILE`; if it is truncated or corrupt, make a new plan".into();
+    }
     if message.contains("unknown field") {
         if let Some(expected) = message.split("expected one of ").nth(1) {
             return format!("remove the field or correct its spelling; allowed here: {expected}");
         }
         return "remove the field or correct its spelling".into();
     }
-    if message.starts_with("missing field") {
+    if message.contains("missing field") {
         return "add the field; `vapictl schema` prints the spec format".into();
     }
     if message.contains("duplicate") {

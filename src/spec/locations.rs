@@ -27,6 +27,8 @@ impl fmt::Display for Location {
 pub struct Locations {
     /// Where the value of each path starts.
     values: BTreeMap<String, Location>,
+    /// Where each key is written (its first occurrence), by the path it names.
+    keys: BTreeMap<String, Location>,
     /// Keys that appear twice in one mapping: (path, first, second).
     pub duplicate_keys: Vec<(String, Location, Location)>,
 }
@@ -58,6 +60,11 @@ impl Locations {
                 }
             }
         }
+    }
+
+    /// The position of the key that names `path` (`phoneNumbers[0].name` → `name:`), if any.
+    pub fn key_of(&self, path: &str) -> Option<Location> {
+        self.keys.get(path).copied()
     }
 
     /// The exact position of `path`, if the document has that node.
@@ -132,6 +139,7 @@ impl MarkedEventReceiver for Walker {
                         } else {
                             seen.insert(value.clone(), here);
                         }
+                        self.out.keys.entry(full.clone()).or_insert(here);
                         // Until the value arrives, the key's own position stands for the field.
                         self.out.values.entry(full).or_insert(here);
                         *key = Some(value);

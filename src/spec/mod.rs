@@ -3,9 +3,11 @@
 
 mod load;
 mod locations;
+mod structure;
 
 pub use load::{LoadedSpec, SpecError, load_file, load_str};
 pub use locations::{Location, Locations};
+pub use structure::StructureProblem;
 
 use std::collections::BTreeMap;
 

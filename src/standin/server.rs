@@ -237,6 +237,13 @@ fn injected(status: u16, retry_after_secs: u64) -> Response {
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             r
         }
+        // NestJS's words when a guard refuses a valid key (Vapi documents no 403 body).
+        StatusCode::FORBIDDEN => nest(status, json!("Forbidden resource")),
+        // Vapi documents no 409 for phone numbers; a message a client should pass on.
+        StatusCode::CONFLICT => nest(
+            status,
+            json!("The phone number is being changed by another request"),
+        ),
         _ => nest(
             status,
             json!(status.canonical_reason().unwrap_or("Injected failure")),

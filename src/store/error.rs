@@ -102,6 +102,11 @@ pub enum StoreError {
     )]
     LockLost { owner: Uuid },
 
+    #[error(
+        "interrupted while waiting for the lock on owner `{owner}`; nothing was changed\nhint: run the apply again when the other run has finished"
+    )]
+    LockWaitInterrupted { owner: Uuid },
+
     #[error("`{table}.{column}` holds a value vapictl cannot read: {reason}")]
     UnreadableValue {
         table: &'static str,

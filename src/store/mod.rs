@@ -14,7 +14,7 @@
 //! 1. **Adoption, in code.** The application tables are created only when absent (with indexes on
 //!    `user_id`; an existing table gets no index). Then the columns of `phone_numbers` are read
 //!    (`pragma_table_info` / `pg_attribute`) and only the missing ones among `notes`,
-//!    `vapictl_token_digest` and `vapictl_protected` are added — each nullable or with a constant
+//!    `vapictl_token_digest`, `vapictl_protected` and `vapictl_applied` are added — each nullable or with a constant
 //!    default, so no row is rewritten, and an up-to-date table is not even locked. A table that
 //!    lacks a column vapictl needs but may not add is refused with
 //!    [`StoreError::AppSchemaMismatch`]. Nothing is ever renamed, dropped or rewritten.
@@ -42,8 +42,10 @@
 //!
 //! # Locking
 //! See [`OwnerLock`]: a lease row per owner, taken by one atomic insert-or-take-over-if-expired
-//! statement, renewed by a heartbeat. It works the same across processes on SQLite and across
-//! hosts on PostgreSQL (where the server's clock decides expiry).
+//! statement, renewed by a heartbeat; a lease whose holder ran on this host and pid namespace
+//! and is gone is taken over at once, by a compare-and-swap on its token. It works the same
+//! across processes on SQLite and across hosts on PostgreSQL (where the server's clock decides
+//! expiry).
 //!
 //! # Query budget
 //! Reads cost a constant number of statements whatever the number of rows ([`Store::load_recorded`]:
@@ -69,13 +71,26 @@ use uuid::Uuid;
 
 pub use audit::ChangeRecord;
 pub use error::StoreError;
-pub use lock::{LockHolder, OwnerLock};
+pub use lock::{LOCK_PROGRESS_EVERY, LeaseHolder, LockHolder, LockWait, LockWaitEvent, OwnerLock};
 pub use postgres::PgStore;
 pub use snapshot::RecordedSnapshot;
 pub use sqlite::SqliteStore;
 pub use url::redact_url;
 
 use crate::state::{RecordedState, RowWrite, mask_number};
+
+/// What [`Store::load_recorded_for`] looks up besides the owner's own rows and assistants.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lookup<'a> {
+    /// Numbers (as written, usually E.164) whose rows of other users are claims.
+    pub numbers: &'a [String],
+    /// Vapi ids whose rows of other users are claims.
+    pub vapi_ids: &'a [String],
+    /// Assistant references (`id`, `name` or `vapi_assistant_id`) of other users to load.
+    pub assistant_refs: &'a [String],
+    /// Also load every row of another user whose number is not written in E.164.
+    pub non_canonical: bool,
+}
 
 /// How to connect. [`Default`] suits the CLI.
 #[derive(Debug, Clone)]
@@ -186,7 +201,33 @@ impl Store {
         numbers: &[String],
         assistant_refs: &[String],
     ) -> Result<RecordedState, StoreError> {
-        dispatch!(self, s => s.load_recorded(owner, numbers, assistant_refs).await)
+        let lookup = Lookup {
+            numbers,
+            assistant_refs,
+            ..Lookup::default()
+        };
+        self.load_recorded_for(owner, &lookup).await
+    }
+
+    /// [`load_recorded`](Store::load_recorded) for a plan: besides the exact `numbers`, the claims
+    /// of other users (`foreign`, `foreign_vapi_ids`) include every row of another user whose
+    /// `vapi_phone_id` is one of `lookup.vapi_ids`, and, with `lookup.non_canonical`, every row of
+    /// another user whose `phone_number` is not written in E.164 (`4155557002`,
+    /// `+1 415-555-7002`): the diff canonicalizes those itself. Still at most three statements.
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`] when a statement fails.
+    ///
+    /// # Caveats
+    /// As for [`load_recorded`](Store::load_recorded). Non-canonical rows of other users are
+    /// read whatever their number: an application that stores every number in a national form
+    /// makes this read grow with the table (it stays one statement).
+    pub async fn load_recorded_for(
+        &self,
+        owner: Uuid,
+        lookup: &Lookup<'_>,
+    ) -> Result<RecordedState, StoreError> {
+        dispatch!(self, s => s.load_recorded(owner, lookup).await)
     }
 
     /// Inserts a row for `owner` with a new id, `provider` `twilio`, and both timestamps now.
@@ -245,7 +286,26 @@ impl Store {
         holder: &LockHolder,
         timeout: Duration,
     ) -> Result<OwnerLock, StoreError> {
-        lock::acquire(self, owner, holder, timeout).await
+        lock::acquire(self, owner, holder, LockWait::new(timeout)).await
+    }
+
+    /// Takes the lock on `owner` as [`acquire_lock`](Store::acquire_lock) does, reporting the
+    /// wait through `wait`'s observer ([`LockWaitEvent`]: who holds it, at once; how long it has
+    /// waited, every few seconds) and giving up when `wait`'s interruption completes.
+    ///
+    /// # Errors
+    /// [`StoreError::LockHeld`], naming the holder, when the timeout passes first;
+    /// [`StoreError::LockWaitInterrupted`] when interrupted first (the lease is not left taken).
+    ///
+    /// # Guarantees
+    /// See [`OwnerLock`], including when a dead holder's lease is taken over before it expires.
+    pub async fn acquire_lock_with(
+        &self,
+        owner: Uuid,
+        holder: &LockHolder,
+        wait: LockWait<'_>,
+    ) -> Result<OwnerLock, StoreError> {
+        lock::acquire(self, owner, holder, wait).await
     }
 
     /// Appends `change` to the audit trail.
@@ -312,6 +372,18 @@ impl Store {
         token: Uuid,
     ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.take_lease(owner, holder, token).await)
+    }
+
+    /// Replaces the lease whose token is `stale` (a dead holder's) with `holder`'s, in one
+    /// statement; false when the lease changed in between.
+    pub(crate) async fn take_over_lease(
+        &self,
+        owner: Uuid,
+        stale: Uuid,
+        holder: &LockHolder,
+        token: Uuid,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.take_over_lease(owner, stale, holder, token).await)
     }
 
     pub(crate) async fn read_lease(&self, owner: Uuid) -> Result<Option<lock::Lease>, StoreError> {

@@ -15,7 +15,7 @@ use super::lock::{Lease, LockHolder};
 use super::schema::{self, ASSISTANTS_REQUIRED, PHONE_NUMBERS_REQUIRED};
 use super::sql::{self, RawAssistantRow, RawPhoneRow};
 use super::url::{redact_url, scrub};
-use super::{QueryCounter, StoreError, StoreOptions};
+use super::{Lookup, QueryCounter, StoreError, StoreOptions};
 use crate::state::{RecordedState, RowWrite, mask_number};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -115,9 +115,14 @@ impl PgStore {
     pub(crate) async fn load_recorded(
         &self,
         owner: Uuid,
-        numbers: &[String],
-        assistant_refs: &[String],
+        lookup: &Lookup<'_>,
     ) -> Result<RecordedState, StoreError> {
+        let Lookup {
+            numbers,
+            vapi_ids,
+            assistant_refs,
+            non_canonical,
+        } = *lookup;
         let mut state = RecordedState::default();
 
         self.queries.tick();
@@ -131,20 +136,19 @@ impl PgStore {
             .map(|row| (row.phone_number.clone(), row))
             .collect();
 
-        if !numbers.is_empty() {
+        if !numbers.is_empty() || !vapi_ids.is_empty() || non_canonical {
             self.queries.tick();
-            let claims: Vec<(String, Option<Uuid>)> = sqlx::query_as(
-                "SELECT phone_number, user_id FROM phone_numbers \
-                 WHERE phone_number = ANY($1) AND user_id IS DISTINCT FROM $2",
-            )
-            .bind(numbers)
-            .bind(owner)
-            .fetch_all(&self.pool)
-            .await?;
-            state.foreign = claims
-                .into_iter()
-                .map(|(number, user)| (number, user.unwrap_or_default()))
-                .collect();
+            type Claim = (Option<String>, Option<Uuid>, Option<String>);
+            let claims: Vec<Claim> = sqlx::query_as(sql::PG_SELECT_CLAIMS)
+                .bind(numbers)
+                .bind(owner)
+                .bind(vapi_ids)
+                .bind(non_canonical)
+                .fetch_all(&self.pool)
+                .await?;
+            for (number, user, vapi_id) in claims {
+                state.add_claim(number, vapi_id, user.unwrap_or_default());
+            }
         }
 
         self.queries.tick();
@@ -313,12 +317,14 @@ impl PgStore {
         self.queries.tick();
         let done = sqlx::query(
             "INSERT INTO vapictl_locks \
-             (owner, holder_host, holder_pid, run_id, lease_token, acquired_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, now(), now() + make_interval(secs => $6)) \
+             (owner, holder_host, holder_pid, run_id, lease_token, acquired_at, expires_at, \
+             holder_pid_namespace) \
+             VALUES ($1, $2, $3, $4, $5, now(), now() + make_interval(secs => $6), $7) \
              ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
              holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
              lease_token = excluded.lease_token, acquired_at = excluded.acquired_at, \
-             expires_at = excluded.expires_at \
+             expires_at = excluded.expires_at, \
+             holder_pid_namespace = excluded.holder_pid_namespace \
              WHERE vapictl_locks.expires_at < now()",
         )
         .bind(owner)
@@ -327,6 +333,35 @@ impl PgStore {
         .bind(&holder.run_id)
         .bind(token)
         .bind(self.lock_ttl.as_secs_f64())
+        .bind(holder.pid_namespace())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces the lease whose token is `stale`, whatever its expiry, in one statement.
+    pub(crate) async fn take_over_lease(
+        &self,
+        owner: Uuid,
+        stale: Uuid,
+        holder: &LockHolder,
+        token: Uuid,
+    ) -> Result<bool, StoreError> {
+        self.queries.tick();
+        let done = sqlx::query(
+            "UPDATE vapictl_locks SET holder_host = $3, holder_pid = $4, run_id = $5, \
+             lease_token = $6, acquired_at = now(), \
+             expires_at = now() + make_interval(secs => $7), holder_pid_namespace = $8 \
+             WHERE owner = $1 AND lease_token = $2",
+        )
+        .bind(owner)
+        .bind(stale)
+        .bind(&holder.host)
+        .bind(i64::from(holder.pid))
+        .bind(&holder.run_id)
+        .bind(token)
+        .bind(self.lock_ttl.as_secs_f64())
+        .bind(holder.pid_namespace())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -347,6 +382,8 @@ impl PgStore {
             run_id: row.try_get("run_id")?,
             acquired_at: row.try_get::<DateTime<Utc>, _>("acquired_at")?,
             expires_at: row.try_get::<DateTime<Utc>, _>("expires_at")?,
+            token: row.try_get("lease_token")?,
+            pid_namespace: row.try_get("holder_pid_namespace")?,
         }))
     }
 
@@ -396,6 +433,7 @@ fn bind_row<'q>(
         .bind(&row.notes)
         .bind(row.protected)
         .bind(Utc::now())
+        .bind(&row.applied)
 }
 
 /// Runs the migration step under a session advisory lock, so that concurrent first runs queue

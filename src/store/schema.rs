@@ -52,6 +52,13 @@ pub(crate) const PHONE_NUMBERS_ADDED: &[AddedColumn] = &[
         sqlite: "INTEGER NOT NULL DEFAULT 0",
         postgres: "boolean NOT NULL DEFAULT false",
     },
+    // What vapictl last applied to `server` and `smsEnabled`, which the row has no column for:
+    // it tells a spec edit from an edit in Vapi (issue 9).
+    AddedColumn {
+        name: "vapictl_applied",
+        sqlite: "TEXT",
+        postgres: "text",
+    },
 ];
 
 /// The columns of [`PHONE_NUMBERS_ADDED`] that `present` (lowercase names) lacks.

@@ -10,7 +10,7 @@ macro_rules! phone_columns {
     () => {
         "id, user_id, phone_number, friendly_name, provider, vapi_phone_id, vapi_credential_id, \
          twilio_account_sid, twilio_auth_token, assigned_assistant_id, notes, \
-         vapictl_token_digest, vapictl_protected"
+         vapictl_token_digest, vapictl_protected, vapictl_applied"
     };
 }
 
@@ -21,19 +21,37 @@ pub(crate) const SELECT_OWNER_ROWS: &str = concat!(
     " FROM phone_numbers WHERE user_id = $1"
 );
 
-/// `$1` id, `$2` owner, `$3..$12` the [`RowWrite`](crate::state::RowWrite) fields, `$13` now.
+/// Other users' rows that may hold the numbers in question. `$1` numbers (JSON array), `$2`
+/// owner, `$3` Vapi ids (JSON array), `$4` whether to add every row whose number is not
+/// canonical-looking (`+` then 7 to 15 digits, the first not 0).
+pub(crate) const SQLITE_SELECT_CLAIMS: &str = "SELECT phone_number, user_id, vapi_phone_id \
+     FROM phone_numbers WHERE user_id IS NOT $2 AND ( \
+     phone_number IN (SELECT value FROM json_each($1)) \
+     OR vapi_phone_id IN (SELECT value FROM json_each($3)) \
+     OR ($4 AND NOT (phone_number GLOB '+[1-9]*' \
+         AND substr(phone_number, 2) NOT GLOB '*[^0-9]*' \
+         AND length(phone_number) BETWEEN 8 AND 16)))";
+
+/// [`SQLITE_SELECT_CLAIMS`] for PostgreSQL: `$1` and `$3` are text arrays.
+pub(crate) const PG_SELECT_CLAIMS: &str = "SELECT phone_number, user_id, vapi_phone_id \
+     FROM phone_numbers WHERE user_id IS DISTINCT FROM $2 AND ( \
+     phone_number = ANY($1) OR vapi_phone_id = ANY($3) \
+     OR ($4 AND phone_number !~ '^\\+[1-9][0-9]{6,14}$'))";
+
+/// `$1` id, `$2` owner, `$3..$12` the [`RowWrite`](crate::state::RowWrite) fields, `$13` now,
+/// `$14` what was applied.
 pub(crate) const INSERT_ROW: &str = "INSERT INTO phone_numbers (id, user_id, phone_number, \
      friendly_name, provider, vapi_phone_id, vapi_credential_id, twilio_account_sid, \
      twilio_auth_token, vapictl_token_digest, assigned_assistant_id, notes, vapictl_protected, \
-     created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, 'twilio', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)";
+     created_at, updated_at, vapictl_applied) \
+     VALUES ($1, $2, $3, $4, 'twilio', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)";
 
-/// `$1` id, `$2` owner, `$3..$12` the fields, `$13` now. Never touches `provider`, `user_id` or
-/// `created_at`, nor rows of another user.
+/// `$1` id, `$2` owner, `$3..$12` the fields, `$13` now, `$14` what was applied. Never touches
+/// `provider`, `user_id` or `created_at`, nor rows of another user.
 pub(crate) const UPDATE_ROW: &str = "UPDATE phone_numbers SET phone_number = $3, \
      friendly_name = $4, vapi_phone_id = $5, vapi_credential_id = $6, twilio_account_sid = $7, \
      twilio_auth_token = $8, vapictl_token_digest = $9, assigned_assistant_id = $10, notes = $11, \
-     vapictl_protected = $12, updated_at = $13 \
+     vapictl_protected = $12, updated_at = $13, vapictl_applied = $14 \
      WHERE id = $1 AND user_id = $2";
 
 /// `$1` id, `$2` owner.
@@ -59,9 +77,16 @@ pub(crate) const SELECT_CHANGES: &str = "SELECT run_id, at, user_id, number_mask
 pub(crate) const DELETE_LEASE: &str =
     "DELETE FROM vapictl_locks WHERE owner = $1 AND lease_token = $2";
 
+/// SQLite's takeover of a dead holder's lease, whatever its expiry. `$1` owner, `$2` the stale
+/// lease's token, `$3` host, `$4` pid, `$5` run, `$6` new token, `$7` acquired, `$8` expires,
+/// `$9` pid namespace. (PostgreSQL's reads the server's clock instead.)
+pub(crate) const TAKE_OVER_LEASE: &str = "UPDATE vapictl_locks SET holder_host = $3, \
+     holder_pid = $4, run_id = $5, lease_token = $6, acquired_at = $7, expires_at = $8, \
+     holder_pid_namespace = $9 WHERE owner = $1 AND lease_token = $2";
+
 /// `$1` owner.
 pub(crate) const SELECT_LEASE: &str = "SELECT holder_host, holder_pid, run_id, acquired_at, \
-     expires_at FROM vapictl_locks WHERE owner = $1";
+     expires_at, lease_token, holder_pid_namespace FROM vapictl_locks WHERE owner = $1";
 
 /// A `phone_numbers` row as stored, before the NULLs of messy app data are given meaning.
 /// `U` is how the backend spells a UUID.
@@ -80,9 +105,20 @@ pub(crate) struct RawPhoneRow<U> {
     notes: Option<String>,
     vapictl_token_digest: Option<String>,
     vapictl_protected: Option<bool>,
+    vapictl_applied: Option<String>,
 }
 
 impl<U: Into<Uuid>> RawPhoneRow<U> {
+    /// The row, or for a row without a number the claim its Vapi id makes, if it records one:
+    /// (user, Vapi id), a NULL `user_id` read as the nil UUID.
+    pub(crate) fn into_phone_row_or_claim(self) -> Result<PhoneRow, Option<(Uuid, String)>> {
+        if self.phone_number.is_none() {
+            let user = self.user_id.map(Into::into).unwrap_or_default();
+            return Err(self.vapi_phone_id.map(|id| (user, id)));
+        }
+        self.into_phone_row().ok_or(None)
+    }
+
     /// `None` for a row without a number: nothing can refer to it by number.
     /// A NULL `provider` reads as `""` and a NULL `user_id` as the nil UUID.
     pub(crate) fn into_phone_row(self) -> Option<PhoneRow> {
@@ -100,6 +136,7 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
             notes: self.notes,
             token_digest: self.vapictl_token_digest,
             protected: self.vapictl_protected.unwrap_or(false),
+            applied: self.vapictl_applied,
         })
     }
 }

@@ -19,7 +19,7 @@ use super::lock::{Lease, LockHolder};
 use super::schema::{self, ASSISTANTS_REQUIRED, PHONE_NUMBERS_REQUIRED};
 use super::sql::{self, RawAssistantRow, RawPhoneRow};
 use super::url::{redact_url, scrub};
-use super::{QueryCounter, StoreError, StoreOptions};
+use super::{Lookup, QueryCounter, StoreError, StoreOptions};
 use crate::state::{RecordedState, RowWrite, mask_number};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -153,9 +153,14 @@ impl SqliteStore {
     pub(crate) async fn load_recorded(
         &self,
         owner: Uuid,
-        numbers: &[String],
-        assistant_refs: &[String],
+        lookup: &Lookup<'_>,
     ) -> Result<RecordedState, StoreError> {
+        let Lookup {
+            numbers,
+            vapi_ids,
+            assistant_refs,
+            non_canonical,
+        } = *lookup;
         let mut state = RecordedState::default();
 
         self.queries.tick();
@@ -169,23 +174,21 @@ impl SqliteStore {
             .map(|row| (row.phone_number.clone(), row))
             .collect();
 
-        if !numbers.is_empty() {
+        if !numbers.is_empty() || !vapi_ids.is_empty() || non_canonical {
             self.queries.tick();
-            let claims = sqlx::query(
-                "SELECT phone_number, user_id FROM phone_numbers \
-                 WHERE phone_number IN (SELECT value FROM json_each($1)) \
-                 AND user_id IS NOT $2",
-            )
-            .bind(Json(numbers))
-            .bind(owner.hyphenated())
-            .fetch_all(&self.pool)
-            .await?;
+            let claims = sqlx::query(sql::SQLITE_SELECT_CLAIMS)
+                .bind(Json(numbers))
+                .bind(owner.hyphenated())
+                .bind(Json(vapi_ids))
+                .bind(non_canonical)
+                .fetch_all(&self.pool)
+                .await?;
             for claim in claims {
-                let number: String = claim.try_get("phone_number")?;
+                let number: Option<String> = claim.try_get("phone_number")?;
                 let user: Option<Hyphenated> = claim.try_get("user_id")?;
-                state
-                    .foreign
-                    .insert(number, user.map(Uuid::from).unwrap_or_default());
+                let vapi_id: Option<String> = claim.try_get("vapi_phone_id")?;
+                let user = user.map(Uuid::from).unwrap_or_default();
+                state.add_claim(number, vapi_id, user);
             }
         }
 
@@ -359,12 +362,14 @@ impl SqliteStore {
         self.queries.tick();
         let done = sqlx::query(
             "INSERT INTO vapictl_locks \
-             (owner, holder_host, holder_pid, run_id, lease_token, acquired_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             (owner, holder_host, holder_pid, run_id, lease_token, acquired_at, expires_at, \
+             holder_pid_namespace) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
              holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
              lease_token = excluded.lease_token, acquired_at = excluded.acquired_at, \
-             expires_at = excluded.expires_at \
+             expires_at = excluded.expires_at, \
+             holder_pid_namespace = excluded.holder_pid_namespace \
              WHERE vapictl_locks.expires_at < excluded.acquired_at",
         )
         .bind(owner.hyphenated())
@@ -374,8 +379,34 @@ impl SqliteStore {
         .bind(token.hyphenated())
         .bind(timestamp(now))
         .bind(timestamp(now + self.lock_ttl))
+        .bind(holder.pid_namespace())
         .execute(&self.pool)
         .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces the lease whose token is `stale`, whatever its expiry, in one statement.
+    pub(crate) async fn take_over_lease(
+        &self,
+        owner: Uuid,
+        stale: Uuid,
+        holder: &LockHolder,
+        token: Uuid,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        self.queries.tick();
+        let done = sqlx::query(sql::TAKE_OVER_LEASE)
+            .bind(owner.hyphenated())
+            .bind(stale.hyphenated())
+            .bind(&holder.host)
+            .bind(i64::from(holder.pid))
+            .bind(&holder.run_id)
+            .bind(token.hyphenated())
+            .bind(timestamp(now))
+            .bind(timestamp(now + self.lock_ttl))
+            .bind(holder.pid_namespace())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -396,6 +427,8 @@ impl SqliteStore {
             run_id: row.try_get("run_id")?,
             acquired_at: parse_timestamp(&acquired_at, "vapictl_locks", "acquired_at")?,
             expires_at: parse_timestamp(&expires_at, "vapictl_locks", "expires_at")?,
+            token: parse_lease_token(&row.try_get::<String, _>("lease_token")?)?,
+            pid_namespace: row.try_get("holder_pid_namespace")?,
         }))
     }
 
@@ -444,6 +477,7 @@ fn bind_row<'q>(
         .bind(&row.notes)
         .bind(row.protected)
         .bind(timestamp(Utc::now()))
+        .bind(&row.applied)
 }
 
 /// Creates the application tables when absent, adds vapictl's columns when missing, then runs
@@ -550,6 +584,14 @@ fn parse_timestamp(
             column,
             reason: format!("`{s}` is not an RFC 3339 timestamp: {e}"),
         })
+}
+
+fn parse_lease_token(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|e| StoreError::UnreadableValue {
+        table: "vapictl_locks",
+        column: "lease_token",
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@ use super::wire::{self, AssistantDto, ErrorBody, ListShape, PhoneNumberDto, V2Pa
 use super::{RetryPolicy, VapiError};
 use crate::plan::{VapiCreate, VapiPatch};
 use crate::secrets::SecretValue;
-use crate::state::{ObservedAssistant, ObservedNumber, ObservedState, mask_number};
+use crate::state::{
+    ObservedAssistant, ObservedNumber, ObservedState, mask_number, mask_numbers_in,
+};
+use crate::store::redact_url;
 
 /// Vapi's largest page (`limit` is 0–1000).
 pub const PAGE_LIMIT: usize = 1000;
@@ -23,7 +26,7 @@ pub const PAGE_LIMIT: usize = 1000;
 pub const DEFAULT_MAX_RPS: u32 = 10;
 
 /// Where and how to reach Vapi.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VapiConfig {
     pub base_url: String,
     pub api_key: SecretValue,
@@ -35,6 +38,20 @@ pub struct VapiConfig {
     /// Most POST, PATCH and DELETE calls started per second; 429s lower the rate for a while
     /// (see [`RateLimitState`]). Reads are not limited: a plan's few pages never need it.
     pub max_rps: u32,
+}
+
+/// The base URL's password, if any, never shows (nor does the key: [`SecretValue`]).
+impl std::fmt::Debug for VapiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VapiConfig")
+            .field("base_url", &redact_url(&self.base_url))
+            .field("api_key", &self.api_key)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("page_limit", &self.page_limit)
+            .field("max_rps", &self.max_rps)
+            .finish()
+    }
 }
 
 impl VapiConfig {
@@ -60,11 +77,18 @@ pub struct Counters {
 }
 
 /// A client for one Vapi organization (the API key's).
-#[derive(Debug, Clone)]
+///
+/// Whatever it reports (errors, logs, `Debug`) shows the base URL with any password replaced
+/// and phone numbers masked to their last four digits: reqwest's errors quote the request URL
+/// (a lookup's carries the number in its query), so they are stripped of it where requests are
+/// sent ([`VapiClient::send`]), and every text taken from a failure goes through [`scrub`].
+#[derive(Clone)]
 pub struct VapiClient {
     http: reqwest::Client,
     cfg: Arc<VapiConfig>,
     base: reqwest::Url,
+    /// `base` as it may be shown: its password replaced.
+    shown_base: String,
     counters: Arc<Counters>,
     /// Paces mutating calls; shared by clones, so one run's calls share one budget.
     limiter: Arc<RateLimiter>,
@@ -77,6 +101,15 @@ struct Answer {
     body: Vec<u8>,
 }
 
+impl std::fmt::Debug for VapiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VapiClient")
+            .field("base", &self.shown_base)
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
 impl VapiClient {
     /// Builds the client.
     ///
@@ -85,14 +118,15 @@ impl VapiClient {
     pub fn new(cfg: VapiConfig) -> Result<Self, VapiError> {
         // reqwest needs a process-wide rustls provider; installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let shown = redact_url(&cfg.base_url);
         let base = reqwest::Url::parse(cfg.base_url.trim_end_matches('/'))
-            .map_err(|e| VapiError::Config(format!("`{}` is not a URL: {e}", cfg.base_url)))?;
+            .map_err(|e| VapiError::Config(format!("`{shown}` is not a URL: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(VapiError::Config(format!(
-                "`{}` is not an http(s) URL",
-                cfg.base_url
+                "`{shown}` is not an http(s) URL"
             )));
         }
+        let shown_base = redact_url(base.as_str());
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
@@ -104,6 +138,7 @@ impl VapiClient {
             limiter: Arc::new(RateLimiter::new(cfg.max_rps)),
             cfg: Arc::new(cfg),
             base,
+            shown_base,
             counters: Arc::new(Counters::default()),
         })
     }
@@ -124,7 +159,8 @@ impl VapiClient {
         u
     }
 
-    /// One HTTP exchange, no retry. `Err` only for transport failures.
+    /// One HTTP exchange, no retry. `Err` only for transport failures, without the request URL
+    /// (which may carry a password or a phone number): the caller names the request.
     async fn send(
         &self,
         method: Method,
@@ -142,14 +178,18 @@ impl VapiClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await?;
+        let resp = req.send().await.map_err(reqwest::Error::without_url)?;
         let status = resp.status();
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let body = resp.bytes().await?.to_vec();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(reqwest::Error::without_url)?
+            .to_vec();
         Ok(Answer {
             status,
             retry_after,
@@ -203,7 +243,7 @@ impl VapiClient {
                     true,
                     None,
                     VapiError::Unreachable {
-                        base_url: self.base.to_string(),
+                        base_url: self.shown_base.clone(),
                         request: label.to_string(),
                         reason: transport_reason(&e),
                     },
@@ -244,7 +284,18 @@ impl VapiClient {
     fn classify(&self, label: &str, a: Answer, secrets: &[&SecretValue]) -> VapiError {
         let messages = self.error_messages(&a.body, secrets);
         match a.status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => VapiError::Unauthorized,
+            StatusCode::UNAUTHORIZED => VapiError::Unauthorized {
+                message: messages.join("; "),
+            },
+            // Not the key's fault: it was accepted but lacks the right (issue 9, defect 14).
+            StatusCode::FORBIDDEN => VapiError::Forbidden {
+                request: label.to_string(),
+                message: messages.join("; "),
+            },
+            StatusCode::CONFLICT => VapiError::Conflict {
+                request: label.to_string(),
+                message: messages.join("; "),
+            },
             StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => VapiError::BadRequest {
                 request: label.to_string(),
                 messages,
@@ -263,7 +314,7 @@ impl VapiClient {
     fn decode<T: serde::de::DeserializeOwned>(label: &str, body: &[u8]) -> Result<T, VapiError> {
         serde_json::from_slice(body).map_err(|e| VapiError::Decode {
             request: label.to_string(),
-            reason: e.to_string(),
+            reason: scrub(&e.to_string(), &[]),
         })
     }
 
@@ -276,7 +327,7 @@ impl VapiClient {
         };
         let mut all: Vec<&SecretValue> = secrets.to_vec();
         all.push(&self.cfg.api_key);
-        raw.into_iter().map(|m| redact(&m, &all)).collect()
+        raw.into_iter().map(|m| scrub(&m, &all)).collect()
     }
 
     fn error_text(&self, body: &[u8], secrets: &[&SecretValue]) -> String {
@@ -327,7 +378,7 @@ impl VapiClient {
                 let dto: PhoneNumberDto =
                     serde_json::from_value(v).map_err(|e| VapiError::Decode {
                         request: "GET /phone-number".into(),
-                        reason: e.to_string(),
+                        reason: scrub(&e.to_string(), &[]),
                     })?;
                 out.push(ObservedNumber::from(dto));
             }
@@ -376,7 +427,7 @@ impl VapiClient {
         for v in items {
             let dto: AssistantDto = serde_json::from_value(v).map_err(|e| VapiError::Decode {
                 request: "GET /assistant".into(),
-                reason: e.to_string(),
+                reason: scrub(&e.to_string(), &[]),
             })?;
             out.insert(dto.id.clone(), ObservedAssistant::from(dto));
         }
@@ -617,7 +668,7 @@ impl VapiClient {
                 Err(e) if e.is_connect() => {
                     // Nothing reached Vapi: safe to report as unreachable (not unknown).
                     return Err(VapiError::Unreachable {
-                        base_url: self.base.to_string(),
+                        base_url: self.shown_base.clone(),
                         request: label,
                         reason: transport_reason(&e),
                     });
@@ -786,7 +837,8 @@ fn transport_reason(e: &reqwest::Error) -> String {
     } else if e.is_connect() {
         "connection refused or unreachable".into()
     } else {
-        // reqwest's own text names the URL but never headers or bodies.
+        // `send` took the URL out of reqwest's text, which never holds headers or bodies; the
+        // causes below it are the transport's own.
         let mut s = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(inner) = src {
@@ -794,8 +846,26 @@ fn transport_reason(e: &reqwest::Error) -> String {
             s.push_str(&inner.to_string());
             src = inner.source();
         }
-        s
+        scrub(&s, &[])
     }
+}
+
+/// Text from a failure made fit to show: secrets replaced with `(sensitive)`, URLs' passwords
+/// with `***`, phone numbers masked to their last four digits.
+fn scrub(text: &str, secrets: &[&SecretValue]) -> String {
+    let redacted = redact(text, secrets);
+    let without_passwords = redacted
+        .split(' ')
+        .map(|word| {
+            if word.contains("://") && word.contains('@') {
+                redact_url(word)
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    mask_numbers_in(&without_passwords)
 }
 
 /// Replaces every occurrence of a secret with `(sensitive)`.

@@ -14,10 +14,25 @@ use std::time::Duration;
 /// What a Vapi call can fail with. Messages never contain the API key or a token.
 #[derive(Debug, thiserror::Error)]
 pub enum VapiError {
+    /// 401: the key itself is wrong (unknown, revoked, or a public key).
     #[error(
-        "Vapi rejected the API key (401)\nhint: set `VAPI_API_KEY` to a private key from the Vapi dashboard (public keys do not work)"
+        "Vapi rejected the API key (401){}\nhint: set `VAPI_API_KEY` to a private key from the Vapi dashboard (public keys do not work)",
+        vapi_says(message)
     )]
-    Unauthorized,
+    Unauthorized { message: String },
+    /// 403: the key is valid but may not do this (a key without the right to manage phone
+    /// numbers, or another organization's resource).
+    #[error(
+        "Vapi refused `{request}` (403): the API key is valid but not allowed to do this{}\nhint: use a private key of the organization that owns the numbers, with the right to manage phone numbers (check the key's permissions in the Vapi dashboard)",
+        vapi_says(message)
+    )]
+    Forbidden { request: String, message: String },
+    /// 409: the request conflicts with what Vapi holds.
+    #[error(
+        "Vapi refused `{request}` because it conflicts with what Vapi holds (409){}\nhint: the number may already exist in Vapi (in this organization or another) or be changing in another run; run `vapictl plan` to see Vapi's current state, and check the number in the Vapi dashboard",
+        vapi_says(message)
+    )]
+    Conflict { request: String, message: String },
     #[error("Vapi refused the request `{request}` (400): {}", messages.join("; "))]
     BadRequest {
         request: String,
@@ -66,6 +81,15 @@ pub enum VapiError {
     },
     #[error("invalid Vapi configuration: {0}")]
     Config(String),
+}
+
+/// `: <Vapi's message>`, or nothing when Vapi said nothing.
+fn vapi_says(message: &str) -> String {
+    if message.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
 }
 
 impl VapiError {

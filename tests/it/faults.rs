@@ -178,7 +178,7 @@ fn stop_signal_finishes_in_flight_work(signal: &str) {
         ..FaultConfig::default()
     });
     let spec = spec_of(&w, &ns, "Line");
-    let child = w
+    let mut child = w
         .command()
         .args([
             "apply",
@@ -191,7 +191,27 @@ fn stop_signal_finishes_in_flight_work(signal: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(900));
+    // Signal once the first number is done (not after a fixed delay, which a loaded machine
+    // may not reach): the apply is then surely under way, with numbers left.
+    let stderr = child.stderr.take().unwrap();
+    let (first_done, done) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("[1/") {
+                let _ = first_done.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    done.recv_timeout(Duration::from_secs(60))
+        .expect("the apply got under way");
     let status = std::process::Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
@@ -199,7 +219,8 @@ fn stop_signal_finishes_in_flight_work(signal: &str) {
     assert!(status.success());
     let o = child.wait_with_output().unwrap();
     assert_code(&o, 1);
-    let (out, err) = text(&o);
+    let out = text(&o).0;
+    let err = reader.join().unwrap();
     assert!(err.contains("stopping"), "{err}");
     assert!(out.contains("not started (stopped)"), "{out}");
     w.vapi.set_faults(FaultConfig::default());
@@ -320,4 +341,90 @@ fn a_listing_that_disagrees_with_its_count_plans_nothing() {
     w.vapi.set_faults(FaultConfig::default());
     assert_code(&w.plan(&spec), 0);
     assert_each_once(&w, &ns);
+}
+
+#[test]
+fn a_key_without_the_right_to_manage_numbers_is_not_called_a_wrong_key() {
+    let w = World::sqlite();
+    let spec = spec_of(&w, &numbers(1, 5800), "Line");
+    w.vapi.fail_next("*", "/v2/phone-number", 403, 1);
+    let o = w.plan(&spec);
+    assert_code(&o, 1);
+    let err = text(&o).1;
+    assert!(
+        err.contains("(403)") && err.contains("Forbidden resource"),
+        "{err}"
+    );
+    assert!(err.contains("right to manage phone numbers"), "{err}");
+    assert!(!err.contains("rejected the API key"), "{err}");
+    assert_eq!(w.vapi.mutating_calls(), 0);
+}
+
+#[test]
+fn a_vapi_url_with_a_password_is_never_echoed_in_errors_or_logs() {
+    let w = World::sqlite();
+    let spec = spec_of(&w, &numbers(1, 5900), "Line");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let o = w.run(&[
+        "-vvv",
+        "--log-format",
+        "json",
+        "--vapi-url",
+        &format!("http://alice:s3cretpw@{addr}"),
+        "plan",
+        spec.to_str().unwrap(),
+    ]);
+    assert_code(&o, 1);
+    let (out, err) = text(&o);
+    assert!(err.contains("cannot reach Vapi"), "{err}");
+    assert!(err.contains(&addr.to_string()), "{err}");
+    assert!(
+        !out.contains("s3cretpw") && !err.contains("s3cretpw"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_lookup_after_an_unknown_create_outcome_never_logs_the_number() {
+    let w = World::sqlite();
+    let ns = numbers(1, 6000);
+    let spec = spec_of(&w, &ns, "Line");
+    // The plan's listing does without `/v2/phone-number` (a 404, then plain pages); the
+    // create's answer is lost, then so is every answer to the lookup that follows (one-shot
+    // rules apply oldest first).
+    w.vapi.fail_next("GET", "/v2/phone-number", 404, 1);
+    w.vapi.lose_next("POST", "/phone-number", 1);
+    w.vapi.lose_next("GET", "/v2/phone-number", 1000);
+    let o = w
+        .vapictl()
+        .env("VAPICTL_VAPI_TIMEOUT", "1")
+        .args(["-vv", "--log-format", "json", "apply", "--auto-approve"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    let (out, err) = text(&o);
+    assert!(err.contains("looking the number up"), "{err}");
+    let digits = ns[0].trim_start_matches('+');
+    assert!(
+        !err.contains(digits),
+        "stderr (errors and logs) masks the number:\n{err}"
+    );
+    // stdout lists the number in the plan (data); the lookup's error beside it masks it.
+    let failures: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once("cannot reach Vapi").map(|(_, e)| e))
+        .collect();
+    assert!(!failures.is_empty(), "{out}");
+    for error in failures {
+        assert!(
+            !error.contains(digits),
+            "the error masks the number: {error}"
+        );
+    }
+    // Neither does the audit trail keep it.
+    let history = w.run(&["history", "--owner", OWNER]);
+    assert!(!text(&history).0.contains(digits), "{}", text(&history).0);
 }

@@ -346,10 +346,31 @@ both_backends!(
             SpecFile::new(OTHER_USER, SID, &w.token_armored).with(Entry::new(&number(2), "Theirs"));
         write_in(&w, "vapi", "theirs", &theirs);
         assert_code(&w.run(&["apply", "--auto-approve", s(&dir)]), 0);
+        // Other users' rows as the application writes them: a national form, and a number that
+        // only its Vapi id ties to the listing.
+        for (n, (user, stored, vapi_id)) in [
+            (OTHER_USER, "(415) 555-0003", "NULL"),
+            (OTHER_USER, "+14155559999", "'vapi-only-by-id'"),
+            (
+                "0000aaaa-0000-4000-8000-000000000003",
+                "4155550004",
+                "'vapi-national'",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            w.exec_sql(&format!(
+                "INSERT INTO phone_numbers (id, user_id, phone_number, friendly_name, provider, vapi_phone_id) \
+                 VALUES ('{}', '{user}', '{stored}', 'App {n}', 'twilio', {vapi_id})",
+                Uuid::new_v4()
+            ));
+        }
         let store = w.store();
         let snapshot = w.block_on(store.load_recorded_snapshot()).unwrap();
         let me = Uuid::parse_str(OWNER).unwrap();
         let numbers = vec![number(1), number(2), number(3)];
+        let ids = vec!["vapi-only-by-id".to_string(), "missing".to_string()];
         for refs in [
             vec![],
             vec!["their-bot".to_string()],
@@ -358,8 +379,43 @@ both_backends!(
             let direct = w
                 .block_on(store.load_recorded(me, &numbers, &refs))
                 .unwrap();
-            let split = snapshot.for_owner(me, &numbers, &refs);
+            let lookup = vapictl::store::Lookup {
+                numbers: &numbers,
+                assistant_refs: &refs,
+                ..Default::default()
+            };
+            let split = snapshot.for_owner(me, &lookup);
             assert_eq!(format!("{direct:?}"), format!("{split:?}"), "refs {refs:?}");
+            for (vapi_ids, non_canonical) in [(&ids[..], false), (&[][..], true), (&ids[..], true)]
+            {
+                let lookup = vapictl::store::Lookup {
+                    numbers: &numbers,
+                    vapi_ids,
+                    assistant_refs: &refs,
+                    non_canonical,
+                };
+                let direct = w.block_on(store.load_recorded_for(me, &lookup)).unwrap();
+                let split = snapshot.for_owner(me, &lookup);
+                assert_eq!(
+                    format!("{direct:?}"),
+                    format!("{split:?}"),
+                    "refs {refs:?}, {lookup:?}"
+                );
+            }
         }
+        // And the claims are there: by national form and by Vapi id.
+        let lookup = vapictl::store::Lookup {
+            numbers: &numbers,
+            vapi_ids: &ids,
+            assistant_refs: &[],
+            non_canonical: true,
+        };
+        let split = snapshot.for_owner(me, &lookup);
+        assert!(split.foreign.contains_key("(415) 555-0003"), "{split:?}");
+        assert!(split.foreign.contains_key("4155550004"), "{split:?}");
+        assert!(
+            split.foreign_vapi_ids.contains_key("vapi-only-by-id"),
+            "{split:?}"
+        );
     }
 );

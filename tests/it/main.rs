@@ -6,12 +6,14 @@ mod concurrency;
 
 mod bad_input;
 mod cli;
+mod edges;
 mod faults;
 mod fleet;
 mod gitops;
 mod property;
 mod reconcile;
 mod scale;
+mod scope;
 mod standin;
 mod store;
 mod vapi_client;

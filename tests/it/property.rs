@@ -85,6 +85,7 @@ fn run_case(cases: &[Case]) {
                 assigned_assistant_id: None,
                 notes: None,
                 protected: false,
+                applied: None,
             };
             w.block_on(store.insert_row(w.owner, &row)).unwrap();
         }
@@ -108,7 +109,7 @@ fn run_case(cases: &[Case]) {
     .unwrap();
 
     w.block_on(async {
-        let plan = vapictl::pipeline::plan(&store, &vapi, &desired)
+        let plan = vapictl::pipeline::plan(&store, &vapi, &desired, &ids)
             .await
             .unwrap();
         let vapi_steps = plan
@@ -131,7 +132,7 @@ fn run_case(cases: &[Case]) {
             vapi_steps,
             "one Vapi call per planned Vapi step"
         );
-        let again = vapictl::pipeline::plan(&store, &vapi, &desired)
+        let again = vapictl::pipeline::plan(&store, &vapi, &desired, &ids)
             .await
             .unwrap();
         assert!(again.is_empty(), "not converged: {:#?}", again.changes);

@@ -68,6 +68,7 @@ fn seed_converged(w: &World, store: &Store, desired: &DesiredState, assistant: (
             assigned_assistant_id: Some(assistant.0),
             notes: None,
             protected: false,
+            applied: None,
         };
         w.block_on(store.insert_row(w.owner, &row)).unwrap();
     }
@@ -89,7 +90,9 @@ fn a_plan_over_2500_numbers_costs_pages_not_numbers() {
     let vapi = client(&w);
     w.vapi.reset_log();
     let queries_before = store.queries_issued();
-    let plan = w.block_on(pipeline::plan(&store, &vapi, &desired)).unwrap();
+    let plan = w
+        .block_on(pipeline::plan(&store, &vapi, &desired, &Identities::none()))
+        .unwrap();
 
     assert!(
         plan.is_empty(),
@@ -135,7 +138,9 @@ fn a_burst_of_429s_slows_apply_down_and_it_still_converges() {
         ..RetryPolicy::default()
     };
     let vapi = VapiClient::new(cfg).unwrap();
-    let plan = w.block_on(pipeline::plan(&store, &vapi, &desired)).unwrap();
+    let plan = w
+        .block_on(pipeline::plan(&store, &vapi, &desired, &Identities::none()))
+        .unwrap();
     assert_eq!(plan.changes.len(), N);
     w.vapi.fail_next("POST", "/phone-number", 429, REFUSED);
 
@@ -179,7 +184,9 @@ fn a_burst_of_429s_slows_apply_down_and_it_still_converges() {
             "never created twice"
         );
     }
-    let again = w.block_on(pipeline::plan(&store, &vapi, &desired)).unwrap();
+    let again = w
+        .block_on(pipeline::plan(&store, &vapi, &desired, &Identities::none()))
+        .unwrap();
     assert!(again.is_empty(), "converged: {:?}", again.changes.first());
 }
 

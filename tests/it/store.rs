@@ -257,6 +257,7 @@ fn write(number: &str) -> RowWrite {
         assigned_assistant_id: None,
         notes: None,
         protected: false,
+        applied: None,
     }
 }
 

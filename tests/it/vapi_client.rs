@@ -176,7 +176,7 @@ fn bad_key_and_bad_request_are_mapped() {
     let err = rt()
         .block_on(VapiClient::new(cfg).unwrap().list_assistants())
         .unwrap_err();
-    assert!(matches!(err, VapiError::Unauthorized));
+    assert!(matches!(err, VapiError::Unauthorized { .. }), "{err}");
 
     let c = client(&v, 1000);
     let create = vapictl::plan::VapiCreate {
@@ -251,4 +251,125 @@ fn without_v2_the_listing_falls_back_to_plain_pages() {
     numbers.dedup();
     assert_eq!(numbers.len(), 25, "complete without the numbered endpoint");
     assert_eq!(v.calls("GET"), 1 + 3);
+}
+
+#[test]
+fn a_401_a_403_and_a_409_are_told_apart_each_with_vapis_message_and_a_hint() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    let mut cfg = VapiConfig::new(v.base_url(), SecretValue::new("not-the-key"));
+    cfg.retry = fast_retries();
+    let wrong_key = rt()
+        .block_on(VapiClient::new(cfg).unwrap().list_assistants())
+        .unwrap_err();
+    let text = wrong_key.to_string();
+    assert!(
+        matches!(wrong_key, VapiError::Unauthorized { .. }),
+        "{text}"
+    );
+    assert!(text.contains("rejected the API key (401)"), "{text}");
+    assert!(text.contains("Invalid Key"), "Vapi's message: {text}");
+    assert!(text.contains("hint: set `VAPI_API_KEY`"), "{text}");
+
+    // A valid key that may not manage phone numbers.
+    v.fail_next("GET", "/assistant", 403, 1);
+    let c = client(&v, 1000);
+    let forbidden = rt().block_on(c.list_assistants()).unwrap_err();
+    let text = forbidden.to_string();
+    assert!(matches!(forbidden, VapiError::Forbidden { .. }), "{text}");
+    assert!(!text.contains("rejected the API key"), "{text}");
+    assert!(
+        text.contains("(403)") && text.contains("GET /assistant"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Forbidden resource"),
+        "Vapi's message: {text}"
+    );
+    assert!(
+        text.contains("hint:") && text.contains("right to manage phone numbers"),
+        "{text}"
+    );
+    assert!(!forbidden.is_transient());
+
+    v.fail_next("POST", "/phone-number", 409, 1);
+    let create = vapictl::plan::VapiCreate {
+        number: "+14155550002".into(),
+        name: "x".into(),
+        assistant_id: None,
+        server: None,
+        sms_enabled: true,
+        account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+        token: vapictl::state::EncryptedToken {
+            armored: String::new(),
+            plaintext: None,
+        },
+    };
+    let conflict = rt()
+        .block_on(c.create_phone_number(&create, &SecretValue::new("t".repeat(32))))
+        .unwrap_err();
+    let text = conflict.to_string();
+    assert!(matches!(conflict, VapiError::Conflict { .. }), "{text}");
+    assert!(text.contains("(409)"), "{text}");
+    assert!(
+        text.contains("being changed by another request"),
+        "Vapi's message: {text}"
+    );
+    assert!(
+        text.contains("hint:") && text.contains("vapictl plan"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("+14155550002"),
+        "the number is masked: {text}"
+    );
+    assert_eq!(v.calls("POST"), 1, "a 409 is not retried");
+}
+
+/// A loopback port nothing listens on.
+fn dead_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+#[test]
+fn a_vapi_url_with_user_and_password_never_shows_the_password() {
+    let addr = dead_port();
+    let url = format!("http://alice:s3cretpw@{addr}");
+    let mut cfg = VapiConfig::new(url.clone(), SecretValue::new("k"));
+    cfg.retry = fast_retries();
+    assert!(!format!("{cfg:?}").contains("s3cretpw"), "{cfg:?}");
+    let client = VapiClient::new(cfg).unwrap();
+    assert!(!format!("{client:?}").contains("s3cretpw"));
+    let err = rt().block_on(client.list_assistants()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, VapiError::Unreachable { .. }), "{text}");
+    assert!(!text.contains("s3cretpw"), "{text}");
+    assert!(text.contains(&format!("alice:***@{addr}")), "{text}");
+    for bad in [
+        "ftp://alice:s3cretpw@example.com",
+        "http://alice:s3cretpw@exa mple.com",
+    ] {
+        let err = VapiClient::new(VapiConfig::new(bad, SecretValue::new("k"))).unwrap_err();
+        assert!(matches!(err, VapiError::Config(_)), "{err}");
+        assert!(!err.to_string().contains("s3cretpw"), "{err}");
+    }
+}
+
+#[test]
+fn a_failed_lookup_by_number_never_shows_the_number() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    // The lookup's every attempt is answered by a dropped connection: reqwest's error then
+    // quotes the request URL, whose query carries the number.
+    v.lose_next("GET", "/v2/phone-number", 20);
+    let c = client(&v, 1000);
+    let err = rt().block_on(c.find_by_number("+14155550002")).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, VapiError::Unreachable { .. }), "{text}");
+    assert!(
+        !text.contains("4155550002") && !text.contains("%2B1415"),
+        "the number is masked: {text}"
+    );
+    assert!(text.contains("GET /v2/phone-number"), "{text}");
 }

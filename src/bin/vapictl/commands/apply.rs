@@ -16,6 +16,7 @@ use vapictl::render::{
 };
 use vapictl::run::{self, ApplyHooks, ApplyRun, OwnerOutcome, OwnerSpec, SavedRun, Verdict};
 use vapictl::saved::SavedPlan;
+use vapictl::store::LockWaitEvent;
 use vapictl::validate::SecretMode;
 
 use super::connect;
@@ -55,7 +56,7 @@ pub(crate) async fn run(
     let identities = settings::identities(g)?;
     let files = run::specs::expand(paths)?;
     let loaded = run::specs::load(&files, &identities, SecretMode::Required)?;
-    run_fleet(g, loaded, BTreeMap::new(), args).await
+    run_fleet(g, loaded, identities, BTreeMap::new(), args).await
 }
 
 /// One spec (or one saved plan): today's output, exactly.
@@ -83,18 +84,21 @@ async fn run_single(
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let settings = settings::apply_settings(&args, auto_approve, stop.clone());
-    let run = ApplyRun::new(settings, false, vec![owner], saved);
+    let run = ApplyRun::new(settings, false, vec![owner], saved).with_identities(identities);
     let outcomes = if run.needs_connection() {
         if !auto_approve && !io::stdin().is_terminal() {
             anyhow::bail!(
                 "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
             );
         }
-        // From here on, Ctrl-C or SIGTERM stops cleanly: in-flight changes finish, no new one starts.
-        spawn_stop_on_signal(stop);
+        // From here on, Ctrl-C or SIGTERM stops cleanly: in-flight changes finish, no new one
+        // starts; a wait for the lock ends at once (nothing changed yet).
+        let stopped = spawn_stop_on_signal(stop);
         let (store, vapi) = connect(g).await?;
         let hooks = SingleHooks { g };
-        run.execute(&store, &vapi, &hooks).await?
+        run.interrupted_by(stopped)
+            .execute(&store, &vapi, &hooks)
+            .await?
     } else {
         run.without_connection()
     };
@@ -117,6 +121,7 @@ async fn run_single(
         }
         OwnerOutcome::Refused { refusal, .. } => eprintln!("error: {refusal}"),
         OwnerOutcome::Cancelled(_) => eprintln!("Apply cancelled; nothing was changed."),
+        OwnerOutcome::Stopped(_) => eprintln!("Stopped before applying; nothing was changed."),
         OwnerOutcome::NotConverged { remaining, .. } => eprintln!(
             "error: apply finished but {remaining} change(s) remain; run `vapictl plan` to see them"
         ),
@@ -151,6 +156,12 @@ impl ApplyHooks for SingleHooks<'_> {
     fn progress(&self, _owner: &OwnerSpec, total: usize) -> Box<dyn Progress + '_> {
         Box::new(StderrProgress::new(total, self.g.quiet))
     }
+
+    fn lock_wait(&self, _owner: &OwnerSpec, event: &LockWaitEvent) {
+        if !self.g.quiet {
+            eprintln!("{event}");
+        }
+    }
 }
 
 /// A saved run plan: every owner's part checked and applied on its own.
@@ -168,13 +179,14 @@ async fn run_saved_fleet(g: &GlobalArgs, saved: SavedRun, args: ApplyArgs) -> an
         auto_approve: true,
         ..args
     };
-    run_fleet(g, loaded, by_owner, args).await
+    run_fleet(g, loaded, identities, by_owner, args).await
 }
 
 /// Several specs: each owner under its own lock, concurrently, one report.
 async fn run_fleet(
     g: &GlobalArgs,
     loaded: run::LoadedRun,
+    identities: vapictl::secrets::Identities,
     saved: BTreeMap<uuid::Uuid, SavedPlan>,
     args: ApplyArgs,
 ) -> anyhow::Result<Exit> {
@@ -182,17 +194,19 @@ async fn run_fleet(
     let auto_approve = args.auto_approve;
     let stop = Arc::new(AtomicBool::new(false));
     let settings = settings::apply_settings(&args, auto_approve, stop.clone());
-    let run = ApplyRun::new(settings, true, owners, saved);
+    let run = ApplyRun::new(settings, true, owners, saved).with_identities(identities);
     let outcomes = if run.needs_connection() {
         if !auto_approve && !io::stdin().is_terminal() {
             anyhow::bail!(
                 "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
             );
         }
-        spawn_stop_on_signal(stop);
+        let stopped = spawn_stop_on_signal(stop);
         let (store, vapi) = connect(g).await?;
         let hooks = FleetHooks { g };
-        run.execute(&store, &vapi, &hooks).await?
+        run.interrupted_by(stopped)
+            .execute(&store, &vapi, &hooks)
+            .await?
     } else {
         run.without_connection()
     };
@@ -266,6 +280,12 @@ impl ApplyHooks for FleetHooks<'_> {
             total,
         })
     }
+
+    fn lock_wait(&self, _owner: &OwnerSpec, event: &LockWaitEvent) {
+        if !self.g.quiet {
+            eprintln!("{event}");
+        }
+    }
 }
 
 /// One line per owner on stderr when its apply ends (numbers in flight from many owners would
@@ -312,8 +332,12 @@ fn confirm() -> io::Result<bool> {
     Ok(line.trim() == "yes")
 }
 
-/// Ctrl-C or SIGTERM: finish what is in flight, start nothing new.
-fn spawn_stop_on_signal(stop: Arc<AtomicBool>) {
+/// Ctrl-C or SIGTERM: finish what is in flight, start nothing new. The returned future completes
+/// on the signal (never, if signals cannot be watched).
+fn spawn_stop_on_signal(
+    stop: Arc<AtomicBool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
     // The handlers are installed here, before anything is changed, not when the task first
     // runs: a signal arriving in between would otherwise kill the process mid-apply.
     #[cfg(unix)]
@@ -342,7 +366,14 @@ fn spawn_stop_on_signal(stop: Arc<AtomicBool>) {
         let _ = tokio::signal::ctrl_c().await;
         stop.store(true, Ordering::SeqCst);
         eprintln!("stopping: finishing the changes in flight, starting no new ones");
+        let _ = tx.send(true);
     });
+    async move {
+        if rx.wait_for(|signalled| *signalled).await.is_err() {
+            // The watcher gave up (no signal handling here): never interrupt.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Apply progress on stderr: a bar on a terminal, one plain line per number elsewhere (CI).

@@ -14,7 +14,7 @@ pub(crate) fn run(recipients: &[String]) -> anyhow::Result<Exit> {
         .read_to_string(&mut input)
         .context("reading the secret from stdin")?;
     // A trailing newline from `echo` or a here-string is not part of the token.
-    let secret = SecretValue::new(input.trim_end_matches(['\n', '\r']));
+    let secret = SecretValue::new(secrets::without_trailing_newlines(&input));
     zeroize::Zeroize::zeroize(&mut input);
     if secret.expose().is_empty() {
         anyhow::bail!(

@@ -32,12 +32,19 @@ pub(crate) async fn run(
     };
     let (store, vapi) = connect(g).await?;
     let observed = vapi.observe().await?;
-    let twilio_numbers: Vec<String> = observed
+    let numbers: Vec<String> = observed
         .numbers
         .iter()
         .filter_map(|o| o.number.clone())
         .collect();
-    let recorded = store.load_recorded(owner, &twilio_numbers, &[]).await?;
+    let vapi_ids: Vec<String> = observed.numbers.iter().map(|o| o.id.clone()).collect();
+    let lookup = vapictl::store::Lookup {
+        numbers: &numbers,
+        vapi_ids: &vapi_ids,
+        assistant_refs: &[],
+        non_canonical: true,
+    };
+    let recorded = store.load_recorded_for(owner, &lookup).await?;
     let tokens = match &parsed {
         Some(r) => vapictl::import::Tokens::ReEncrypt {
             identities: &identities,
@@ -50,6 +57,9 @@ pub(crate) async fn run(
     io::stdout().write_all(imported.yaml.as_bytes())?;
     for w in &imported.warnings {
         eprintln!("warning: {w}");
+    }
+    for o in &imported.out_of_scope {
+        eprintln!("warning: left out (outside vapictl's scope): {o}");
     }
     if !imported.unmanaged.is_empty() {
         eprintln!(
@@ -106,6 +116,19 @@ pub(crate) async fn run_all(
         .iter()
         .filter_map(|o| o.number.clone())
         .collect();
+    let vapi_ids: Vec<String> = observation
+        .observed
+        .numbers
+        .iter()
+        .map(|o| o.id.clone())
+        .collect();
+    // Each owner's claims as the single-owner import reads them.
+    let lookup = vapictl::store::Lookup {
+        numbers: &twilio_numbers,
+        vapi_ids: &vapi_ids,
+        assistant_refs: &[],
+        non_canonical: true,
+    };
     let owners: Vec<uuid::Uuid> = observation
         .recorded
         .users_with_rows()
@@ -138,7 +161,7 @@ pub(crate) async fn run_all(
     };
     let mut numbers = 0;
     for (owner, path) in &targets {
-        let recorded = observation.recorded.for_owner(*owner, &twilio_numbers, &[]);
+        let recorded = observation.recorded.for_owner(*owner, &lookup);
         let imported =
             vapictl::import::import(*owner, &recorded, &observation.observed, &tokens, false)
                 .map_err(|(number, e)| anyhow::anyhow!("owner `{owner}`, `{number}`: {e}"))?;
@@ -151,6 +174,9 @@ pub(crate) async fn run_all(
         file.write_all(imported.yaml.as_bytes())?;
         for w in &imported.warnings {
             eprintln!("warning: owner {owner}: {w}");
+        }
+        for o in &imported.out_of_scope {
+            eprintln!("warning: owner {owner}: left out (outside vapictl's scope): {o}");
         }
         if !imported.placeholders.is_empty() {
             eprintln!(

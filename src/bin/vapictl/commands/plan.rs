@@ -83,7 +83,7 @@ async fn observe_fleet(g: &GlobalArgs, paths: &[PathBuf]) -> anyhow::Result<run:
     let files = run::specs::expand(paths)?;
     let loaded = run::specs::load(&files, &identities, SecretMode::Optional)?;
     let (store, vapi) = connect(g).await?;
-    Ok(run::plan_run(&store, &vapi, loaded).await?)
+    Ok(run::plan_run(&store, &vapi, loaded, &identities).await?)
 }
 
 async fn plan_one(g: &GlobalArgs, path: &Path, args: &PlanArgs<'_>) -> anyhow::Result<Exit> {
@@ -96,7 +96,7 @@ async fn plan_one(g: &GlobalArgs, path: &Path, args: &PlanArgs<'_>) -> anyhow::R
     let identities = settings::identities(g)?;
     let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
     let (store, vapi) = connect(g).await?;
-    let plan = pipeline::plan(&store, &vapi, &desired).await?;
+    let plan = pipeline::plan(&store, &vapi, &desired, &identities).await?;
     let style = Style {
         color: settings::stdout_color(g),
     };
@@ -108,7 +108,10 @@ async fn plan_one(g: &GlobalArgs, path: &Path, args: &PlanArgs<'_>) -> anyhow::R
     }
     out.flush()?;
     if let Some(file) = save_to {
-        let saved = SavedPlan::new(&plan, &path.to_string_lossy(), uuid::Uuid::new_v4());
+        // Absolute, so that `apply FILE` finds the spec from any directory.
+        let spec_path = std::path::absolute(path)
+            .with_context(|| format!("resolving the path of `{}`", path.display()))?;
+        let saved = SavedPlan::new(&plan, &spec_path.to_string_lossy(), uuid::Uuid::new_v4());
         let mut json = serde_json::to_vec_pretty(&saved)?;
         json.push(b'\n');
         std::fs::write(file, json)
@@ -163,7 +166,7 @@ pub(crate) async fn drift(
     let identities = settings::identities(g)?;
     let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
     let (store, vapi) = connect(g).await?;
-    let plan = pipeline::plan(&store, &vapi, &desired).await?;
+    let plan = pipeline::plan(&store, &vapi, &desired, &identities).await?;
     let mut out = io::stdout().lock();
     match format {
         Format::Text => {
