@@ -66,6 +66,12 @@ struct Args {
     /// Runs of each no-op plan; the median time and the largest memory are reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Owners in the fleet no-op plans, each with 10 numbers (comma-separated; 0 skips).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    fleet_owners: Vec<usize>,
+    /// Single-spec runs measured for the side-by-side comparison (the rest extrapolated).
+    #[arg(long, default_value_t = 100)]
+    fleet_singles: usize,
 
     // What a child process measures (set by the bench itself).
     #[arg(long, hide = true)]
@@ -80,12 +86,18 @@ struct Args {
     spec: Option<PathBuf>,
     #[arg(long, hide = true)]
     identity: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Scenario {
     Noop,
     Apply,
+    /// One `plan` over a directory of specs (`--spec DIR`).
+    Fleet,
+    /// The same specs planned one by one, each with its own observation (`--limit` of them).
+    Singles,
 }
 
 /// What a child reports, as one JSON line on stdout.
@@ -130,6 +142,8 @@ fn main() -> Result<(), BoxError> {
         args.creates = 200;
         args.latency_ms = 20;
         args.repeat = 1;
+        args.fleet_owners = vec![100];
+        args.fleet_singles = 20;
     }
     parent(&args)
 }
@@ -198,6 +212,8 @@ fn parent(args: &Args) -> Result<(), BoxError> {
             secs(seeding.as_secs_f64() * 1000.0),
         );
     }
+
+    fleet_section(args, &runtime)?;
 
     println!(
         "\n## Apply of {} creates ({} ms stand-in latency; client limit {UNTHROTTLED_RPS} calls/s, never the bottleneck)\n",
@@ -368,6 +384,8 @@ impl World {
         let scenario = match scenario {
             Scenario::Noop => "noop",
             Scenario::Apply => "apply",
+            Scenario::Fleet => "fleet",
+            Scenario::Singles => "singles",
         };
         let out = Command::new(std::env::current_exe()?)
             .args(["--scenario", scenario])
@@ -437,11 +455,14 @@ async fn child(scenario: Scenario, args: &Args) -> Result<Measured, BoxError> {
     let identity = args.identity.clone().ok_or("--identity is required")?;
     let mut m = Measured::default();
 
+    if matches!(scenario, Scenario::Fleet | Scenario::Singles) {
+        return fleet_child(scenario, args, &spec, &identity).await;
+    }
     let t = Instant::now();
     let mut ids = Identities::none();
     ids.add_file(&identity)?;
     let mode = match scenario {
-        Scenario::Noop => SecretMode::Optional,
+        Scenario::Noop | Scenario::Fleet | Scenario::Singles => SecretMode::Optional,
         Scenario::Apply => SecretMode::Required,
     };
     let (_, desired) = pipeline::load_desired(&spec, &ids, mode)?;
@@ -499,6 +520,7 @@ async fn child(scenario: Scenario, args: &Args) -> Result<Measured, BoxError> {
                 .is_empty();
             lock.release().await?;
         }
+        Scenario::Fleet | Scenario::Singles => unreachable!("handled above"),
     }
     m.peak_rss_kb = peak_rss_kb();
     Ok(m)
@@ -553,4 +575,222 @@ fn machine() -> String {
             |kb| format!("{:.0} GiB", kb / 1024.0 / 1024.0),
         );
     format!("Machine: {cpus} CPUs ({model}), {mem_gib} RAM.")
+}
+
+// ---- the fleet: one run over many owners versus one run per owner -----------------------------
+
+/// Numbers per owner in the fleet scenarios.
+const FLEET_PER_OWNER: usize = 10;
+
+fn fleet_owner(i: usize) -> Uuid {
+    Uuid::parse_str(&format!("3f1c2b7e-0000-4000-8000-{i:012}")).expect("a UUID")
+}
+
+fn fleet_section(args: &Args, runtime: &tokio::runtime::Runtime) -> Result<(), BoxError> {
+    let sizes: Vec<usize> = args
+        .fleet_owners
+        .iter()
+        .copied()
+        .filter(|n| *n > 0)
+        .collect();
+    if sizes.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "\n## Fleet: no-op plan over owners × {FLEET_PER_OWNER} numbers, one run versus one run per owner ({} ms stand-in latency)\n",
+        args.plan_latency_ms
+    );
+    println!(
+        "| owners | numbers | run | wall | load+validate | connect | observe+diff | list requests | DB queries | peak RSS |"
+    );
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for n in sizes {
+        let world = World::new(runtime)?;
+        let dir = world.dir.path().join("vapi");
+        std::fs::create_dir_all(&dir)?;
+        for o in 0..n {
+            world.write_owner_spec(&dir, o)?;
+        }
+        runtime.block_on(world.seed_fleet(n))?;
+        world.vapi.set_faults(FaultConfig {
+            latency_ms: args.plan_latency_ms,
+            ..FaultConfig::default()
+        });
+        world.vapi.reset_log();
+        let m = world.run_child(Scenario::Fleet, &dir, &[])?;
+        if m.changes != 0 || m.failed != 0 {
+            return Err(format!(
+                "the fleet no-op plan over {n} owners has {} changes and {} failed owners",
+                m.changes, m.failed
+            )
+            .into());
+        }
+        println!(
+            "| {n} | {} | one fleet run | {} | {} | {} | {} | {} | {} | {} |",
+            n * FLEET_PER_OWNER,
+            secs(m.total_plan_ms()),
+            secs(m.load_ms),
+            secs(m.connect_ms),
+            secs(m.plan_ms),
+            world.list_breakdown(m.list_requests),
+            m.db_queries,
+            mib(m.peak_rss_kb),
+        );
+        let singles = args.fleet_singles.min(n);
+        if singles == 0 {
+            continue;
+        }
+        world.vapi.reset_log();
+        let limit = singles.to_string();
+        let m = world.run_child(Scenario::Singles, &dir, &["--limit", &limit])?;
+        let scale = n as f64 / singles as f64;
+        let extrapolated = if singles < n {
+            format!(" (measured {singles}, × {scale:.0})")
+        } else {
+            String::new()
+        };
+        println!(
+            "| {n} | {} | {n} single-spec runs{extrapolated} | {} | {} | {} | {} | {} | {} | {} |",
+            n * FLEET_PER_OWNER,
+            secs(m.total_plan_ms() * scale),
+            secs(m.load_ms * scale),
+            secs(m.connect_ms * scale),
+            secs(m.plan_ms * scale),
+            (m.list_requests as f64 * scale).round(),
+            (m.db_queries as f64 * scale).round(),
+            mib(m.peak_rss_kb),
+        );
+    }
+    println!(
+        "\nThe single-spec runs are measured in one process (one connection, one client), which favours them: the CLI also starts a process and connects once per owner."
+    );
+    Ok(())
+}
+
+impl World {
+    /// Owner `o`'s spec: 10 numbers of its own, no assistant.
+    fn write_owner_spec(&self, dir: &Path, o: usize) -> Result<(), BoxError> {
+        let mut y = format!(
+            "version: 1\nowner: {}\ndefaults:\n  twilio:\n    accountSid: {ACCOUNT_SID}\n    authToken: |\n",
+            fleet_owner(o)
+        );
+        for line in self.armored.lines() {
+            y.push_str(&format!("      {line}\n"));
+        }
+        y.push_str("phoneNumbers:\n");
+        for i in o * FLEET_PER_OWNER..(o + 1) * FLEET_PER_OWNER {
+            y.push_str(&format!(
+                "  - number: \"{}\"\n    name: \"Line {i}\"\n",
+                fleet_number(i)
+            ));
+        }
+        std::fs::write(dir.join(format!("owner-{o:05}.yaml")), y)?;
+        Ok(())
+    }
+
+    /// Vapi and the database holding exactly what every owner's spec asks for; the rows go in
+    /// one transaction (seeding is not what is measured).
+    async fn seed_fleet(&self, owners: usize) -> Result<(), BoxError> {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await?;
+        let mut tx = conn.begin().await?;
+        let digest = token_digest(&SecretValue::new(TOKEN));
+        let now = "2026-01-01T00:00:00.000000Z";
+        for o in 0..owners {
+            for i in o * FLEET_PER_OWNER..(o + 1) * FLEET_PER_OWNER {
+                let number = fleet_number(i);
+                let name = format!("Line {i}");
+                let id = self.vapi.seed_raw(json!({
+                    "provider": "twilio",
+                    "number": number,
+                    "name": name,
+                    "twilioAccountSid": ACCOUNT_SID,
+                }))?;
+                sqlx::query(
+                    "INSERT INTO phone_numbers (id, user_id, phone_number, friendly_name, provider, \
+                     vapi_phone_id, twilio_account_sid, twilio_auth_token, vapictl_token_digest, \
+                     vapictl_protected, created_at, updated_at) \
+                     VALUES (?, ?, ?, ?, 'twilio', ?, ?, ?, ?, 0, ?, ?)",
+                )
+                .bind(Uuid::new_v4().to_string())
+                .bind(fleet_owner(o).to_string())
+                .bind(&number)
+                .bind(&name)
+                .bind(&id)
+                .bind(ACCOUNT_SID)
+                .bind(&self.armored)
+                .bind(&digest)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A distinct, valid number for each `i` below 1,000,000 (10,000 per area code).
+fn fleet_number(i: usize) -> String {
+    const AREAS: [u32; 10] = [415, 628, 510, 650, 408, 707, 925, 209, 530, 559];
+    format!("+1{}555{:04}", AREAS[i / 10_000 % AREAS.len()], i % 10_000)
+}
+
+async fn fleet_child(
+    scenario: Scenario,
+    args: &Args,
+    dir: &Path,
+    identity: &Path,
+) -> Result<Measured, BoxError> {
+    let need =
+        |v: &Option<String>, name: &str| v.clone().ok_or_else(|| format!("--{name} is required"));
+    let mut m = Measured::default();
+    let t = Instant::now();
+    let mut ids = Identities::none();
+    ids.add_file(identity)?;
+    let files = vapictl::run::specs::expand(&[dir.to_path_buf()])?;
+    let files = match (scenario, args.limit) {
+        (Scenario::Singles, Some(limit)) => files.into_iter().take(limit).collect(),
+        _ => files,
+    };
+    let loaded = vapictl::run::specs::load(&files, &ids, SecretMode::Optional)?;
+    m.failed = loaded.failed.len();
+    m.load_ms = ms(t.elapsed());
+
+    let t = Instant::now();
+    let store = Store::connect(&need(&args.db, "db")?, &StoreOptions::default()).await?;
+    let mut cfg = VapiConfig::new(
+        need(&args.vapi_url, "vapi-url")?,
+        SecretValue::new(need(&args.api_key, "api-key")?),
+    );
+    cfg.max_rps = UNTHROTTLED_RPS;
+    let vapi = VapiClient::new(cfg)?;
+    m.connect_ms = ms(t.elapsed());
+
+    let t = Instant::now();
+    match scenario {
+        Scenario::Fleet => {
+            let observation = vapictl::run::observe(&store, &vapi).await?;
+            for o in &loaded.owners {
+                match observation.plan(&o.desired, &ids) {
+                    Ok(plan) => m.changes += plan.changes.len(),
+                    Err(_) => m.failed += 1,
+                }
+            }
+        }
+        _ => {
+            for o in &loaded.owners {
+                m.changes += pipeline::plan(&store, &vapi, &o.desired, &ids)
+                    .await?
+                    .changes
+                    .len();
+            }
+        }
+    }
+    m.plan_ms = ms(t.elapsed());
+    m.list_requests = vapi.counters().list_requests.load(Ordering::Relaxed);
+    m.db_queries = store.queries_issued();
+    m.peak_rss_kb = peak_rss_kb();
+    Ok(m)
 }

@@ -40,6 +40,9 @@ pub struct ApplyOptions {
     /// CI metadata for the audit trail.
     pub ci_run_id: Option<String>,
     pub commit_sha: Option<String>,
+    /// Shared by the appliers of a run over several owners, so that all of them together keep
+    /// to one `--parallelism`; `None` for a single owner.
+    pub budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Default for ApplyOptions {
@@ -50,6 +53,7 @@ impl Default for ApplyOptions {
             run_id: Uuid::new_v4().to_string(),
             ci_run_id: None,
             commit_sha: None,
+            budget: None,
         }
     }
 }
@@ -118,6 +122,10 @@ impl Applier<'_> {
         for phase in [deletes, rest] {
             let outcomes: Vec<Option<Outcome>> = futures::stream::iter(phase)
                 .map(|c| async {
+                    let _slot = match &self.options.budget {
+                        Some(budget) => budget.clone().acquire_owned().await.ok(),
+                        None => None,
+                    };
                     if self.options.stop.load(Ordering::SeqCst) {
                         return None;
                     }

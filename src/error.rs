@@ -21,6 +21,9 @@ pub enum Error {
     Vapi(#[from] VapiError),
     #[error("{0}")]
     Refused(#[from] Refusals),
+    /// Writing the output or reading an answer failed (a closed pipe, say).
+    #[error("cannot write the output or read the answer")]
+    Output(#[source] std::io::Error),
     /// A setting is missing or wrong (flag, environment variable).
     #[error("{message}\nhint: {hint}")]
     Config { message: String, hint: String },

@@ -12,7 +12,7 @@ use crate::safety::DeleteThreshold;
 pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Serialize)]
-struct JsonPlan<'a> {
+pub(crate) struct JsonPlan<'a> {
     format_version: u32,
     owner: String,
     spec_digest: &'a str,
@@ -79,10 +79,10 @@ fn vapi_id(c: &Change) -> Option<&str> {
         .or_else(|| c.recorded.as_ref().and_then(|r| r.vapi_phone_id.as_deref()))
 }
 
-/// Writes the plan as one JSON document.
-pub fn render_plan_json(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+/// Today's single-spec plan object, as the run's `plans` entries embed it.
+fn plan_doc(plan: &Plan) -> JsonPlan<'_> {
     let threshold = DeleteThreshold::default();
-    let doc = JsonPlan {
+    JsonPlan {
         format_version: FORMAT_VERSION,
         owner: plan.owner.to_string(),
         spec_digest: &plan.spec_digest,
@@ -112,7 +112,27 @@ pub fn render_plan_json(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
             releasable_numbers: plan.releasable_count,
             needs_confirmation: threshold.check(plan, None).is_err(),
         },
-    };
+    }
+}
+
+/// A plan of a run: the single-spec object with the spec it came from.
+#[derive(Serialize)]
+pub(crate) struct JsonRunPlan<'a> {
+    spec: &'a str,
+    #[serde(flatten)]
+    plan: JsonPlan<'a>,
+}
+
+pub(crate) fn run_plan_doc<'a>(spec: &'a str, plan: &'a Plan) -> JsonRunPlan<'a> {
+    JsonRunPlan {
+        spec,
+        plan: plan_doc(plan),
+    }
+}
+
+/// Writes the plan as one JSON document.
+pub fn render_plan_json(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+    let doc = plan_doc(plan);
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
 }

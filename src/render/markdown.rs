@@ -13,7 +13,7 @@ pub const GITHUB_COMMENT_LIMIT: usize = 65_536;
 /// A marker that lets a CI job find and update its own (sticky) comment.
 pub const STICKY_MARKER: &str = "<!-- vapictl-plan -->";
 
-fn cell(s: &str) -> String {
+pub(crate) fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
@@ -24,7 +24,7 @@ fn code(s: &Option<String>) -> String {
     }
 }
 
-fn section(c: &Change) -> String {
+pub(crate) fn section(c: &Change) -> String {
     let mut s = String::new();
     let icon = if c.action.is_destructive() {
         "🔴"

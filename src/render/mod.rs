@@ -3,10 +3,15 @@
 
 mod json;
 mod markdown;
+mod run;
 mod text;
 
 pub use json::{FORMAT_VERSION, fingerprint, render_plan_json};
 pub use markdown::{GITHUB_COMMENT_LIMIT, STICKY_MARKER, render_plan_markdown};
+pub use run::{
+    ApplyEntry, RunEntry, RunKind, RunSummary, RunView, render_run_apply_report, render_run_json,
+    render_run_markdown, render_run_text,
+};
 pub use text::{Style, render_apply_report, render_drift_text, render_plan_text};
 
 #[cfg(test)]

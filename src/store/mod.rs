@@ -88,7 +88,8 @@
 //!
 //! # Query budget
 //! Reads cost a constant number of statements whatever the number of rows ([`Store::load_recorded`]:
-//! at most three), and [`Store::queries_issued`] counts every statement issued after connecting,
+//! at most three; [`Store::load_recorded_snapshot`], every owner's at once: two), and
+//! [`Store::queries_issued`] counts every statement issued after connecting,
 //! for benchmarks.
 
 mod audit;
@@ -97,6 +98,7 @@ mod ids;
 mod lock;
 mod postgres;
 mod schema;
+mod snapshot;
 mod sql;
 mod sqlite;
 mod url;
@@ -111,6 +113,7 @@ pub use audit::ChangeRecord;
 pub use error::{DbCause, SchemaProblem, StoreError};
 pub use lock::{LOCK_PROGRESS_EVERY, LeaseHolder, LockHolder, LockWait, LockWaitEvent, OwnerLock};
 pub use postgres::PgStore;
+pub use snapshot::RecordedSnapshot;
 pub use sqlite::SqliteStore;
 pub use url::redact_url;
 

@@ -105,6 +105,10 @@ impl PgStore {
         &self.queries
     }
 
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub(crate) fn lock_ttl(&self) -> Duration {
         self.lock_ttl
     }

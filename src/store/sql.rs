@@ -180,6 +180,16 @@ pub(crate) struct RawPhoneRow<U> {
 }
 
 impl<U: Into<Uuid>> RawPhoneRow<U> {
+    /// The row, or for a row without a number the claim its Vapi id makes, if it records one:
+    /// (user, Vapi id), a NULL `user_id` read as the nil UUID.
+    pub(crate) fn into_phone_row_or_claim(self) -> Result<PhoneRow, Option<(Uuid, String)>> {
+        if self.phone_number.is_none() {
+            let user = self.user_id.map(Into::into).unwrap_or_default();
+            return Err(self.vapi_phone_id.map(|id| (user, id)));
+        }
+        self.into_phone_row().ok_or(None)
+    }
+
     /// `None` for a row without a number: nothing can refer to it by number.
     /// A NULL `provider` reads as `""` and a NULL `user_id` as the nil UUID.
     pub(crate) fn into_phone_row(self) -> Option<PhoneRow> {

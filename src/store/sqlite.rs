@@ -142,6 +142,10 @@ impl SqliteStore {
         &self.queries
     }
 
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub(crate) fn lock_ttl(&self) -> Duration {
         self.lock_ttl
     }

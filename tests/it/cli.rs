@@ -365,6 +365,7 @@ fn ci_examples_are_valid_yaml_and_call_real_commands_and_flags() {
         let mut runs = vec![];
         scripts(&doc, &mut runs);
         let mut calls = 0;
+        let mut per_command = std::collections::BTreeMap::new();
         for line in runs.iter().flat_map(|r| r.lines()) {
             let Some(i) = line.find("vapictl ") else {
                 continue;
@@ -384,11 +385,35 @@ fn ci_examples_are_valid_yaml_and_call_real_commands_and_flags() {
             for flag in words.iter().filter(|w| w.starts_with("--")) {
                 assert!(help.contains(flag), "{file}: `vapictl {sub}` has no {flag}");
             }
+            if ["validate", "plan", "apply", "drift"].contains(&sub) {
+                assert!(
+                    words.contains(&"vapi/"),
+                    "{file}: `vapictl {sub}` runs over every owner's spec at once (`vapi/`): {line}"
+                );
+                *per_command.entry(sub.to_string()).or_insert(0) += 1;
+            }
             calls += 1;
         }
         assert!(
             calls >= 4,
             "{file}: expected plan, apply, drift and validate calls, found {calls}"
+        );
+        // One vapictl call per job: no loop over the files (one failed owner would stop the rest,
+        // and every owner would list the whole organization again).
+        assert!(
+            !text_of.contains("for spec in"),
+            "{file} loops over the specs"
+        );
+        for sub in ["validate", "plan", "apply", "drift"] {
+            assert_eq!(
+                per_command.get(sub),
+                Some(&1),
+                "{file}: exactly one `vapictl {sub}` call"
+            );
+        }
+        assert!(
+            text_of.contains("--comment-limit"),
+            "{file} sets the forge's comment limit"
         );
         for needed in [
             "vapictl plan",

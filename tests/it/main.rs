@@ -9,6 +9,7 @@ mod bad_input;
 mod cli;
 mod edges;
 mod faults;
+mod fleet;
 mod gitops;
 mod property;
 mod reconcile;

@@ -105,14 +105,19 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check a spec: every problem with file, line and column. Exit 0 valid, 1 invalid.
+    /// Check specs: every problem with file, line and column. Exit 0 valid, 1 invalid.
     Validate {
-        /// The spec file (YAML).
-        spec: PathBuf,
+        /// Spec files (YAML), or directories of them (every `*.yaml`/`*.yml` under each,
+        /// recursively; hidden ones skipped). One spec per owner.
+        #[arg(required = true, value_name = "SPEC")]
+        spec: Vec<PathBuf>,
     },
-    /// Show what apply would change. Changes nothing.
+    /// Show what apply would change. Changes nothing. Over several specs: one report for all
+    /// owners, from one read of Vapi and the database.
     Plan {
-        spec: PathBuf,
+        /// Spec files, or directories of them (one spec per owner).
+        #[arg(required = true, value_name = "SPEC")]
+        spec: Vec<PathBuf>,
         /// Exit 0 when there are no changes, 2 when there are, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
@@ -122,30 +127,41 @@ pub enum Command {
         /// Also save the plan to FILE, for `vapictl apply FILE` (no secrets inside).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Longest markdown document, in characters (GitHub 65536; set your forge's limit).
+        #[arg(long, default_value_t = 65_536, value_name = "N")]
+        comment_limit: usize,
     },
     /// Report what differs between the spec and the database/Vapi, by cause. Changes nothing.
     /// Exit 0 in sync, 2 drift found, 1 error.
     Drift {
-        spec: PathBuf,
+        /// Spec files, or directories of them (one spec per owner).
+        #[arg(required = true, value_name = "SPEC")]
+        spec: Vec<PathBuf>,
         /// Output format; json carries a stable fingerprint per finding.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Longest markdown document, in characters (GitHub 65536; set your forge's limit).
+        #[arg(long, default_value_t = 65_536, value_name = "N")]
+        comment_limit: usize,
     },
     /// Make Vapi and the database match the spec, or apply a plan saved with `plan --out`
     /// (exactly that plan: refused with exit 3 when anything changed since, or when it was
     /// applied before).
     Apply {
-        /// The spec file, or a saved plan file.
-        #[arg(value_name = "SPEC|PLAN")]
-        spec: PathBuf,
+        /// The spec file, or a saved plan file; or several specs or directories of them, each
+        /// owner applied under its own lock (exit 1 if any owner failed, else 3 if any was
+        /// refused, else 0).
+        #[arg(required = true, value_name = "SPEC|PLAN")]
+        spec: Vec<PathBuf>,
         /// Apply without asking.
         #[arg(long)]
         auto_approve: bool,
-        /// Numbers changed at once.
+        /// Numbers changed at once (over all owners of a run).
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
         parallelism: u16,
         /// Confirm deleting exactly N numbers whose entries disappeared from the spec, when that
-        /// is more than 5 or more than 25% of the owner's numbers.
+        /// is more than 5 or more than 25% of the owner's numbers. Over several specs: the
+        /// total of the owners whose deletion gate tripped.
         #[arg(long, value_name = "N")]
         allow_deletes: Option<usize>,
         /// How long to wait for another apply on the same owner to finish, in seconds.
@@ -166,11 +182,23 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Write a spec (to stdout) for what an owner has in the database and Vapi.
+    /// Write a spec (to stdout) for what an owner has in the database and Vapi; or, with
+    /// `--all --out-dir DIR`, one spec per owner that has rows (`DIR/<owner>.yaml`).
     Import {
         /// The owner (users.id).
-        #[arg(long, value_name = "UUID")]
-        owner: String,
+        #[arg(
+            long,
+            value_name = "UUID",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        owner: Option<String>,
+        /// Every owner that has rows in `phone_numbers`, one file each (needs `--out-dir`).
+        #[arg(long, requires = "out_dir")]
+        all: bool,
+        /// Where `--all` writes its files; an existing file is never overwritten.
+        #[arg(long, value_name = "DIR", requires = "all")]
+        out_dir: Option<PathBuf>,
         /// Re-encrypt the tokens to these age recipients (repeatable; needs an identity that
         /// can decrypt the stored tokens). Without it, stored ciphertexts are kept as they are.
         #[arg(long = "recipient", short = 'r', value_name = "AGE1…")]

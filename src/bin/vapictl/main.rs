@@ -35,6 +35,17 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// An apply's verdict over its owners: 1 if any failed, else 3 if any was refused, else 0.
+impl From<vapictl::run::Verdict> for Exit {
+    fn from(v: vapictl::run::Verdict) -> Self {
+        match v {
+            vapictl::run::Verdict::Ok => Exit::Ok,
+            vapictl::run::Verdict::Failed => Exit::Error,
+            vapictl::run::Verdict::Refused => Exit::Refused,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Usage errors exit 1, not clap's 2: 2 means "changes present" in vapictl's contract.
     let cli = match cli::Cli::try_parse() {

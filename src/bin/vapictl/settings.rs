@@ -57,3 +57,27 @@ pub fn color(choice: ColorChoice, is_terminal: bool) -> bool {
 pub fn stdout_color(g: &GlobalArgs) -> bool {
     color(g.color, std::io::stdout().is_terminal())
 }
+
+/// Everything `apply` needs, resolved once from its arguments and the environment (the CI run
+/// and commit recorded in the audit trail).
+pub fn apply_settings(
+    args: &crate::commands::ApplyArgs,
+    auto_approve: bool,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> vapictl::run::ApplySettings {
+    vapictl::run::ApplySettings {
+        parallelism: args.parallelism,
+        allow_deletes: args.allow_deletes,
+        lock_timeout: args.lock_timeout,
+        auto_approve,
+        stop,
+        run_id: uuid::Uuid::new_v4().to_string(),
+        ci_run_id: std::env::var("GITHUB_RUN_ID")
+            .or_else(|_| std::env::var("CI_PIPELINE_ID"))
+            .ok(),
+        commit_sha: std::env::var("GITHUB_SHA")
+            .or_else(|_| std::env::var("CI_COMMIT_SHA"))
+            .ok(),
+        threshold: vapictl::safety::DeleteThreshold::default(),
+    }
+}

@@ -1,22 +1,23 @@
 //! `vapictl apply`: make Vapi and the database match a spec, or apply a saved plan.
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
-use vapictl::apply::{Applier, ApplyOptions, Outcome, Progress};
+use vapictl::apply::{Outcome, Progress};
 use vapictl::pipeline;
-use vapictl::plan::Change;
-use vapictl::render::{Style, render_apply_report, render_plan_text};
-use vapictl::safety::DeleteThreshold;
+use vapictl::plan::{Change, Plan};
+use vapictl::render::{
+    ApplyEntry, RunEntry, RunKind, RunView, Style, render_apply_report, render_plan_text,
+    render_run_apply_report, render_run_text,
+};
+use vapictl::run::{self, ApplyHooks, ApplyRun, OwnerOutcome, OwnerSpec, SavedRun, Verdict};
 use vapictl::saved::SavedPlan;
-use vapictl::state::DesiredState;
-use vapictl::store::{LockHolder, LockWait, OwnerLock, Store};
+use vapictl::store::LockWaitEvent;
 use vapictl::validate::SecretMode;
-use vapictl::vapi::VapiClient;
 
 use super::connect;
 use crate::Exit;
@@ -30,198 +31,300 @@ pub(crate) struct ApplyArgs {
     pub(crate) lock_timeout: Duration,
 }
 
-pub(crate) async fn run(g: &GlobalArgs, path: &Path, args: &ApplyArgs) -> anyhow::Result<Exit> {
-    // A saved plan names its spec; anything else is a spec.
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let saved = SavedPlan::parse(&bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "`{}`: {e}\nhint: make a new plan with `vapictl plan --out FILE`",
-            path.display()
-        )
-    })?;
+pub(crate) async fn run(
+    g: &GlobalArgs,
+    paths: &[PathBuf],
+    args: ApplyArgs,
+) -> anyhow::Result<Exit> {
+    if let [path] = paths
+        && !path.is_dir()
+    {
+        // A saved plan names its spec (a saved run plan, its specs); anything else is a spec.
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let damaged = |e: String| {
+            anyhow::anyhow!(
+                "`{}`: {e}\nhint: make a new plan with `vapictl plan --out FILE`",
+                path.display()
+            )
+        };
+        if let Some(saved_run) = SavedRun::parse(&bytes).map_err(damaged)? {
+            return run_saved_fleet(g, saved_run, args).await;
+        }
+        let saved = SavedPlan::parse(&bytes).map_err(damaged)?;
+        return run_single(g, path, saved, args).await;
+    }
+    let identities = settings::identities(g)?;
+    let files = run::specs::expand(paths)?;
+    let loaded = run::specs::load(&files, &identities, SecretMode::Required)?;
+    run_fleet(g, loaded, identities, BTreeMap::new(), args).await
+}
+
+/// One spec (or one saved plan): today's output, exactly.
+async fn run_single(
+    g: &GlobalArgs,
+    path: &Path,
+    saved: Option<SavedPlan>,
+    args: ApplyArgs,
+) -> anyhow::Result<Exit> {
     let spec_path = match &saved {
-        Some(s) => std::path::PathBuf::from(&s.spec_path),
+        Some(s) => PathBuf::from(&s.spec_path),
         None => path.to_path_buf(),
     };
     // A saved plan was reviewed: it is applied without asking.
     let auto_approve = args.auto_approve || saved.is_some();
     let identities = settings::identities(g)?;
-    let (loaded, desired) = pipeline::load_desired(&spec_path, &identities, SecretMode::Required)?;
-    if let Some(s) = &saved
-        && loaded.digest != s.spec_digest
-    {
-        eprintln!(
-            "error: the saved plan is stale: the spec `{}` changed since the plan was made\nhint: run `vapictl plan --out FILE` again and review the new plan",
-            s.spec_path
-        );
-        return Ok(Exit::Refused);
-    }
-    if !auto_approve && !io::stdin().is_terminal() {
-        anyhow::bail!(
-            "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
-        );
-    }
-    // From here on, Ctrl-C or SIGTERM stops cleanly: in-flight changes finish, no new one starts;
-    // a wait for the lock ends at once (nothing changed yet).
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = spawn_stop_on_signal(stop.clone());
-    let (store, vapi) = connect(g).await?;
-    let run_id = uuid::Uuid::new_v4().to_string();
-    // One apply per owner at a time: the plan is made and carried out under the lock.
-    let quiet = g.quiet;
-    let wait = LockWait::new(args.lock_timeout)
-        .reporting(move |event| {
-            if !quiet {
-                eprintln!("{event}");
-            }
-        })
-        .interrupted_by(stopped);
-    let lock = store
-        .acquire_lock_with(
-            desired.owner,
-            &LockHolder::this_process(run_id.clone()),
-            wait,
-        )
-        .await?;
-    let run = LockedRun {
-        identities: &identities,
-        store: &store,
-        vapi: &vapi,
-        lock: &lock,
-        run_id,
-        stop,
-        saved,
-        auto_approve,
+    let (_, desired) = pipeline::load_desired(&spec_path, &identities, SecretMode::Required)?;
+    let owner = OwnerSpec {
+        path: spec_path,
+        desired,
     };
-    let result = apply_locked(g, &desired, args, run).await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!(error = %e, "could not release the owner lock; it expires by itself");
-    }
-    result
-}
-
-const REPLAYED: &str = "error: this saved plan was applied before; a plan can be applied once\nhint: run `vapictl plan --out FILE` for a new plan";
-
-/// What an apply holds while it runs under the owner's lock.
-struct LockedRun<'a> {
-    identities: &'a vapictl::secrets::Identities,
-    store: &'a Store,
-    vapi: &'a VapiClient,
-    lock: &'a OwnerLock,
-    run_id: String,
-    stop: Arc<AtomicBool>,
-    saved: Option<SavedPlan>,
-    pub(crate) auto_approve: bool,
-}
-
-async fn apply_locked(
-    g: &GlobalArgs,
-    desired: &DesiredState,
-    args: &ApplyArgs,
-    run: LockedRun<'_>,
-) -> anyhow::Result<Exit> {
-    let LockedRun {
-        identities,
-        store,
-        vapi,
-        lock,
-        run_id,
-        stop,
-        saved,
-        auto_approve,
-    } = run;
-    let plan = pipeline::plan(store, vapi, desired, identities).await?;
-    if let Some(saved) = &saved {
-        if store.plan_claimed(&saved.plan_id).await? {
-            eprintln!("{REPLAYED}");
-            return Ok(Exit::Refused);
-        }
-        let reasons = saved.staleness(&plan);
-        if !reasons.is_empty() {
-            eprintln!(
-                "error: the saved plan is stale; nothing was applied:\n  {}\nhint: run `vapictl plan --out FILE` again and review the new plan",
-                reasons.join("\n  ")
+    let saved: BTreeMap<_, _> = saved
+        .map(|s| (owner.desired.owner, s))
+        .into_iter()
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let settings = settings::apply_settings(&args, auto_approve, stop.clone());
+    let run = ApplyRun::new(settings, false, vec![owner], saved).with_identities(identities);
+    let outcomes = if run.needs_connection() {
+        if !auto_approve && !io::stdin().is_terminal() {
+            anyhow::bail!(
+                "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
             );
-            return Ok(Exit::Refused);
         }
-    }
+        // From here on, Ctrl-C or SIGTERM stops cleanly: in-flight changes finish, no new one
+        // starts; a wait for the lock ends at once (nothing changed yet).
+        let stopped = spawn_stop_on_signal(stop);
+        let (store, vapi) = connect(g).await?;
+        let hooks = SingleHooks { g };
+        run.interrupted_by(stopped)
+            .execute(&store, &vapi, &hooks)
+            .await?
+    } else {
+        run.without_connection()
+    };
+    let Some((_, outcome)) = outcomes.into_iter().next() else {
+        return Ok(Exit::Ok);
+    };
     let style = Style {
         color: settings::stdout_color(g),
     };
-    {
+    if let Some(report) = outcome.report() {
         let mut out = io::stdout().lock();
-        render_plan_text(&plan, &style, &mut out)?;
+        render_apply_report(report, &style, &mut out)?;
         out.flush()?;
     }
-    if plan.is_empty() {
-        return Ok(Exit::Ok);
+    let verdict = outcome.verdict();
+    match outcome {
+        OwnerOutcome::Failed(e) => return Err(e.into()),
+        OwnerOutcome::ReplanFailed { error, .. } => {
+            return Err(anyhow::Error::from(error).context("re-reading after apply"));
+        }
+        OwnerOutcome::Refused { refusal, .. } => eprintln!("error: {refusal}"),
+        OwnerOutcome::Cancelled(_) => eprintln!("Apply cancelled; nothing was changed."),
+        OwnerOutcome::Stopped(_) => eprintln!("Stopped before applying; nothing was changed."),
+        OwnerOutcome::NotConverged { remaining, .. } => eprintln!(
+            "error: apply finished but {remaining} change(s) remain; run `vapictl plan` to see them"
+        ),
+        OwnerOutcome::NoChanges(_)
+        | OwnerOutcome::Applied { .. }
+        | OwnerOutcome::Partial { .. } => {}
     }
-    if let Err(refusal) = DeleteThreshold::default().check(&plan, args.allow_deletes) {
-        eprintln!("error: {refusal}");
-        return Ok(Exit::Refused);
-    }
-    if !auto_approve && !confirm()? {
-        eprintln!("Apply cancelled; nothing was changed.");
-        return Ok(Exit::Error);
-    }
-    // A saved plan is used up only when it is carried out: one refused by a gate above, or
-    // stopped before anything started, can be retried (issue 9, defect 8).
-    if stop.load(Ordering::SeqCst) {
-        eprintln!("Stopped before applying; nothing was changed.");
-        return Ok(Exit::Error);
-    }
-    if let Some(saved) = &saved
-        && !store
-            .claim_plan(&saved.plan_id, desired.owner, &run_id)
-            .await?
-    {
-        eprintln!("{REPLAYED}");
-        return Ok(Exit::Refused);
-    }
-
-    let options = ApplyOptions {
-        parallelism: args.parallelism,
-        stop: stop.clone(),
-        run_id,
-        ci_run_id: std::env::var("GITHUB_RUN_ID")
-            .or_else(|_| std::env::var("CI_PIPELINE_ID"))
-            .ok(),
-        commit_sha: std::env::var("GITHUB_SHA")
-            .or_else(|_| std::env::var("CI_COMMIT_SHA"))
-            .ok(),
-    };
-    let applier = Applier {
-        vapi,
-        store,
-        owner: desired.owner,
-        options,
-        lock: Some(lock),
-    };
-    let progress = StderrProgress::new(plan.changes.len(), g.quiet);
-    let report = applier.apply(&plan, &progress).await;
-    {
-        let mut out = io::stdout().lock();
-        render_apply_report(&report, &style, &mut out)?;
-        out.flush()?;
-    }
-    if !report.is_complete() {
-        return Ok(Exit::Error);
-    }
-    // Prove convergence: a fresh plan must be empty.
-    let again = pipeline::plan(store, vapi, desired, identities)
-        .await
-        .context("re-reading after apply")?;
-    if !again.is_empty() {
-        eprintln!(
-            "error: apply finished but {} change(s) remain; run `vapictl plan` to see them",
-            again.changes.len()
-        );
-        return Ok(Exit::Error);
-    }
-    Ok(Exit::Ok)
+    Ok(verdict.into())
 }
 
-fn confirm() -> anyhow::Result<bool> {
+/// The binary's side of a single-spec apply: the plan as text, the `yes` prompt, a progress bar.
+struct SingleHooks<'a> {
+    g: &'a GlobalArgs,
+}
+
+impl ApplyHooks for SingleHooks<'_> {
+    fn planned(&self, plans: &[(&OwnerSpec, &Plan)]) -> io::Result<()> {
+        let style = Style {
+            color: settings::stdout_color(self.g),
+        };
+        let mut out = io::stdout().lock();
+        for (_, plan) in plans {
+            render_plan_text(plan, &style, &mut out)?;
+        }
+        out.flush()
+    }
+
+    fn confirm(&self) -> io::Result<bool> {
+        confirm()
+    }
+
+    fn progress(&self, _owner: &OwnerSpec, total: usize) -> Box<dyn Progress + '_> {
+        Box::new(StderrProgress::new(total, self.g.quiet))
+    }
+
+    fn lock_wait(&self, _owner: &OwnerSpec, event: &LockWaitEvent) {
+        if !self.g.quiet {
+            eprintln!("{event}");
+        }
+    }
+}
+
+/// A saved run plan: every owner's part checked and applied on its own.
+async fn run_saved_fleet(g: &GlobalArgs, saved: SavedRun, args: ApplyArgs) -> anyhow::Result<Exit> {
+    let identities = settings::identities(g)?;
+    let files: Vec<PathBuf> = saved
+        .plans
+        .iter()
+        .map(|p| PathBuf::from(&p.spec_path))
+        .collect();
+    let loaded = run::specs::load(&files, &identities, SecretMode::Required)?;
+    let by_owner = saved.plans.into_iter().map(|p| (p.owner, p)).collect();
+    // A saved plan was reviewed: it is applied without asking.
+    let args = ApplyArgs {
+        auto_approve: true,
+        ..args
+    };
+    run_fleet(g, loaded, identities, by_owner, args).await
+}
+
+/// Several specs: each owner under its own lock, concurrently, one report.
+async fn run_fleet(
+    g: &GlobalArgs,
+    loaded: run::LoadedRun,
+    identities: vapictl::secrets::Identities,
+    saved: BTreeMap<uuid::Uuid, SavedPlan>,
+    args: ApplyArgs,
+) -> anyhow::Result<Exit> {
+    let run::LoadedRun { owners, failed } = loaded;
+    let auto_approve = args.auto_approve;
+    let stop = Arc::new(AtomicBool::new(false));
+    let settings = settings::apply_settings(&args, auto_approve, stop.clone());
+    let run = ApplyRun::new(settings, true, owners, saved).with_identities(identities);
+    let outcomes = if run.needs_connection() {
+        if !auto_approve && !io::stdin().is_terminal() {
+            anyhow::bail!(
+                "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
+            );
+        }
+        let stopped = spawn_stop_on_signal(stop);
+        let (store, vapi) = connect(g).await?;
+        let hooks = FleetHooks { g };
+        run.interrupted_by(stopped)
+            .execute(&store, &vapi, &hooks)
+            .await?
+    } else {
+        run.without_connection()
+    };
+    let style = Style {
+        color: settings::stdout_color(g),
+    };
+    let mut entries: Vec<ApplyEntry<'_>> = failed
+        .iter()
+        .map(|f| ApplyEntry {
+            spec: f.spec.display().to_string(),
+            owner: f.owner,
+            outcome: Err(f.error.to_string().trim_end().to_string()),
+        })
+        .collect();
+    entries.extend(outcomes.iter().map(|(o, outcome)| ApplyEntry {
+        spec: o.path.display().to_string(),
+        owner: Some(o.desired.owner),
+        outcome: Ok(outcome),
+    }));
+    {
+        let mut out = io::stdout().lock();
+        render_run_apply_report(&entries, &style, &mut out)?;
+        out.flush()?;
+    }
+    let mut verdict = run::apply::run_verdict(outcomes.iter().map(|(_, o)| o));
+    if !failed.is_empty() {
+        verdict = Verdict::Failed;
+    }
+    Ok(verdict.into())
+}
+
+/// The binary's side of a run over several owners: every plan as text with a section per
+/// owner, one `yes` prompt, and a progress line per owner on stderr.
+struct FleetHooks<'a> {
+    g: &'a GlobalArgs,
+}
+
+impl ApplyHooks for FleetHooks<'_> {
+    fn planned(&self, plans: &[(&OwnerSpec, &Plan)]) -> io::Result<()> {
+        let style = Style {
+            color: settings::stdout_color(self.g),
+        };
+        let view = RunView {
+            kind: RunKind::Plan,
+            entries: plans
+                .iter()
+                .map(|(o, p)| RunEntry {
+                    spec: o.path.display().to_string(),
+                    owner: Some(o.desired.owner),
+                    result: Ok(*p),
+                })
+                .collect(),
+            unmanaged: &[],
+            orphans: &[],
+        };
+        let mut out = io::stdout().lock();
+        render_run_text(&view, &style, &mut out)?;
+        writeln!(out)?;
+        out.flush()
+    }
+
+    fn confirm(&self) -> io::Result<bool> {
+        confirm()
+    }
+
+    fn progress(&self, owner: &OwnerSpec, total: usize) -> Box<dyn Progress + '_> {
+        Box::new(OwnerProgress {
+            label: format!("{} (owner {})", owner.path.display(), owner.desired.owner),
+            quiet: self.g.quiet,
+            failed: std::sync::atomic::AtomicUsize::new(0),
+            total,
+        })
+    }
+
+    fn lock_wait(&self, _owner: &OwnerSpec, event: &LockWaitEvent) {
+        if !self.g.quiet {
+            eprintln!("{event}");
+        }
+    }
+}
+
+/// One line per owner on stderr when its apply ends (numbers in flight from many owners would
+/// interleave line by line), plus a line for each failed number.
+struct OwnerProgress {
+    label: String,
+    quiet: bool,
+    failed: std::sync::atomic::AtomicUsize,
+    total: usize,
+}
+
+impl Progress for OwnerProgress {
+    fn started(&self, change: &Change) {
+        let masked = vapictl::state::mask_number(&change.number);
+        tracing::info!(owner = %self.label, number = %masked, action = change.action.label(), "applying");
+    }
+    fn finished(&self, outcome: &Outcome, done: usize, _total: usize) {
+        if outcome.result.is_err() {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            if !self.quiet {
+                eprintln!(
+                    "{}: {} {} failed",
+                    self.label,
+                    outcome.action.label(),
+                    vapictl::state::mask_number(&outcome.number)
+                );
+            }
+        }
+        if done == self.total && !self.quiet {
+            let failed = self.failed.load(Ordering::SeqCst);
+            eprintln!(
+                "{}: {done}/{} change(s) done, {failed} failed",
+                self.label, self.total
+            );
+        }
+    }
+}
+
+fn confirm() -> io::Result<bool> {
     eprint!("Apply these changes? Only `yes` is accepted: ");
     io::stderr().flush()?;
     let mut line = String::new();
@@ -235,16 +338,27 @@ fn spawn_stop_on_signal(
     stop: Arc<AtomicBool>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let (tx, mut rx) = tokio::sync::watch::channel(false);
+    // The handlers are installed here, before anything is changed, not when the task first
+    // runs: a signal arriving in between would otherwise kill the process mid-apply.
+    #[cfg(unix)]
+    let streams = {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(int), Ok(term)) => Some((int, term)),
+            _ => None,
+        }
+    };
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
+            let Some((mut int, mut term)) = streams else {
+                return;
+            };
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
         }

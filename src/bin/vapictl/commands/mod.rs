@@ -1,6 +1,7 @@
 //! One module per command: settings in, exit status out. Data goes to stdout, talk to stderr.
 
 mod apply;
+pub(crate) use apply::ApplyArgs;
 mod encrypt;
 mod history;
 mod import;
@@ -25,7 +26,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             detailed_exitcode,
             format,
             out,
-        } => plan::plan(g, spec, *detailed_exitcode, *format, out.as_deref()).await,
+            comment_limit,
+        } => {
+            let opts = plan::PlanArgs {
+                detailed: *detailed_exitcode,
+                format: *format,
+                save_to: out.as_deref(),
+                comment_limit: *comment_limit,
+            };
+            plan::plan(g, spec, &opts).await
+        }
         Command::Apply {
             spec,
             auto_approve,
@@ -39,7 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 allow_deletes: *allow_deletes,
                 lock_timeout: std::time::Duration::from_secs(*lock_timeout),
             };
-            apply::run(g, spec, &opts).await
+            apply::run(g, spec, opts).await
         }
         Command::History {
             number,
@@ -56,13 +66,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             )
             .await
         }
-        Command::Drift { spec, format } => plan::drift(g, spec, *format).await,
+        Command::Drift {
+            spec,
+            format,
+            comment_limit,
+        } => plan::drift(g, spec, *format, *comment_limit).await,
         Command::Encrypt { recipients } => encrypt::run(recipients),
         Command::Import {
             owner,
+            all,
+            out_dir,
             recipients,
             adopt,
-        } => import::run(g, owner, recipients, *adopt).await,
+        } => match (owner, out_dir) {
+            (Some(owner), _) => import::run(g, owner, recipients, *adopt).await,
+            (None, Some(dir)) if *all => import::run_all(g, dir, recipients, *adopt).await,
+            _ => anyhow::bail!(
+                "`import` needs `--owner UUID`, or `--all --out-dir DIR`\nhint: `vapictl import --all --out-dir vapi/` writes one spec per owner"
+            ),
+        },
         Command::Schema => {
             io::stdout().write_all(vapictl::spec::json_schema().as_bytes())?;
             Ok(Exit::Ok)
