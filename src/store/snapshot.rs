@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
-use uuid::fmt::Hyphenated;
 
+use super::ids::DbId;
 use super::sql::{self, RawAssistantRow, RawPhoneRow};
 use super::{Lookup, Store, StoreError};
 use crate::state::{AssistantRow, PhoneRow, RecordedState};
@@ -191,56 +191,42 @@ impl Store {
     /// As for [`Store::load_recorded`], the two statements do not share one snapshot; and the
     /// whole table is read, which is what a run over every owner needs anyway.
     pub async fn load_recorded_snapshot(&self) -> Result<RecordedSnapshot, StoreError> {
-        const ALL_ROWS: &str = concat!(
-            "SELECT id, user_id, phone_number, friendly_name, provider, vapi_phone_id, ",
-            "vapi_credential_id, twilio_account_sid, twilio_auth_token, assigned_assistant_id, ",
-            "notes, vapictl_token_digest, vapictl_protected, vapictl_applied FROM phone_numbers"
-        );
+        const ALL_ROWS: &str = sql::SELECT_ALL_ROWS;
         const ALL_ASSISTANTS: &str = "SELECT id, user_id, name, vapi_assistant_id FROM assistants";
-        fn split<U: Into<Uuid>>(raw: Vec<RawPhoneRow<U>>) -> (Vec<PhoneRow>, Vec<(Uuid, String)>) {
-            let mut rows = Vec::with_capacity(raw.len());
-            let mut numberless = Vec::new();
-            for r in raw {
-                match r.into_phone_row_or_claim() {
-                    Ok(row) => rows.push(row),
-                    Err(Some(claim)) => numberless.push(claim),
-                    Err(None) => {}
+        let (raw_rows, raw_assistants): (Vec<RawPhoneRow<DbId>>, Vec<RawAssistantRow<DbId>>) =
+            match self {
+                Store::Sqlite(s) => {
+                    s.queries().tick();
+                    let rows = sqlx::query_as(ALL_ROWS).fetch_all(s.pool()).await?;
+                    s.queries().tick();
+                    (
+                        rows,
+                        sqlx::query_as(ALL_ASSISTANTS).fetch_all(s.pool()).await?,
+                    )
                 }
+                Store::Postgres(s) => {
+                    s.queries().tick();
+                    let rows = sqlx::query_as(ALL_ROWS).fetch_all(s.pool()).await?;
+                    s.queries().tick();
+                    (
+                        rows,
+                        sqlx::query_as(ALL_ASSISTANTS).fetch_all(s.pool()).await?,
+                    )
+                }
+            };
+        let mut rows = Vec::with_capacity(raw_rows.len());
+        let mut numberless = Vec::new();
+        for r in raw_rows {
+            match r.into_phone_row_or_claim() {
+                Ok(row) => rows.push(row),
+                Err(Some(claim)) => numberless.push(claim),
+                Err(None) => {}
             }
-            (rows, numberless)
         }
-        let ((rows, numberless), assistants) = match self {
-            Store::Sqlite(s) => {
-                s.queries().tick();
-                let rows: Vec<RawPhoneRow<Hyphenated>> =
-                    sqlx::query_as(ALL_ROWS).fetch_all(s.pool()).await?;
-                s.queries().tick();
-                let assistants: Vec<RawAssistantRow<Hyphenated>> =
-                    sqlx::query_as(ALL_ASSISTANTS).fetch_all(s.pool()).await?;
-                (
-                    split(rows),
-                    assistants
-                        .into_iter()
-                        .map(RawAssistantRow::into_assistant_row)
-                        .collect::<Vec<_>>(),
-                )
-            }
-            Store::Postgres(s) => {
-                s.queries().tick();
-                let rows: Vec<RawPhoneRow<Uuid>> =
-                    sqlx::query_as(ALL_ROWS).fetch_all(s.pool()).await?;
-                s.queries().tick();
-                let assistants: Vec<RawAssistantRow<Uuid>> =
-                    sqlx::query_as(ALL_ASSISTANTS).fetch_all(s.pool()).await?;
-                (
-                    split(rows),
-                    assistants
-                        .into_iter()
-                        .map(RawAssistantRow::into_assistant_row)
-                        .collect(),
-                )
-            }
-        };
+        let assistants = raw_assistants
+            .into_iter()
+            .map(RawAssistantRow::into_assistant_row)
+            .collect();
         Ok(RecordedSnapshot::with_numberless(
             rows, numberless, assistants,
         ))

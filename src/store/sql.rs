@@ -22,6 +22,10 @@ pub(crate) const SELECT_OWNER_ROWS: &str = concat!(
     " FROM phone_numbers WHERE user_id = $1"
 );
 
+/// Every row, for a run over many owners.
+pub(crate) const SELECT_ALL_ROWS: &str =
+    concat!("SELECT ", phone_columns!(), " FROM phone_numbers");
+
 /// Other users' rows that may hold the numbers in question. `$1` numbers (JSON array), `$2`
 /// owner, `$3` Vapi ids (JSON array), `$4` whether to add every row whose number is not
 /// canonical-looking (`+` then 7 to 15 digits, the first not 0).

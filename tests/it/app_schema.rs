@@ -187,6 +187,36 @@ both_backends!(
         );
         let vapi = w.vapi.find_by_number(N1);
         assert_eq!(vapi[0]["assistantId"], bot.as_str());
+
+        // A fleet run reads the same rows through its one snapshot, integer ids and all: the
+        // owner has no changes beside a second owner's plan.
+        let dir = w.path("fleet");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&spec, dir.join("owner.yaml")).unwrap();
+        std::fs::write(
+            dir.join("other.yaml"),
+            SpecFile::new(OTHER_USER, SID, &w.token_armored)
+                .with(Entry::new("+14155551236", "Theirs"))
+                .to_yaml(),
+        )
+        .unwrap();
+        let o = w
+            .vapictl()
+            .args(["plan", "--format", "json", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+        let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let plans = run["plans"].as_array().expect("plans");
+        let mine = plans
+            .iter()
+            .find(|p| p["owner"] == OWNER)
+            .unwrap_or_else(|| panic!("{run:#}"));
+        assert_eq!(
+            mine["changes"].as_array().map(Vec::len),
+            Some(0),
+            "{mine:#}"
+        );
     }
 );
 
