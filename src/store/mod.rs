@@ -93,9 +93,11 @@
 //! for benchmarks.
 
 mod audit;
+mod backend;
 mod error;
 mod ids;
 mod lock;
+mod pool;
 mod postgres;
 mod schema;
 mod snapshot;
@@ -112,6 +114,7 @@ use uuid::Uuid;
 pub use audit::ChangeRecord;
 pub use error::{DbCause, SchemaProblem, StoreError};
 pub use lock::{LOCK_PROGRESS_EVERY, LeaseHolder, LockHolder, LockWait, LockWaitEvent, OwnerLock};
+pub use pool::BackendStore;
 pub use postgres::PgStore;
 pub use snapshot::RecordedSnapshot;
 pub use sqlite::SqliteStore;
@@ -432,6 +435,19 @@ impl Store {
         dispatch!(self, s => s.lock_ttl())
     }
 
+    /// Every `phone_numbers` and `assistants` row as stored, in two statements.
+    pub(crate) async fn load_everything(
+        &self,
+    ) -> Result<
+        (
+            Vec<sql::RawPhoneRow<ids::DbId>>,
+            Vec<sql::RawAssistantRow<ids::DbId>>,
+        ),
+        StoreError,
+    > {
+        dispatch!(self, s => s.load_everything().await)
+    }
+
     pub(crate) async fn take_lease(
         &self,
         owner: Uuid,
@@ -545,28 +561,5 @@ pub(crate) fn write_error(err: sqlx::Error, number: &str, app: &schema::AppSchem
         table: "phone_numbers",
         cause: Box::new(cause),
         hint,
-    }
-}
-
-/// `id` as `kind` spells it, for a statement on `table.column`.
-pub(crate) fn id_param(
-    kind: ids::IdKind,
-    id: Uuid,
-    table: &'static str,
-    column: &'static str,
-) -> Result<ids::DbId, StoreError> {
-    kind.bind(id).ok_or_else(|| StoreError::UnreadableValue {
-        table,
-        column,
-        reason: format!("`{id}` is not one of this table's integer ids"),
-    })
-}
-
-/// Why a write guarded by `id AND user_id` matched nothing, given how many rows have the id.
-fn untouched_row_error(row_id: Uuid, rows_with_id: i64) -> StoreError {
-    if rows_with_id == 0 {
-        StoreError::RowNotFound { row_id }
-    } else {
-        StoreError::RowOwnedByAnotherUser { row_id }
     }
 }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use sqlx::migrate::{MigrateError, Migrator};
 
 use super::ids::IdKind;
+use super::sql::{PHONE_COLUMNS, PhoneColumn};
 use super::{SchemaProblem, StoreError};
 
 /// sqlx's bookkeeping table for vapictl's own migrations. Not sqlx's default `_sqlx_migrations`:
@@ -19,62 +20,22 @@ use super::{SchemaProblem, StoreError};
 pub(crate) const MIGRATIONS_TABLE: &str = "vapictl_schema_migrations";
 
 /// Columns vapictl reads and writes in an application's `phone_numbers` table and never adds.
-pub(crate) const PHONE_NUMBERS_REQUIRED: &[&str] = &[
-    "id",
-    "user_id",
-    "phone_number",
-    "friendly_name",
-    "provider",
-    "vapi_phone_id",
-    "vapi_credential_id",
-    "twilio_account_sid",
-    "twilio_auth_token",
-    "assigned_assistant_id",
-    "created_at",
-    "updated_at",
-];
+pub(crate) fn phone_numbers_required() -> Vec<&'static str> {
+    PHONE_COLUMNS
+        .iter()
+        .filter(|c| !c.added)
+        .map(|c| c.name)
+        .collect()
+}
 
 /// Columns vapictl reads in an application's `assistants` table.
 pub(crate) const ASSISTANTS_REQUIRED: &[&str] = &["id", "user_id", "name", "vapi_assistant_id"];
 
-/// A column vapictl adds to `phone_numbers` when it is missing. Each is nullable or has a constant
-/// default, so adding it rewrites no rows (SQLite, and PostgreSQL since 11).
-pub(crate) struct AddedColumn {
-    pub name: &'static str,
-    pub sqlite: &'static str,
-    pub postgres: &'static str,
-}
-
-pub(crate) const PHONE_NUMBERS_ADDED: &[AddedColumn] = &[
-    AddedColumn {
-        name: "notes",
-        sqlite: "TEXT",
-        postgres: "text",
-    },
-    AddedColumn {
-        name: "vapictl_token_digest",
-        sqlite: "TEXT",
-        postgres: "text",
-    },
-    AddedColumn {
-        name: "vapictl_protected",
-        sqlite: "INTEGER NOT NULL DEFAULT 0",
-        postgres: "boolean NOT NULL DEFAULT false",
-    },
-    // What vapictl last applied to `server` and `smsEnabled`, which the row has no column for:
-    // it tells a spec edit from an edit in Vapi (issue 9).
-    AddedColumn {
-        name: "vapictl_applied",
-        sqlite: "TEXT",
-        postgres: "text",
-    },
-];
-
-/// The columns of [`PHONE_NUMBERS_ADDED`] that `present` (lowercase names) lacks.
-pub(crate) fn columns_to_add(present: &[String]) -> Vec<&'static AddedColumn> {
-    PHONE_NUMBERS_ADDED
+/// The columns vapictl adds to `phone_numbers` that `present` (lowercase names) lacks.
+pub(crate) fn columns_to_add(present: &[String]) -> Vec<&'static PhoneColumn> {
+    PHONE_COLUMNS
         .iter()
-        .filter(|c| !present.iter().any(|p| p == c.name))
+        .filter(|c| c.added && !present.iter().any(|p| p == c.name))
         .collect()
 }
 
@@ -229,71 +190,42 @@ impl AppSchema {
     }
 }
 
-/// Columns of `phone_numbers` vapictl writes on insert (besides `id`).
-const WRITTEN: &[&str] = &[
-    "user_id",
-    "phone_number",
-    "friendly_name",
-    "provider",
-    "vapi_phone_id",
-    "vapi_credential_id",
-    "twilio_account_sid",
-    "twilio_auth_token",
-    "vapictl_token_digest",
-    "assigned_assistant_id",
-    "notes",
-    "vapictl_protected",
-    "vapictl_applied",
-    "created_at",
-    "updated_at",
-];
-
-/// Written columns that vapictl may set to NULL, and when.
-const WRITTEN_NULL: &[(&str, &str)] = &[
-    ("vapi_credential_id", "Vapi reports no credential"),
-    (
-        "vapictl_token_digest",
-        "the token's digest is not known yet",
-    ),
-    ("assigned_assistant_id", "a number has no assistant"),
-    ("notes", "an entry has no `notes`"),
-];
+/// A column as vapictl declares it in `dialect` (`definition`: the type, then constraints).
+fn declared(name: &str, definition: &str) -> Column {
+    let upper = definition.to_ascii_uppercase();
+    Column {
+        name: name.to_owned(),
+        ty: definition
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        not_null: upper.contains("NOT NULL") || upper.contains("PRIMARY KEY"),
+        has_default: upper.contains("DEFAULT"),
+        generated: false,
+        primary_key: upper.contains("PRIMARY KEY"),
+        default: None,
+    }
+}
 
 /// The tables as vapictl creates them, for deciding before they exist.
 fn own_table(dialect: Dialect, table: &str) -> Table {
-    let (id, text, time) = match dialect {
-        Dialect::Sqlite => ("text", "text", "text"),
-        Dialect::Postgres => ("uuid", "text", "timestamp with time zone"),
-    };
-    let col = |name: &str, ty: &str, not_null: bool, has_default: bool| Column {
-        name: name.to_owned(),
-        ty: ty.to_owned(),
-        not_null,
-        has_default,
-        generated: false,
-        primary_key: name == "id",
-        default: None,
-    };
     let columns = if table == "assistants" {
+        let id = match dialect {
+            Dialect::Sqlite => "text",
+            Dialect::Postgres => "uuid",
+        };
         vec![
-            col("id", id, true, false),
-            col("user_id", id, true, false),
-            col("name", text, false, false),
-            col("vapi_assistant_id", text, false, false),
+            declared("id", &format!("{id} PRIMARY KEY")),
+            declared("user_id", &format!("{id} NOT NULL")),
+            declared("name", "text"),
+            declared("vapi_assistant_id", "text"),
         ]
     } else {
-        let mut columns = vec![col("id", id, true, false), col("user_id", id, true, false)];
-        for name in &PHONE_NUMBERS_REQUIRED[2..] {
-            let ty = match *name {
-                "assigned_assistant_id" => id,
-                "created_at" | "updated_at" => time,
-                _ => text,
-            };
-            let required = matches!(*name, "phone_number" | "created_at" | "updated_at");
-            columns.push(col(name, ty, required, required));
-        }
-        columns.push(col("notes", text, false, false));
-        columns
+        PHONE_COLUMNS
+            .iter()
+            .map(|c| declared(c.name, c.definition(dialect)))
+            .collect()
     };
     Table {
         columns,
@@ -358,27 +290,20 @@ pub(crate) fn decide(
         }
     };
     for column in columns_to_add(&phone.names()) {
+        let definition = column.definition(dialect);
         ddl.push(match dialect {
             Dialect::Sqlite => format!(
-                "ALTER TABLE phone_numbers ADD COLUMN {} {}",
-                column.name, column.sqlite
+                "ALTER TABLE phone_numbers ADD COLUMN {} {definition}",
+                column.name
             ),
             Dialect::Postgres => format!(
-                "ALTER TABLE phone_numbers ADD COLUMN IF NOT EXISTS {} {}",
-                column.name, column.postgres
+                "ALTER TABLE phone_numbers ADD COLUMN IF NOT EXISTS {} {definition}",
+                column.name
             ),
         });
-        phone.columns.push(Column {
-            name: column.name.to_owned(),
-            ty: String::new(),
-            not_null: column.name == "vapictl_protected",
-            has_default: column.name == "vapictl_protected",
-            generated: false,
-            primary_key: false,
-            default: None,
-        });
+        phone.columns.push(declared(column.name, definition));
     }
-    check_required("phone_numbers", PHONE_NUMBERS_REQUIRED, &phone.names())?;
+    check_required("phone_numbers", &phone_numbers_required(), &phone.names())?;
     check_required("assistants", ASSISTANTS_REQUIRED, &assistants.names())?;
 
     let app = app_schema(dialect, &phone, &assistants)?;
@@ -614,11 +539,12 @@ fn app_schema(
         }
     };
     for c in &phone.columns {
-        let written =
-            WRITTEN.contains(&c.name.as_str()) || (c.name == "id" && phone_id != IdKind::Integer);
         if c.name == "id" && phone_id == IdKind::Integer {
             continue;
         }
+        // vapictl writes every column it lists (the id only when it chooses it).
+        let listed = PHONE_COLUMNS.iter().find(|p| p.name == c.name);
+        let written = listed.is_some();
         if written && c.generated {
             problem(
                 "phone_numbers",
@@ -636,7 +562,7 @@ fn app_schema(
                 ),
                 fix(&c.name, true),
             );
-        } else if let Some((_, when)) = WRITTEN_NULL.iter().find(|(n, _)| *n == c.name)
+        } else if let Some(when) = listed.and_then(|p| p.null_when)
             && c.not_null
         {
             problem(
