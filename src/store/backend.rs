@@ -20,12 +20,13 @@ use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo};
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo};
-use sqlx::{Encode, Executor, Postgres, Sqlite, Type};
+use sqlx::{ConnectOptions, Encode, Executor, Postgres, Sqlite, Type};
 use uuid::Uuid;
 
 use super::StoreError;
 use super::ids::NullableId;
 use super::schema::{self, Found, TimeRepr};
+use super::url::{redact_url, scrub};
 
 /// Which lease statement a lease clock is bound for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +90,35 @@ pub(crate) trait Backend: sqlx::Database {
     ) -> Result<Uuid, StoreError>;
 }
 
-// --- Introspection both backends share -------------------------------------------------------
+// --- Connecting and introspection, as both backends do them -----------------------------------
+
+/// `url` parsed into `C`'s connect options.
+pub(crate) fn connect_options<C: ConnectOptions>(url: &str) -> Result<C, StoreError> {
+    C::from_str(url).map_err(|e| StoreError::InvalidUrl {
+        url: redact_url(url),
+        reason: scrub(&e.to_string(), url),
+    })
+}
+
+/// A first connection of the backend's own (not the pool's), so that a failure surfaces as
+/// itself rather than as the pool's "timed out"; `classify` names the failure.
+pub(crate) async fn connect_within<C: ConnectOptions>(
+    options: &C,
+    url: &str,
+    timeout: Duration,
+    classify: fn(sqlx::Error, &str) -> StoreError,
+) -> Result<C::Connection, StoreError>
+where
+    C::Connection: Sized,
+{
+    tokio::time::timeout(timeout, options.connect())
+        .await
+        .map_err(|_| StoreError::ConnectTimedOut {
+            url: redact_url(url),
+            after: timeout,
+        })?
+        .map_err(|e| classify(e, url))
+}
 
 /// Reads vapictl's migration bookkeeping into `found` (`applied`, `failed`); call it only when
 /// the bookkeeping table exists.

@@ -119,12 +119,6 @@ where
         owner: Uuid,
         lookup: &Lookup<'_>,
     ) -> Result<RecordedState, StoreError> {
-        let Lookup {
-            numbers,
-            vapi_ids,
-            assistant_refs,
-            non_canonical,
-        } = *lookup;
         let mut state = RecordedState::default();
         let owner_id = self.app.phone_user.bind(owner);
 
@@ -139,13 +133,13 @@ where
             .map(|row| (row.phone_number.clone(), row))
             .collect();
 
-        if !numbers.is_empty() || !vapi_ids.is_empty() || non_canonical {
+        if !lookup.numbers.is_empty() || !lookup.vapi_ids.is_empty() || lookup.non_canonical {
             self.queries.tick();
             let claims: Vec<ClaimRow> = sqlx::query_as(B::SELECT_CLAIMS)
-                .bind(TextList(numbers.to_vec()))
+                .bind(TextList(lookup.numbers.to_vec()))
                 .bind(owner_id)
-                .bind(TextList(vapi_ids.to_vec()))
-                .bind(non_canonical)
+                .bind(TextList(lookup.vapi_ids.to_vec()))
+                .bind(lookup.non_canonical)
                 .fetch_all(&self.pool)
                 .await?;
             for (number, user, vapi_id) in claims {
@@ -157,7 +151,7 @@ where
         let assistants: Vec<RawAssistantRow<DbId>> = sqlx::query_as(B::SELECT_ASSISTANTS)
             .bind(self.app.assistant_user.bind(owner))
             // Ids are stored lowercase; the references are matched as written too.
-            .bind(TextList(sql::lowercase_too(assistant_refs)))
+            .bind(TextList(sql::lowercase_too(lookup.assistant_refs)))
             .fetch_all(&self.pool)
             .await?;
         state.assistants = sql::sorted_assistants(
@@ -404,18 +398,8 @@ where
         holder: &LockHolder,
         token: Uuid,
     ) -> Result<bool, StoreError> {
-        let query = sqlx::query(B::TAKE_LEASE)
-            .bind(Self::own(owner))
-            .bind(holder.host.clone())
-            .bind(i64::from(holder.pid))
-            .bind(holder.run_id.clone())
-            .bind(Self::own(token))
-            .bind(holder.pid_namespace().map(str::to_owned));
-        self.queries.tick();
-        let done = B::bind_lease_clock(query, self.lock_ttl, LeaseClock::Take)
-            .execute(&self.pool)
-            .await?;
-        Ok(B::rows_affected(&done) == 1)
+        self.write_lease(B::TAKE_LEASE, owner, None, holder, token)
+            .await
     }
 
     /// Replaces the lease whose token is `stale`, whatever its expiry, in one statement.
@@ -426,9 +410,25 @@ where
         holder: &LockHolder,
         token: Uuid,
     ) -> Result<bool, StoreError> {
-        let query = sqlx::query(B::TAKE_OVER_LEASE)
-            .bind(Self::own(owner))
-            .bind(Self::own(stale))
+        self.write_lease(B::TAKE_OVER_LEASE, owner, Some(stale), holder, token)
+            .await
+    }
+
+    /// Runs a statement that gives the owner's lease to `holder` (`stale`: the token it must
+    /// replace); whether it did.
+    async fn write_lease(
+        &self,
+        statement: &'static str,
+        owner: Uuid,
+        stale: Option<Uuid>,
+        holder: &LockHolder,
+        token: Uuid,
+    ) -> Result<bool, StoreError> {
+        let mut query = sqlx::query(statement).bind(Self::own(owner));
+        if let Some(stale) = stale {
+            query = query.bind(Self::own(stale));
+        }
+        let query = query
             .bind(holder.host.clone())
             .bind(i64::from(holder.pid))
             .bind(holder.run_id.clone())

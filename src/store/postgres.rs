@@ -4,11 +4,10 @@
 //! names for PostgreSQL (`uuid`, `timestamptz` and `jsonb` columns, arrays bound whole, the
 //! server's clock for leases).
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Postgres};
+use sqlx::{Connection, Postgres};
 
 use super::backend;
 use super::error::DbCause;
@@ -39,11 +38,7 @@ pub type PgStore = BackendStore<Postgres>;
 impl BackendStore<Postgres> {
     /// Connects to and migrates the database at `url`.
     pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::InvalidUrl {
-                url: redact_url(url),
-                reason: scrub(&e.to_string(), url),
-            })?
+        let options = backend::connect_options::<PgConnectOptions>(url)?
             .application_name("vapictl")
             .options([(
                 "statement_timeout",
@@ -52,13 +47,8 @@ impl BackendStore<Postgres> {
 
         // A first connection of our own, so that "connection refused" or a bad password surfaces
         // as itself: the pool would retry a refused connection until it reports only a timeout.
-        let mut conn = tokio::time::timeout(opts.connect_timeout, options.connect())
-            .await
-            .map_err(|_| StoreError::ConnectTimedOut {
-                url: redact_url(url),
-                after: opts.connect_timeout,
-            })?
-            .map_err(|e| connect_error(e, url))?;
+        let mut conn =
+            backend::connect_within(&options, url, opts.connect_timeout, connect_error).await?;
         let app = migrate(&mut conn, url).await?;
         let _ = conn.close().await;
 

@@ -28,6 +28,8 @@ pub(crate) enum Source {
     Constant(&'static str),
     /// A field of the [`RowWrite`], written on insert and on every update.
     Field(fn(&RowWrite) -> RowValue),
+    /// A text field of the [`RowWrite`], written on insert and on every update.
+    Text(fn(&RowWrite) -> Option<String>),
     /// The assigned assistant, an `assistants.id` in the app's type.
     Assistant,
     /// The time of the insert; never read.
@@ -50,7 +52,45 @@ pub(crate) struct PhoneColumn {
     pub null_when: Option<&'static str>,
 }
 
+/// A text field of the [`RowWrite`].
+const fn text(get: fn(&RowWrite) -> Option<String>) -> Source {
+    Source::Text(get)
+}
+
+/// A column vapictl needs in the app's table, declared as `sqlite` and `postgres`.
+const fn column(
+    name: &'static str,
+    source: Source,
+    sqlite: &'static str,
+    postgres: &'static str,
+) -> PhoneColumn {
+    PhoneColumn {
+        name,
+        source,
+        sqlite,
+        postgres,
+        added: false,
+        null_when: None,
+    }
+}
+
 impl PhoneColumn {
+    /// vapictl adds the column when the app's table lacks it.
+    const fn added(self) -> Self {
+        PhoneColumn {
+            added: true,
+            ..self
+        }
+    }
+
+    /// vapictl writes NULL into it `when`.
+    const fn null_when(self, when: &'static str) -> Self {
+        PhoneColumn {
+            null_when: Some(when),
+            ..self
+        }
+    }
+
     /// Whether [`RawPhoneRow`] reads it.
     pub(crate) fn is_read(&self) -> bool {
         !matches!(self.source, Source::CreatedAt | Source::UpdatedAt)
@@ -65,138 +105,43 @@ impl PhoneColumn {
     }
 }
 
-/// Every column of `phone_numbers` vapictl reads or writes, in the order of its `CREATE TABLE`.
+/// Every column of `phone_numbers` vapictl reads or writes, in the order of its `CREATE TABLE`:
+/// name, where its value comes from, its declaration in SQLite and in PostgreSQL.
+#[rustfmt::skip]
 pub(crate) const PHONE_COLUMNS: &[PhoneColumn] = &[
-    PhoneColumn {
-        name: "id",
-        source: Source::Id,
-        sqlite: "TEXT PRIMARY KEY NOT NULL",
-        postgres: "uuid PRIMARY KEY",
-        added: false,
-        null_when: None,
-    },
-    PhoneColumn {
-        name: "user_id",
-        source: Source::Owner,
-        sqlite: "TEXT NOT NULL",
-        postgres: "uuid NOT NULL",
-        added: false,
-        null_when: None,
-    },
-    PhoneColumn {
-        name: "phone_number",
-        source: Source::Field(|r| RowValue::Text(Some(r.phone_number.clone()))),
-        sqlite: "TEXT NOT NULL UNIQUE",
-        postgres: "text NOT NULL UNIQUE",
-        added: false,
-        null_when: None,
-    },
-    PhoneColumn {
-        name: "friendly_name",
-        source: Source::Field(|r| RowValue::Text(Some(r.friendly_name.clone()))),
-        sqlite: "TEXT",
-        postgres: "text",
-        added: false,
-        null_when: None,
-    },
-    PhoneColumn {
-        name: "provider",
-        source: Source::Constant("'twilio'"),
-        sqlite: "TEXT DEFAULT 'twilio'",
-        postgres: "text DEFAULT 'twilio'",
-        added: false,
-        null_when: None,
-    },
-    PhoneColumn {
-        name: "vapi_phone_id",
-        source: Source::Field(|r| RowValue::Text(r.vapi_phone_id.clone())),
-        sqlite: "TEXT",
-        postgres: "text",
-        added: false,
-        null_when: None,
-    },
-    PhoneColumn {
-        name: "vapi_credential_id",
-        source: Source::Field(|r| RowValue::Text(r.vapi_credential_id.clone())),
-        sqlite: "TEXT",
-        postgres: "text",
-        added: false,
-        null_when: Some("Vapi reports no credential"),
-    },
-    PhoneColumn {
-        name: "twilio_account_sid",
-        source: Source::Field(|r| RowValue::Text(Some(r.twilio_account_sid.clone()))),
-        sqlite: "TEXT",
-        postgres: "text",
-        added: false,
-        null_when: None,
-    },
-    PhoneColumn {
-        name: "twilio_auth_token",
-        source: Source::Field(|r| RowValue::Text(Some(r.twilio_auth_token.clone()))),
-        sqlite: "TEXT",
-        postgres: "text",
-        added: false,
-        null_when: None,
-    },
-    PhoneColumn {
-        name: "assigned_assistant_id",
-        source: Source::Assistant,
-        sqlite: "TEXT",
-        postgres: "uuid",
-        added: false,
-        null_when: Some("a number has no assistant"),
-    },
-    PhoneColumn {
-        name: "notes",
-        source: Source::Field(|r| RowValue::Text(r.notes.clone())),
-        sqlite: "TEXT",
-        postgres: "text",
-        added: true,
-        null_when: Some("an entry has no `notes`"),
-    },
-    PhoneColumn {
-        name: "created_at",
-        source: Source::CreatedAt,
-        sqlite: "TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-        postgres: "timestamptz NOT NULL DEFAULT now()",
-        added: false,
-        null_when: None,
-    },
-    PhoneColumn {
-        name: "updated_at",
-        source: Source::UpdatedAt,
-        sqlite: "TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-        postgres: "timestamptz NOT NULL DEFAULT now()",
-        added: false,
-        null_when: None,
-    },
-    PhoneColumn {
-        name: "vapictl_token_digest",
-        source: Source::Field(|r| RowValue::Text(r.token_digest.clone())),
-        sqlite: "TEXT",
-        postgres: "text",
-        added: true,
-        null_when: Some("the token's digest is not known yet"),
-    },
-    PhoneColumn {
-        name: "vapictl_protected",
-        source: Source::Field(|r| RowValue::Bool(r.protected)),
-        sqlite: "INTEGER NOT NULL DEFAULT 0",
-        postgres: "boolean NOT NULL DEFAULT false",
-        added: true,
-        null_when: None,
-    },
+    column("id", Source::Id, "TEXT PRIMARY KEY NOT NULL", "uuid PRIMARY KEY"),
+    column("user_id", Source::Owner, "TEXT NOT NULL", "uuid NOT NULL"),
+    column("phone_number", text(|r| Some(r.phone_number.clone())),
+        "TEXT NOT NULL UNIQUE", "text NOT NULL UNIQUE"),
+    column("friendly_name", text(|r| Some(r.friendly_name.clone())), "TEXT", "text"),
+    column("provider", Source::Constant("'twilio'"),
+        "TEXT DEFAULT 'twilio'", "text DEFAULT 'twilio'"),
+    column("vapi_phone_id", text(|r| r.vapi_phone_id.clone()), "TEXT", "text"),
+    column("vapi_credential_id", text(|r| r.vapi_credential_id.clone()), "TEXT", "text")
+        .null_when("Vapi reports no credential"),
+    column("twilio_account_sid", text(|r| Some(r.twilio_account_sid.clone())), "TEXT", "text"),
+    column("twilio_auth_token", text(|r| Some(r.twilio_auth_token.clone())), "TEXT", "text"),
+    column("assigned_assistant_id", Source::Assistant, "TEXT", "uuid")
+        .null_when("a number has no assistant"),
+    column("notes", text(|r| r.notes.clone()), "TEXT", "text")
+        .added()
+        .null_when("an entry has no `notes`"),
+    column("created_at", Source::CreatedAt,
+        "TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        "timestamptz NOT NULL DEFAULT now()"),
+    column("updated_at", Source::UpdatedAt,
+        "TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        "timestamptz NOT NULL DEFAULT now()"),
+    // vapictl's own columns, added to an app's table that lacks them.
+    column("vapictl_token_digest", text(|r| r.token_digest.clone()), "TEXT", "text")
+        .added()
+        .null_when("the token's digest is not known yet"),
+    column("vapictl_protected", Source::Field(|r| RowValue::Bool(r.protected)),
+        "INTEGER NOT NULL DEFAULT 0", "boolean NOT NULL DEFAULT false")
+        .added(),
     // What vapictl last applied to `server` and `smsEnabled`, which the row has no column for:
     // it tells a spec edit from an edit in Vapi (issue 9).
-    PhoneColumn {
-        name: "vapictl_applied",
-        source: Source::Field(|r| RowValue::Text(r.applied.clone())),
-        sqlite: "TEXT",
-        postgres: "text",
-        added: true,
-        null_when: None,
-    },
+    column("vapictl_applied", text(|r| r.applied.clone()), "TEXT", "text").added(),
 ];
 
 /// vapictl's `CREATE TABLE phone_numbers` (with its index on `user_id`) in `dialect`.
@@ -301,7 +246,7 @@ pub(crate) fn update_row() -> &'static str {
 fn is_updated(source: &Source) -> bool {
     matches!(
         source,
-        Source::Field(_) | Source::Assistant | Source::UpdatedAt
+        Source::Field(_) | Source::Text(_) | Source::Assistant | Source::UpdatedAt
     )
 }
 
@@ -321,6 +266,7 @@ fn value(
             value: Some(id_param(app.phone_user, owner, "phone_numbers", "user_id")?),
         }),
         Source::Field(get) => get(row),
+        Source::Text(get) => RowValue::Text(get(row)),
         Source::Assistant => RowValue::Id(NullableId {
             kind: app.phone_assistant,
             value: row

@@ -3,13 +3,12 @@
 //! the shared ones of `pool.rs`, with the encodings `backend.rs` names for SQLite (UUIDs as
 //! lowercase hyphenated TEXT, vapictl's times as fixed-width RFC 3339 UTC TEXT, lists as JSON).
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Sqlite};
+use sqlx::{Connection, Sqlite};
 
 use super::backend;
 use super::pool::BackendStore;
@@ -49,11 +48,7 @@ fn is_busy(e: &StoreError) -> bool {
 impl BackendStore<Sqlite> {
     /// Opens (creating when missing) and migrates the database at `url`.
     pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::InvalidUrl {
-                url: redact_url(url),
-                reason: scrub(&e.to_string(), url),
-            })?
+        let options = backend::connect_options::<SqliteConnectOptions>(url)?
             .create_if_missing(true)
             .busy_timeout(opts.busy_timeout)
             .journal_mode(SqliteJournalMode::Wal)
@@ -68,13 +63,9 @@ impl BackendStore<Sqlite> {
         let deadline = tokio::time::Instant::now() + opts.connect_timeout;
         let (conn, app) = loop {
             let attempt = async {
-                let mut conn = tokio::time::timeout(opts.connect_timeout, options.connect())
-                    .await
-                    .map_err(|_| StoreError::ConnectTimedOut {
-                        url: redact_url(url),
-                        after: opts.connect_timeout,
-                    })?
-                    .map_err(|e| connect_error(e, url))?;
+                let mut conn =
+                    backend::connect_within(&options, url, opts.connect_timeout, connect_error)
+                        .await?;
                 let app = migrate(&mut conn, url).await?;
                 Ok::<_, StoreError>((conn, app))
             };
