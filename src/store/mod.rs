@@ -3,7 +3,7 @@
 //! [`Store::connect`] picks the backend from the URL (`postgres://` or `postgresql://` →
 //! PostgreSQL; `sqlite://path` or `sqlite::memory:` → SQLite, the file created when missing),
 //! migrates, and returns one [`Store`] whose methods behave the same on both. A single conformance
-//! suite (`tests/store.rs`) holds both backends to that.
+//! suite (`tests/it/store.rs`) holds both backends to that.
 //!
 //! # The app's schema, learned before anything changes
 //! The application may have created `phone_numbers` and `assistants` long before vapictl, in its
@@ -91,6 +91,17 @@
 //! at most three; [`Store::load_recorded_snapshot`], every owner's at once: two), and
 //! [`Store::queries_issued`] counts every statement issued after connecting,
 //! for benchmarks.
+//!
+//! # Where things are
+//! Each operation is written once (`pool.rs`, generic over the `Backend` trait of `backend.rs`,
+//! which names what the two engines spell differently: vapictl's own times and UUIDs, list
+//! parameters, the lease clock). `sqlite.rs` and `postgres.rs` hold only what truly differs:
+//! connecting, reading the catalog, adopting the schema and classifying the engine's errors.
+//! `sql.rs` lists a `phone_numbers` row's columns once (`PHONE_COLUMNS`): the statements, the
+//! `CREATE TABLE`, the columns vapictl adds and the schema's expectations all follow from it;
+//! a new column is one entry there plus its field in `RawPhoneRow`. `schema/` decides, purely,
+//! how to write to the tables as found; `ids.rs` spells ids in the app's types; `lock.rs`,
+//! `audit.rs` and `snapshot.rs` are the lease, the audit trail and the fleet read.
 
 mod audit;
 mod backend;
