@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::audit::{self, ChangeRecord};
 use super::backend::{Backend, LeaseClock, RowValue, TextList, TimeValue};
-use super::ids::{DbId, IdKind, NullableId};
+use super::ids::{DbId, IdKind};
 use super::lock::{Lease, LockHolder};
 use super::schema::AppSchema;
 use super::sql::{self, RawAssistantRow, RawPhoneRow};
@@ -90,9 +90,7 @@ where
     for<'e> Option<Json<Value>>: Encode<'e, B> + Decode<'e, B> + Type<B>,
     for<'e> i64: Encode<'e, B> + Decode<'e, B> + Type<B>,
     for<'e> bool: Encode<'e, B> + Type<B>,
-    for<'e> f64: Encode<'e, B> + Type<B>,
     for<'e> DbId: Encode<'e, B> + Decode<'e, B> + Type<B>,
-    for<'e> NullableId: Encode<'e, B> + Type<B>,
     for<'e> TimeValue: Encode<'e, B> + Type<B>,
     for<'e> RowValue: Encode<'e, B> + Type<B>,
     for<'e> TextList: Encode<'e, B> + Type<B>,
@@ -104,7 +102,8 @@ where
     usize: ColumnIndex<B::Row>,
     for<'a> &'a str: ColumnIndex<B::Row>,
 {
-    /// vapictl's own tables' form of `id` (`owner`, `user_id`, `lease_token`).
+    /// vapictl's own tables' form of `id` (`owner`, `user_id`, `lease_token`): `uuid` in
+    /// PostgreSQL, lowercase hyphenated TEXT in SQLite.
     fn own(id: Uuid) -> DbId {
         DbId::Uuid(id)
     }
@@ -148,12 +147,14 @@ where
         }
 
         self.queries.tick();
-        let assistants: Vec<RawAssistantRow<DbId>> = sqlx::query_as(B::SELECT_ASSISTANTS)
-            .bind(self.app.assistant_user.bind(owner))
-            // Ids are stored lowercase; the references are matched as written too.
-            .bind(TextList(sql::lowercase_too(lookup.assistant_refs)))
-            .fetch_all(&self.pool)
-            .await?;
+        let assistants: Vec<RawAssistantRow<DbId>> = sqlx::query_as(sqlx::AssertSqlSafe(
+            sql::select_assistants(B::ASSISTANTS_FOR),
+        ))
+        .bind(self.app.assistant_user.bind(owner))
+        // Ids are stored lowercase; the references are matched as written too.
+        .bind(TextList(sql::lowercase_too(lookup.assistant_refs)))
+        .fetch_all(&self.pool)
+        .await?;
         state.assistants = sql::sorted_assistants(
             assistants
                 .into_iter()
@@ -172,7 +173,7 @@ where
             .fetch_all(&self.pool)
             .await?;
         self.queries.tick();
-        let assistants = sqlx::query_as(sql::SELECT_ALL_ASSISTANTS)
+        let assistants = sqlx::query_as(sqlx::AssertSqlSafe(sql::select_assistants("")))
             .fetch_all(&self.pool)
             .await?;
         Ok((rows, assistants))

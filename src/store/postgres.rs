@@ -23,15 +23,6 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres
 /// ("vapictl" in ASCII). Advisory locks are per database, so this never blocks another database.
 const MIGRATION_LOCK_KEY: i64 = 0x0076_6170_6963_746c;
 
-/// `assistants` as vapictl creates it when the database has none.
-const CREATE_ASSISTANTS: &str = "CREATE TABLE assistants (
-    id uuid PRIMARY KEY,
-    user_id uuid NOT NULL,
-    name text,
-    vapi_assistant_id text
-);
-CREATE INDEX assistants_user_id ON assistants (user_id);";
-
 /// A pool on one PostgreSQL database.
 pub type PgStore = BackendStore<Postgres>;
 
@@ -97,7 +88,7 @@ fn decide(found: &Found) -> Result<Decision, StoreError> {
         found,
         &MIGRATIONS,
         &sql::create_phone_numbers(Dialect::Postgres),
-        CREATE_ASSISTANTS,
+        &sql::create_assistants(Dialect::Postgres),
     )
 }
 

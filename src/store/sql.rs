@@ -157,6 +157,49 @@ pub(crate) fn create_phone_numbers(dialect: Dialect) -> String {
     )
 }
 
+/// Every column of `assistants` vapictl reads (it never writes there), as vapictl's own
+/// `CREATE TABLE` declares it: name, SQLite, PostgreSQL.
+#[rustfmt::skip]
+pub(crate) const ASSISTANT_COLUMNS: &[(&str, &str, &str)] = &[
+    ("id", "TEXT PRIMARY KEY NOT NULL", "uuid PRIMARY KEY"),
+    ("user_id", "TEXT NOT NULL", "uuid NOT NULL"),
+    ("name", "TEXT", "text"),
+    ("vapi_assistant_id", "TEXT", "text"),
+];
+
+/// An `assistants` column's declaration in `dialect`.
+pub(crate) fn assistant_definition(
+    &(_, sqlite, postgres): &(&str, &'static str, &'static str),
+    dialect: Dialect,
+) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => sqlite,
+        Dialect::Postgres => postgres,
+    }
+}
+
+/// vapictl's `CREATE TABLE assistants` (with its index on `user_id`) in `dialect`.
+pub(crate) fn create_assistants(dialect: Dialect) -> String {
+    let columns: Vec<String> = ASSISTANT_COLUMNS
+        .iter()
+        .map(|c| format!("    {} {}", c.0, assistant_definition(c, dialect)))
+        .collect();
+    format!(
+        "CREATE TABLE assistants (\n{}\n);\n\
+         CREATE INDEX assistants_user_id ON assistants (user_id);",
+        columns.join(",\n")
+    )
+}
+
+/// The assistants `filter` (a `WHERE` clause, or nothing) selects, as [`RawAssistantRow`] reads
+/// them.
+pub(crate) fn select_assistants(filter: &str) -> String {
+    let columns: Vec<&str> = ASSISTANT_COLUMNS.iter().map(|c| c.0).collect();
+    format!("SELECT {} FROM assistants {filter}", columns.join(", "))
+        .trim_end()
+        .to_owned()
+}
+
 /// The columns of a row as [`RawPhoneRow`] reads them.
 fn read_columns() -> String {
     PHONE_COLUMNS
@@ -335,10 +378,6 @@ pub(crate) const DELETE_ROW: &str = "DELETE FROM phone_numbers WHERE id = $1 AND
 /// nothing. `$1` id.
 pub(crate) const ROW_EXISTS: &str = "SELECT COUNT(*) FROM phone_numbers WHERE id = $1";
 
-/// Every assistant, for a run over many owners.
-pub(crate) const SELECT_ALL_ASSISTANTS: &str =
-    "SELECT id, user_id, name, vapi_assistant_id FROM assistants";
-
 /// `$1` run, `$2` at, `$3` owner, `$4` masked number, `$5` action, `$6` fields, `$7` before,
 /// `$8` after, `$9` Vapi id, `$10` outcome, `$11` error, `$12` CI run, `$13` commit.
 pub(crate) const INSERT_CHANGE: &str = "INSERT INTO vapictl_changes (run_id, at, user_id, \
@@ -420,7 +459,7 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
     }
 }
 
-/// An `assistants` row as stored.
+/// An `assistants` row as stored: one field for each of [`ASSISTANT_COLUMNS`].
 #[derive(sqlx::FromRow)]
 pub(crate) struct RawAssistantRow<U> {
     id: U,
@@ -531,5 +570,15 @@ mod tests {
             );
         }
         assert!(ddl.ends_with("ON phone_numbers (user_id);"), "{ddl}");
+        assert_eq!(
+            create_assistants(Dialect::Sqlite),
+            "CREATE TABLE assistants (\n    id TEXT PRIMARY KEY NOT NULL,\n    \
+             user_id TEXT NOT NULL,\n    name TEXT,\n    vapi_assistant_id TEXT\n);\n\
+             CREATE INDEX assistants_user_id ON assistants (user_id);"
+        );
+        assert_eq!(
+            select_assistants(""),
+            "SELECT id, user_id, name, vapi_assistant_id FROM assistants"
+        );
     }
 }

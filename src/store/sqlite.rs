@@ -22,15 +22,6 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite")
 /// SQLite's primary result code for "attempt to write a readonly database".
 const SQLITE_READONLY: i32 = 8;
 
-/// `assistants` as vapictl creates it when the database has none.
-const CREATE_ASSISTANTS: &str = "CREATE TABLE assistants (
-    id TEXT PRIMARY KEY NOT NULL,
-    user_id TEXT NOT NULL,
-    name TEXT,
-    vapi_assistant_id TEXT
-);
-CREATE INDEX assistants_user_id ON assistants (user_id);";
-
 /// A pool on one SQLite database.
 pub type SqliteStore = BackendStore<Sqlite>;
 
@@ -226,7 +217,7 @@ async fn migrate(conn: &mut SqliteConnection, url: &str) -> Result<AppSchema, St
             found,
             &MIGRATIONS,
             &sql::create_phone_numbers(Dialect::Sqlite),
-            CREATE_ASSISTANTS,
+            &sql::create_assistants(Dialect::Sqlite),
         )
     };
     let decision = decide(&introspect(conn).await.map_err(fail)?)?;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use sqlx::migrate::Migrator;
 
 use super::StoreError;
-use super::sql::{PHONE_COLUMNS, PhoneColumn};
+use super::sql::{ASSISTANT_COLUMNS, PHONE_COLUMNS, PhoneColumn, assistant_definition};
 
 mod app;
 mod script;
@@ -39,7 +39,9 @@ pub(crate) fn phone_numbers_required() -> Vec<&'static str> {
 }
 
 /// Columns vapictl reads in an application's `assistants` table.
-pub(crate) const ASSISTANTS_REQUIRED: &[&str] = &["id", "user_id", "name", "vapi_assistant_id"];
+fn assistants_required() -> Vec<&'static str> {
+    ASSISTANT_COLUMNS.iter().map(|c| c.0).collect()
+}
 
 /// The columns vapictl adds to `phone_numbers` that `present` (lowercase names) lacks.
 pub(crate) fn columns_to_add(present: &[String]) -> Vec<&'static PhoneColumn> {
@@ -180,16 +182,10 @@ fn declared(name: &str, definition: &str) -> Column {
 /// The tables as vapictl creates them, for deciding before they exist.
 fn own_table(dialect: Dialect, table: &str) -> Table {
     let columns = if table == "assistants" {
-        let id = match dialect {
-            Dialect::Sqlite => "text",
-            Dialect::Postgres => "uuid",
-        };
-        vec![
-            declared("id", &format!("{id} PRIMARY KEY")),
-            declared("user_id", &format!("{id} NOT NULL")),
-            declared("name", "text"),
-            declared("vapi_assistant_id", "text"),
-        ]
+        ASSISTANT_COLUMNS
+            .iter()
+            .map(|c| declared(c.0, assistant_definition(c, dialect)))
+            .collect()
     } else {
         PHONE_COLUMNS
             .iter()
@@ -273,7 +269,7 @@ pub(crate) fn decide(
         phone.columns.push(declared(column.name, definition));
     }
     check_required("phone_numbers", &phone_numbers_required(), &phone.names())?;
-    check_required("assistants", ASSISTANTS_REQUIRED, &assistants.names())?;
+    check_required("assistants", &assistants_required(), &assistants.names())?;
 
     let app = app::app_schema(dialect, &phone, &assistants)?;
     let migrations_pending = migrations_pending(migrations, found)?;
