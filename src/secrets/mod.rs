@@ -2,6 +2,10 @@
 
 use std::fmt;
 
+mod tokens;
+
+pub use tokens::{SecretMode, TOKEN_PLACEHOLDER, TokenCache, TokenError};
+
 /// A decrypted secret. It cannot be printed, logged or serialized by accident: `Debug` and
 /// `Display` show `(sensitive)`, and there is no `Serialize`. Use [`SecretValue::expose`] at the
 /// one place the plaintext must leave the process (the Vapi request body).
