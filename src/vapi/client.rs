@@ -80,12 +80,15 @@ pub struct Counters {
 /// sent, and every text taken from a failure is scrubbed (see `transport.rs`).
 #[derive(Clone)]
 pub struct VapiClient {
+    /// How calls reach Vapi; the listing and resource calls go through it and nothing else.
     pub(super) transport: Transport,
 }
 
 impl std::fmt::Debug for VapiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.transport.fmt(f)
+        f.debug_struct("VapiClient")
+            .field("transport", &self.transport)
+            .finish()
     }
 }
 

@@ -98,9 +98,10 @@ enum Attempt {
     Failed(VapiError),
 }
 
+/// Shows the base URL with its password replaced; the key is a [`SecretValue`].
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VapiClient")
+        f.debug_struct("Transport")
             .field("base", &self.shown_base)
             .field("cfg", &self.cfg)
             .finish_non_exhaustive()
