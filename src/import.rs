@@ -11,8 +11,7 @@ use crate::diff::{AssistantIndex, TWILIO, row_in_scope};
 use crate::secrets::{Identities, SecretsError, encrypt};
 use crate::state::{ObservedNumber, ObservedState, RecordedState};
 
-/// Marks a token `import` could not fill in; validation names it.
-pub const TOKEN_PLACEHOLDER: &str = "REPLACE-ME-encrypt-the-twilio-auth-token";
+pub use crate::secrets::TOKEN_PLACEHOLDER;
 
 /// How to write tokens.
 pub enum Tokens<'a> {
