@@ -20,7 +20,7 @@ use super::url::{redact_url, scrub};
 use super::{Lookup, QueryCounter, StoreError, StoreOptions};
 use crate::state::{RecordedState, RowWrite, mask_number};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
 
 /// Key of the session advisory lock that serializes vapictl's migration step across processes
 /// ("vapictl" in ASCII). Advisory locks are per database, so this never blocks another database.

@@ -23,7 +23,7 @@ use super::url::{redact_url, scrub};
 use super::{Lookup, QueryCounter, StoreError, StoreOptions};
 use crate::state::{RecordedState, RowWrite, mask_number};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
 /// SQLite's primary result code for "attempt to write a readonly database".
 const SQLITE_READONLY: i32 = 8;

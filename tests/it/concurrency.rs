@@ -459,7 +459,7 @@ both_backends!(
         let spec = w.write(&s);
         // A slow Vapi keeps the first apply busy under the lock; SIGKILL leaves its lease behind
         // (lease TTL 30 s, just renewed).
-        w.vapi.set_faults(vapictl::standin::FaultConfig {
+        w.vapi.set_faults(standin::vapi::FaultConfig {
             latency_ms: 300,
             ..Default::default()
         });
@@ -484,7 +484,7 @@ both_backends!(
         };
         child.kill().unwrap();
         child.wait().unwrap();
-        w.vapi.set_faults(vapictl::standin::FaultConfig::default());
+        w.vapi.set_faults(standin::vapi::FaultConfig::default());
 
         // Recorded by another pid namespace (or machine): never judged from here, so it waits.
         w.exec_sql(

@@ -420,10 +420,13 @@ async fn connecting_twice_migrates_once(db: &TestDb) {
 
 /// How many migrations vapictl ships (each backend has the same number).
 static MIGRATIONS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
-        .unwrap()
-        .count()
-        .to_string()
+    std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/store/migrations/sqlite"
+    ))
+    .unwrap()
+    .count()
+    .to_string()
 });
 
 async fn concurrent_first_connects_all_succeed(db: &TestDb) {

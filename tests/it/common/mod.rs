@@ -8,9 +8,9 @@ pub mod spec;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use standin::vapi::{StandIn, StandInConfig};
 use uuid::Uuid;
 use vapictl::secrets::{SecretValue, encrypt, parse_recipients};
-use vapictl::standin::{StandIn, StandInConfig};
 use vapictl::state::RecordedState;
 use vapictl::store::{Store, StoreOptions};
 
