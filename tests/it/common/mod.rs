@@ -162,6 +162,15 @@ impl World {
         self.vapictl().args(args).output().unwrap()
     }
 
+    /// Output as the user sees it, for snapshots: what differs from run to run (the world's
+    /// temporary directory, the stand-in's address) reads `[DIR]` and `[VAPI]`.
+    pub fn seen(&self, output: &str) -> String {
+        let dir = self.dir.path().display().to_string();
+        output
+            .replace(&dir, "[DIR]")
+            .replace(&self.vapi.base_url(), "[VAPI]")
+    }
+
     pub fn plan(&self, spec: &Path) -> Output {
         self.run(&["plan", "--detailed-exitcode", spec.to_str().unwrap()])
     }
