@@ -17,7 +17,7 @@ use super::sql;
 use super::url::{redact_url, scrub};
 use super::{StoreError, StoreOptions};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
 
 /// Key of the session advisory lock that serializes vapictl's migration step across processes
 /// ("vapictl" in ASCII). Advisory locks are per database, so this never blocks another database.

@@ -17,7 +17,7 @@ use super::sql;
 use super::url::{redact_url, scrub};
 use super::{StoreError, StoreOptions};
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
 /// SQLite's primary result code for "attempt to write a readonly database".
 const SQLITE_READONLY: i32 = 8;

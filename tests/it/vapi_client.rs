@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use standin::vapi::{FaultConfig, FaultScope, StandIn, StandInConfig};
 use vapictl::secrets::SecretValue;
-use vapictl::standin::{FaultConfig, FaultScope, StandIn, StandInConfig};
 use vapictl::vapi::{RetryPolicy, VapiClient, VapiConfig, VapiError};
 
 fn fast_retries() -> RetryPolicy {
