@@ -487,12 +487,13 @@ both_backends!(
         w.exec_sql(&format!(
             "UPDATE vapictl_locks SET holder_pid_namespace = '{namespace}'"
         ));
-        let started = std::time::Instant::now();
+        // A lock timeout well below the 30 s lease: waiting for the TTL would fail the apply,
+        // so success means the lease was taken over at once (no wall-clock assertion).
         let o = w.run(&[
             "apply",
             "--auto-approve",
             "--lock-timeout",
-            "5",
+            "10",
             spec.to_str().unwrap(),
         ]);
         assert_code(&o, 0);
@@ -500,10 +501,6 @@ both_backends!(
         assert!(
             err.contains("took over the lock") && err.contains(&format!("pid {pid}")),
             "{err}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no wait for the TTL"
         );
         for n in &numbers {
             assert_eq!(w.vapi.find_by_number(n).len(), 1, "{n} once in Vapi");
