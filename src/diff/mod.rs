@@ -533,7 +533,7 @@ fn plan_present(
     let (token_field, send) = match token_state {
         TokenState::Unknown => (
             Some(secret(
-                "set (Vapi does not show the current value)",
+                "set; Vapi does not show the current value",
                 Target::Both,
                 Cause::AdoptUnmanaged,
             )),
@@ -541,7 +541,7 @@ fn plan_present(
         ),
         TokenState::NotOnThisCopy => (
             Some(secret(
-                "set (this Vapi copy did not get it from vapictl)",
+                "set; this Vapi copy did not get it from vapictl",
                 if row_token == TokenState::Same {
                     Target::Vapi
                 } else {
