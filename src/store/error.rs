@@ -335,6 +335,78 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// A failed write of the row for `number`, by what the database objected to: a unique violation
+/// on `phone_number` means another row already holds the number; any other constraint or type
+/// error is [`StoreError::RowRejected`], naming the constraint (with its definition when known),
+/// the column and what to do.
+pub(crate) fn write_error(
+    err: sqlx::Error,
+    number: &str,
+    app: &super::schema::AppSchema,
+) -> StoreError {
+    use sqlx::error::ErrorKind;
+    let Some(db) = err.as_database_error() else {
+        return err.into();
+    };
+    let cause = DbCause::of(&err);
+    let column = cause.column.clone();
+    let hint = match db.kind() {
+        ErrorKind::UniqueViolation
+            if column
+                .as_deref()
+                .unwrap_or(&cause.message)
+                .contains("phone_number") =>
+        {
+            return StoreError::NumberAlreadyRecorded {
+                number: crate::state::mask_number(number),
+            };
+        }
+        ErrorKind::UniqueViolation => {
+            "another row already has this value in a column the app made unique".to_owned()
+        }
+        ErrorKind::CheckViolation => {
+            // PostgreSQL names the constraint; SQLite says `CHECK constraint failed: NAME`.
+            let name = cause.constraint.clone().or_else(|| {
+                cause
+                    .message
+                    .split_once("CHECK constraint failed: ")
+                    .map(|(_, n)| n.trim().to_owned())
+            });
+            let definition = name
+                .as_deref()
+                .and_then(|n| app.check_definition(n))
+                .map(|d| format!(" (`{d}`)"))
+                .unwrap_or_default();
+            format!(
+                "the app's CHECK constraint{}{definition} refused the values vapictl wrote; \
+                 vapictl cannot verify a CHECK before writing, so change the spec (or the \
+                 constraint) so that the row satisfies it, then run `vapictl apply` again",
+                name.map(|n| format!(" `{n}`")).unwrap_or_default()
+            )
+        }
+        ErrorKind::NotNullViolation => format!(
+            "give {} a default or allow NULL in it",
+            column
+                .as_deref()
+                .map_or("the column".to_owned(), |c| format!("`{c}`"))
+        ),
+        ErrorKind::ForeignKeyViolation => "the row points at a row that no longer exists (an \
+             `assistants` row deleted since the plan?); run `vapictl plan` again"
+            .to_owned(),
+        _ if cause.code().is_some_and(|c| c.starts_with("22")) => {
+            "a value does not fit the column's type (too long, or of another type); widen the \
+             column"
+                .to_owned()
+        }
+        _ => return err.into(),
+    };
+    StoreError::RowRejected {
+        table: "phone_numbers",
+        cause: Box::new(cause),
+        hint,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

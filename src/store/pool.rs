@@ -227,7 +227,7 @@ where
         let inserted = query
             .fetch_one(exec)
             .await
-            .map_err(|e| super::write_error(e, &row.phone_number, app))?;
+            .map_err(|e| super::error::write_error(e, &row.phone_number, app))?;
         match chosen {
             Some(id) => Ok(id),
             None => Ok(inserted.try_get::<DbId, _>(0)?.to_uuid()),
@@ -270,7 +270,7 @@ where
         let done = query
             .execute(exec)
             .await
-            .map_err(|e| super::write_error(e, &row.phone_number, app))?;
+            .map_err(|e| super::error::write_error(e, &row.phone_number, app))?;
         Ok(B::rows_affected(&done))
     }
 
