@@ -3,7 +3,7 @@
 //! [`Store::connect`] picks the backend from the URL (`postgres://` or `postgresql://` →
 //! PostgreSQL; `sqlite://path` or `sqlite::memory:` → SQLite, the file created when missing),
 //! migrates, and returns one [`Store`] whose methods behave the same on both. A single conformance
-//! suite (`tests/it/store.rs`) holds both backends to that.
+//! suite (`tests/it/store/`) holds both backends to that.
 //!
 //! # The app's schema, learned before anything changes
 //! The application may have created `phone_numbers` and `assistants` long before vapictl, in its
