@@ -21,6 +21,7 @@ pub mod run;
 pub mod safety;
 pub mod saved;
 pub mod secrets;
+pub mod serve;
 pub mod spec;
 pub mod state;
 pub mod store;

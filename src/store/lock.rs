@@ -497,3 +497,375 @@ async fn heartbeat(store: Store, owner: Uuid, token: Uuid, lost: Arc<AtomicBool>
     }
     lost.store(true, Ordering::SeqCst);
 }
+
+/// The `vapictl_locks` row that elects one `vapictl serve` replica (see [`LeaderLease`]). No user
+/// has this id: it spells `vapictl leader` in ASCII, in a UUID of the reserved variant.
+pub const LEADER_LEASE_OWNER: Uuid = Uuid::from_u128(0x7661_7069_6374_6c20_e06c_6561_6465_7200);
+
+/// What one attempt at leadership found.
+#[derive(Debug)]
+pub enum LeaderAttempt {
+    /// This replica leads, with the lease's new epoch.
+    Leading(LeaderLease),
+    /// Another replica leads (its lease has not run out, and it is not a process of this host
+    /// that is visibly gone).
+    Following(LeaseHolder),
+}
+
+/// The leader's lease: one row in `vapictl_locks` ([`LEADER_LEASE_OWNER`]) with an epoch, the
+/// fencing token of issue 14, renewed by a heartbeat every third of its TTL.
+///
+/// # Guarantees
+/// - At most one replica holds a live leader lease at a time: taking it is one atomic statement
+///   that succeeds only on a free or expired row (or, by a compare-and-swap on its token, on the
+///   row of a holder of this host and pid namespace whose process is gone, as for [`OwnerLock`]).
+/// - Every take raises the row's epoch by one, and the row is never deleted (a release only
+///   expires it), so epochs only grow: a replica that lost its lease and still believes it leads
+///   finds another epoch in the row at its next [`fence`](LeaderLease::fence) and stops there.
+/// - The heartbeat renews only while the row carries this lease's token and epoch; once it
+///   cannot (taken over, or the database unreachable for a whole TTL) [`is_held`] turns false
+///   and stays false.
+///
+/// # Caveats
+/// Fencing is checked by the holder, before it writes (Vapi cannot check a token for us): a
+/// replica paused for longer than the TTL between its fence and a write can still make that one
+/// write. The owners' own leases ([`OwnerLock`]) keep two writers off one owner's numbers even
+/// then. SQLite leases use the clocks of the processes sharing the file (one host); PostgreSQL's,
+/// the server's.
+///
+/// [`is_held`]: LeaderLease::is_held
+#[derive(Debug)]
+pub struct LeaderLease {
+    store: Store,
+    token: Uuid,
+    epoch: i64,
+    lost: Arc<AtomicBool>,
+    heartbeat: JoinHandle<()>,
+}
+
+impl LeaderLease {
+    /// The fencing token: higher than that of every earlier leader on this database.
+    pub fn epoch(&self) -> i64 {
+        self.epoch
+    }
+
+    /// Whether the heartbeat still holds the lease (no query).
+    pub fn is_held(&self) -> bool {
+        !self.lost.load(Ordering::SeqCst)
+    }
+
+    /// A flag that turns true when the lease is lost, to stop work started under it.
+    pub fn lost_flag(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
+    }
+
+    /// Checks in the database that the row still carries this lease's token and epoch and has
+    /// not expired: call it before starting to write.
+    ///
+    /// # Errors
+    /// [`StoreError::LockLost`] (the lease is then marked lost for good);
+    /// [`StoreError::QueryFailed`] when the database cannot be reached.
+    pub async fn fence(&self) -> Result<(), StoreError> {
+        if !self.is_held() || !leader_row_is(&self.store, self.token, self.epoch).await? {
+            self.lost.store(true, Ordering::SeqCst);
+            return Err(StoreError::LockLost {
+                owner: LEADER_LEASE_OWNER,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops the heartbeat and expires the row (keeping its epoch), so that another replica can
+    /// lead at once.
+    ///
+    /// # Errors
+    /// [`StoreError::LockLost`] when the row was no longer this lease's;
+    /// [`StoreError::QueryFailed`] when the database cannot be reached (the lease then expires by
+    /// itself).
+    pub async fn release(self) -> Result<(), StoreError> {
+        self.heartbeat.abort();
+        let expired =
+            leader_statement(&self.store, LeaderSql::Expire, self.token, self.epoch).await?;
+        if expired && self.is_held() {
+            Ok(())
+        } else {
+            Err(StoreError::LockLost {
+                owner: LEADER_LEASE_OWNER,
+            })
+        }
+    }
+}
+
+impl Drop for LeaderLease {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+impl Store {
+    /// One attempt at leading the replicas that share this database: takes the leader lease
+    /// ([`LEADER_LEASE_OWNER`]) for `ttl` when it is free, expired, or held by a process of this
+    /// host that is gone; otherwise reports who leads. Never waits.
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`] when the database cannot be reached.
+    ///
+    /// # Guarantees
+    /// See [`LeaderLease`].
+    pub async fn try_lead(
+        &self,
+        holder: &LockHolder,
+        ttl: Duration,
+    ) -> Result<LeaderAttempt, StoreError> {
+        let token = Uuid::new_v4();
+        let epoch = match take_leader(self, holder, token, ttl, None).await? {
+            Some(epoch) => epoch,
+            None => {
+                let Some(lease) = self.read_lease(LEADER_LEASE_OWNER).await? else {
+                    // Released and deleted by hand in between: the next attempt takes it.
+                    return Box::pin(self.try_lead(holder, ttl)).await;
+                };
+                if !lease.holder_is_gone() {
+                    return Ok(LeaderAttempt::Following(lease.shown()));
+                }
+                match take_leader(self, holder, token, ttl, Some(lease.token)).await? {
+                    Some(epoch) => epoch,
+                    None => {
+                        let now = self.read_lease(LEADER_LEASE_OWNER).await?;
+                        return Ok(LeaderAttempt::Following(now.unwrap_or(lease).shown()));
+                    }
+                }
+            }
+        };
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = tokio::spawn(leader_heartbeat(
+            self.clone(),
+            token,
+            epoch,
+            ttl,
+            lost.clone(),
+        ));
+        Ok(LeaderAttempt::Leading(LeaderLease {
+            store: self.clone(),
+            token,
+            epoch,
+            lost,
+            heartbeat,
+        }))
+    }
+}
+
+/// Takes the leader row when it is free or expired (`stale` None), or replaces the lease whose
+/// token is `stale`; raises the epoch either way. The new epoch, or None when the row was not
+/// taken.
+async fn take_leader(
+    store: &Store,
+    holder: &LockHolder,
+    token: Uuid,
+    ttl: Duration,
+    stale: Option<Uuid>,
+) -> Result<Option<i64>, StoreError> {
+    // Columns as the existing owner locks write them, plus the epoch.
+    const SET: &str = "holder_host = $2, holder_pid = $3, run_id = $4, lease_token = $5, \
+        holder_pid_namespace = $6";
+    let pid = i64::from(holder.pid);
+    let ns = holder.pid_namespace();
+    let epoch = match store {
+        Store::Sqlite(s) => {
+            s.queries().tick();
+            let now = Utc::now();
+            let (at, until) = (sqlite_time(now), sqlite_time(now + ttl));
+            let sql = match stale {
+                None => "INSERT INTO vapictl_locks (owner, holder_host, holder_pid, run_id, \
+                    lease_token, holder_pid_namespace, acquired_at, expires_at, epoch) \
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) \
+                    ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
+                    holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
+                    lease_token = excluded.lease_token, \
+                    holder_pid_namespace = excluded.holder_pid_namespace, \
+                    acquired_at = excluded.acquired_at, expires_at = excluded.expires_at, \
+                    epoch = vapictl_locks.epoch + 1 \
+                    WHERE vapictl_locks.expires_at < excluded.acquired_at RETURNING epoch"
+                    .to_owned(),
+                Some(_) => format!(
+                    "UPDATE vapictl_locks SET {SET}, acquired_at = $7, expires_at = $8, \
+                     epoch = epoch + 1 WHERE owner = $1 AND lease_token = $9 RETURNING epoch"
+                ),
+            };
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                .bind(LEADER_LEASE_OWNER.hyphenated().to_string())
+                .bind(&holder.host)
+                .bind(pid)
+                .bind(&holder.run_id)
+                .bind(token.hyphenated().to_string())
+                .bind(ns)
+                .bind(at)
+                .bind(until);
+            if let Some(stale) = stale {
+                q = q.bind(stale.hyphenated().to_string());
+            }
+            q.fetch_optional(s.pool()).await?
+        }
+        Store::Postgres(s) => {
+            s.queries().tick();
+            let sql = match stale {
+                None => "INSERT INTO vapictl_locks (owner, holder_host, holder_pid, run_id, \
+                    lease_token, holder_pid_namespace, acquired_at, expires_at, epoch) \
+                    VALUES ($1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7), 1) \
+                    ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
+                    holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
+                    lease_token = excluded.lease_token, \
+                    holder_pid_namespace = excluded.holder_pid_namespace, \
+                    acquired_at = excluded.acquired_at, expires_at = excluded.expires_at, \
+                    epoch = vapictl_locks.epoch + 1 \
+                    WHERE vapictl_locks.expires_at < now() RETURNING epoch"
+                    .to_owned(),
+                Some(_) => format!(
+                    "UPDATE vapictl_locks SET {SET}, acquired_at = now(), \
+                     expires_at = now() + make_interval(secs => $7), epoch = epoch + 1 \
+                     WHERE owner = $1 AND lease_token = $8 RETURNING epoch"
+                ),
+            };
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                .bind(LEADER_LEASE_OWNER)
+                .bind(&holder.host)
+                .bind(pid)
+                .bind(&holder.run_id)
+                .bind(token)
+                .bind(ns)
+                .bind(ttl.as_secs_f64());
+            if let Some(stale) = stale {
+                q = q.bind(stale);
+            }
+            q.fetch_optional(s.pool()).await?
+        }
+    };
+    Ok(epoch)
+}
+
+/// The statements on a held leader row.
+#[derive(Debug, Clone, Copy)]
+enum LeaderSql {
+    /// Pushes the expiry one TTL ahead.
+    Renew(Duration),
+    /// Expires the row now, keeping its epoch.
+    Expire,
+}
+
+/// Runs `what` on the leader row if it still carries `token` and `epoch`; whether it did.
+async fn leader_statement(
+    store: &Store,
+    what: LeaderSql,
+    token: Uuid,
+    epoch: i64,
+) -> Result<bool, StoreError> {
+    const MINE: &str = "WHERE owner = $1 AND lease_token = $2 AND epoch = $3";
+    let done = match store {
+        Store::Sqlite(s) => {
+            s.queries().tick();
+            let (sql, until) = match what {
+                LeaderSql::Renew(ttl) => (
+                    format!("UPDATE vapictl_locks SET expires_at = $4 {MINE}"),
+                    Some(sqlite_time(Utc::now() + ttl)),
+                ),
+                LeaderSql::Expire => (
+                    format!("UPDATE vapictl_locks SET expires_at = acquired_at {MINE}"),
+                    None,
+                ),
+            };
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(LEADER_LEASE_OWNER.hyphenated().to_string())
+                .bind(token.hyphenated().to_string())
+                .bind(epoch);
+            if let Some(until) = until {
+                q = q.bind(until);
+            }
+            q.execute(s.pool()).await?.rows_affected()
+        }
+        Store::Postgres(s) => {
+            s.queries().tick();
+            let (sql, secs) = match what {
+                LeaderSql::Renew(ttl) => (
+                    format!(
+                        "UPDATE vapictl_locks SET expires_at = now() + make_interval(secs => $4) \
+                         {MINE}"
+                    ),
+                    Some(ttl.as_secs_f64()),
+                ),
+                LeaderSql::Expire => (
+                    format!("UPDATE vapictl_locks SET expires_at = acquired_at {MINE}"),
+                    None,
+                ),
+            };
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(LEADER_LEASE_OWNER)
+                .bind(token)
+                .bind(epoch);
+            if let Some(secs) = secs {
+                q = q.bind(secs);
+            }
+            q.execute(s.pool()).await?.rows_affected()
+        }
+    };
+    Ok(done == 1)
+}
+
+/// Whether the leader row carries `token` and `epoch` and has not expired.
+async fn leader_row_is(store: &Store, token: Uuid, epoch: i64) -> Result<bool, StoreError> {
+    let n: i64 = match store {
+        Store::Sqlite(s) => {
+            s.queries().tick();
+            sqlx::query_scalar(
+                "SELECT count(*) FROM vapictl_locks WHERE owner = $1 AND lease_token = $2 \
+                 AND epoch = $3 AND expires_at > $4",
+            )
+            .bind(LEADER_LEASE_OWNER.hyphenated().to_string())
+            .bind(token.hyphenated().to_string())
+            .bind(epoch)
+            .bind(sqlite_time(Utc::now()))
+            .fetch_one(s.pool())
+            .await?
+        }
+        Store::Postgres(s) => {
+            s.queries().tick();
+            sqlx::query_scalar(
+                "SELECT count(*) FROM vapictl_locks WHERE owner = $1 AND lease_token = $2 \
+                 AND epoch = $3 AND expires_at > now()",
+            )
+            .bind(LEADER_LEASE_OWNER)
+            .bind(token)
+            .bind(epoch)
+            .fetch_one(s.pool())
+            .await?
+        }
+    };
+    Ok(n == 1)
+}
+
+/// SQLite's text form of a lease time (as the backend writes them: fixed-width RFC 3339 UTC with
+/// microseconds, so text order is time order).
+fn sqlite_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Renews the leader lease every third of `ttl` until aborted; marks it lost when the row no
+/// longer carries it, or when it could not be renewed for a whole TTL.
+async fn leader_heartbeat(
+    store: Store,
+    token: Uuid,
+    epoch: i64,
+    ttl: Duration,
+    lost: Arc<AtomicBool>,
+) {
+    let mut last_renewed = Instant::now();
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        match leader_statement(&store, LeaderSql::Renew(ttl), token, epoch).await {
+            Ok(true) => last_renewed = Instant::now(),
+            Ok(false) => break,
+            Err(_) if last_renewed.elapsed() < ttl => {}
+            Err(_) => break,
+        }
+    }
+    lost.store(true, Ordering::SeqCst);
+}

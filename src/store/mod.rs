@@ -111,7 +111,10 @@ use uuid::Uuid;
 
 pub use audit::ChangeRecord;
 pub use error::{DbCause, SchemaProblem, StoreError};
-pub use lock::{LOCK_PROGRESS_EVERY, LeaseHolder, LockHolder, LockWait, LockWaitEvent, OwnerLock};
+pub use lock::{
+    LEADER_LEASE_OWNER, LOCK_PROGRESS_EVERY, LeaderAttempt, LeaderLease, LeaseHolder, LockHolder,
+    LockWait, LockWaitEvent, OwnerLock,
+};
 pub use postgres::PgStore;
 pub use snapshot::RecordedSnapshot;
 pub use sqlite::SqliteStore;

@@ -38,7 +38,13 @@ pub struct VapiConfig {
     /// Most POST, PATCH and DELETE calls started per second; 429s lower the rate for a while
     /// (see [`RateLimitState`]). Reads are not limited: a plan's few pages never need it.
     pub max_rps: u32,
+    /// Told of every HTTP exchange: its method and status (`None`: no answer), e.g. for
+    /// `vapictl serve`'s `vapictl_vapi_requests_total`. Never given a URL, header or body.
+    pub on_response: Option<ResponseObserver>,
 }
+
+/// See [`VapiConfig::on_response`].
+pub type ResponseObserver = Arc<dyn Fn(&str, Option<u16>) + Send + Sync>;
 
 /// The base URL's password, if any, never shows (nor does the key: [`SecretValue`]).
 impl std::fmt::Debug for VapiConfig {
@@ -63,6 +69,7 @@ impl VapiConfig {
             retry: RetryPolicy::default(),
             page_limit: PAGE_LIMIT,
             max_rps: DEFAULT_MAX_RPS,
+            on_response: None,
         }
     }
 }
@@ -168,6 +175,7 @@ impl VapiClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Answer, reqwest::Error> {
+        let observer = self.cfg.on_response.as_ref().map(|o| (o, method.clone()));
         let mut req = self
             .http
             .request(method, self.url(path))
@@ -178,7 +186,14 @@ impl VapiClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(reqwest::Error::without_url)?;
+        let resp = req.send().await.map_err(reqwest::Error::without_url);
+        if let Some((observe, method)) = observer {
+            observe(
+                method.as_str(),
+                resp.as_ref().ok().map(|r| r.status().as_u16()),
+            );
+        }
+        let resp = resp?;
         let status = resp.status();
         let retry_after = resp
             .headers()

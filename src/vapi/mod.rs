@@ -6,7 +6,7 @@ mod http;
 mod limit;
 mod wire;
 
-pub use http::{Counters, DEFAULT_MAX_RPS, VapiClient, VapiConfig};
+pub use http::{Counters, DEFAULT_MAX_RPS, ResponseObserver, VapiClient, VapiConfig};
 pub use limit::{MIN_RPS, RateLimitState};
 
 use std::time::Duration;

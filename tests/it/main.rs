@@ -15,6 +15,7 @@ mod property;
 mod reconcile;
 mod scale;
 mod scope;
+mod serve;
 mod standin;
 mod store;
 mod vapi_client;
