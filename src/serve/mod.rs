@@ -534,6 +534,11 @@ impl Loop {
             .partition(|o| self.backoff.is_due(o.desired.owner, now, interval));
         s.backing_off = waiting.len();
         s.failed += waiting.len();
+        if due.is_empty() {
+            // Nothing to read Vapi and the database for (every owner waits out a backoff, or no
+            // spec loaded): no contact, so readiness stays as the last one left it.
+            return s;
+        }
         let loaded = run::LoadedRun {
             owners: due,
             failed: Vec::new(),

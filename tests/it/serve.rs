@@ -24,8 +24,8 @@ struct Serve {
 }
 
 impl Serve {
-    /// Starts `vapictl serve SPEC --listen 127.0.0.1:0 --interval 1s --lease-ttl 3 EXTRA…` and
-    /// waits until it listens.
+    /// Starts `vapictl serve SPEC --listen 127.0.0.1:0 EXTRA…` (with `--interval 1s` and
+    /// `--lease-ttl 3` unless EXTRA has its own) and waits until it listens.
     fn start(w: &World, spec: &std::path::Path, extra: &[&str]) -> Serve {
         Serve::start_with(w, spec, extra, &[])
     }
@@ -38,14 +38,17 @@ impl Serve {
     ) -> Serve {
         let mut c = w.command();
         c.args(["serve", spec.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--lease-ttl", "3"])
+            .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env_remove("VAPICTL_SERVE_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if !extra.contains(&"--interval") {
-            c.args(["--interval", "1s"]);
+        // Short defaults keep the tests fast; a test may give its own.
+        for (flag, value) in [("--interval", "1s"), ("--lease-ttl", "3")] {
+            if !extra.contains(&flag) {
+                c.args([flag, value]);
+            }
         }
         for (k, v) in env {
             c.env(k, v);
@@ -590,3 +593,171 @@ both_backends!(
         assert_code(&w.plan(&spec), 0);
     }
 );
+
+fn repo(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn manifest(name: &str) -> serde_yaml::Value {
+    let file = repo(&format!("examples/k8s/{name}"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+fn strs(v: &serde_yaml::Value) -> Vec<String> {
+    v.as_sequence()
+        .unwrap_or_else(|| panic!("not a list: {v:?}"))
+        .iter()
+        .map(|x| match x {
+            serde_yaml::Value::String(s) => s.clone(),
+            serde_yaml::Value::Number(n) => n.to_string(),
+            other => panic!("not a string: {other:?}"),
+        })
+        .collect()
+}
+
+/// The value after `flag` in `args`.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1).map(String::as_str)
+}
+
+#[test]
+fn k8s_manifests_and_the_dockerfile_match_the_binary() {
+    let w = World::sqlite();
+    let help = text(&w.run(&["serve", "--help"])).0;
+
+    let deployment = manifest("deployment.yaml");
+    assert_eq!(deployment["kind"], "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2, "two replicas");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_sequence().unwrap();
+    let c = containers
+        .iter()
+        .find(|c| c["name"] == "vapictl")
+        .expect("a vapictl container");
+    assert!(
+        containers.iter().any(|c| c["name"] == "git-sync"),
+        "specs come from a git-sync sidecar"
+    );
+    let args = strs(&c["args"]);
+    assert_eq!(args[0], "serve");
+    for flag in args.iter().filter(|a| a.starts_with("--")) {
+        assert!(
+            help.contains(flag.as_str()),
+            "`vapictl serve` has no {flag}"
+        );
+    }
+    let listen = flag_value(&args, "--listen").expect("--listen beyond loopback");
+    let port: u64 = listen.rsplit_once(':').unwrap().1.parse().unwrap();
+    let ports = c["ports"].as_sequence().unwrap();
+    let http = ports.iter().find(|p| p["name"] == "http").unwrap();
+    assert_eq!(http["containerPort"].as_u64(), Some(port));
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            c[probe]["httpGet"]["port"], "http",
+            "{probe} on the named port"
+        );
+    }
+    // Secrets come from a Secret, never inline.
+    let env = c["env"].as_sequence().unwrap();
+    for name in [
+        "VAPI_API_KEY",
+        "DATABASE_URL",
+        "VAPICTL_SERVE_TOKEN",
+        "VAPICTL_AGE_IDENTITY",
+    ] {
+        let var = env
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        assert!(var.get("value").is_none(), "{name} is inline");
+        assert_eq!(var["valueFrom"]["secretKeyRef"]["name"], "vapictl");
+    }
+    let secret = manifest("secret.yaml");
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(secret["metadata"]["name"], "vapictl");
+    for e in env {
+        let key = e["valueFrom"]["secretKeyRef"]["key"].as_str().unwrap();
+        assert!(
+            secret["stringData"].get(key).is_some(),
+            "the Secret has no {key}"
+        );
+    }
+    // The spec path is on the volume git-sync writes.
+    let spec_path = args.last().unwrap();
+    let mount = c["volumeMounts"][0]["mountPath"].as_str().unwrap();
+    assert!(
+        spec_path.starts_with(mount),
+        "{spec_path} is not under {mount}"
+    );
+
+    let service = manifest("service.yaml");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(service["spec"]["ports"][0]["port"].as_u64(), Some(port));
+    let monitor = manifest("servicemonitor.yaml");
+    assert_eq!(monitor["kind"], "ServiceMonitor");
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], service["spec"]["ports"][0]["name"]);
+    let metrics_path = endpoint["path"].as_str().unwrap();
+
+    // The binary answers on those paths, run with the manifest's own flags (bar the address and
+    // the spec path, which are this test's).
+    let spec = w.write(&w.spec().with(Entry::new(N1, "Main")));
+    let mut own: Vec<&str> = Vec::new();
+    let mut i = 1;
+    while i < args.len() - 1 {
+        if args[i] == "--listen" {
+            i += 2;
+            continue;
+        }
+        own.push(&args[i]);
+        i += 1;
+    }
+    let s = Serve::start(&w, &spec, &own);
+    let live = c["livenessProbe"]["httpGet"]["path"].as_str().unwrap();
+    let ready = c["readinessProbe"]["httpGet"]["path"].as_str().unwrap();
+    assert_eq!(s.get(live).0, 200);
+    eventually(&s, "ready", || s.get(ready).0 == 200);
+    let (code, text) = s.get(metrics_path);
+    assert_eq!(code, 200);
+    assert!(text.contains("vapictl_leader 1"), "{text}");
+    assert!(
+        s.log()
+            .lines()
+            .any(|l| l.starts_with('{') && l.contains("\"reconcile\"")),
+        "one JSON line per reconcile:\n{}",
+        s.log()
+    );
+
+    let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.matches("\nFROM ").count() + usize::from(dockerfile.starts_with("FROM ")) >= 2,
+        "multi-stage"
+    );
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "runs as root: {user}"
+    );
+    assert!(dockerfile.contains(&format!("EXPOSE {port}")));
+    let cmd = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("a CMD");
+    let cmd: Vec<String> = serde_json::from_str(cmd).unwrap();
+    assert_eq!(cmd[0], "serve");
+    for flag in cmd.iter().filter(|a| a.starts_with("--")) {
+        assert!(
+            help.contains(flag.as_str()),
+            "`vapictl serve` has no {flag}"
+        );
+    }
+    assert_eq!(flag_value(&cmd, "--listen"), Some(listen));
+}
