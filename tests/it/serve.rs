@@ -761,3 +761,45 @@ fn k8s_manifests_and_the_dockerfile_match_the_binary() {
     }
     assert_eq!(flag_value(&cmd, "--listen"), Some(listen));
 }
+
+#[test]
+fn a_failing_owner_backs_off_while_the_others_go_on() {
+    let w = World::sqlite();
+    let other = "3f1c2b7e-0000-4000-8000-0000000000b2";
+    let dir = w.path("vapi");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok_spec = SpecFile::new(other, SID, &w.token_armored).with(Entry::new(N2, "Healthy"));
+    std::fs::write(dir.join("healthy.yaml"), ok_spec.to_yaml()).unwrap();
+    assert_code(&w.apply(&dir.join("healthy.yaml")), 0);
+    std::fs::write(
+        dir.join("failing.yaml"),
+        w.spec().with(Entry::new(N1, "Main")).to_yaml(),
+    )
+    .unwrap();
+    // Vapi refuses every create: only the failing owner's number needs one.
+    w.vapi.fail_next("POST", "/phone-number", 400, 10_000);
+    w.vapi.reset_log();
+    let s = Serve::start(&w, &dir, &[]);
+    eventually(&s, "eight reconciles", || s.reconciles() >= 8.0);
+    let tries = w
+        .vapi
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    // Tried at once, then after 1, 2 and 4 intervals: far fewer tries than reconciles.
+    assert!(
+        (2..=5).contains(&tries),
+        "{tries} tries in {} reconciles",
+        s.reconciles()
+    );
+    assert!(s.log().contains("retry_in_s=2"), "{}", s.log());
+    assert_eq!(s.metric("vapictl_owners{state=\"failed\"}"), 1.0);
+    assert_eq!(s.metric("vapictl_owners{state=\"ok\"}"), 1.0);
+    // The healthy owner is reconciled all along: drift in its number is healed.
+    let id = in_vapi(&w, N2)[0]["id"].as_str().unwrap().to_owned();
+    w.vapi.patch_number(&id, json!({"name": "Edited by hand"}));
+    eventually(&s, "the healthy owner is healed", || {
+        in_vapi(&w, N2)[0]["name"] == "Healthy"
+    });
+}
