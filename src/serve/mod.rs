@@ -460,9 +460,10 @@ impl Loop {
             .collect::<Vec<_>>()
             .join(" ");
         let findings: usize = s.findings.values().sum();
-        let line = |level: tracing::Level| {
-            if level == tracing::Level::WARN {
-                tracing::warn!(
+        // One line per reconcile, at warn unless it succeeded (tracing's levels are static).
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
                     result = result.label(),
                     owners = s.owners,
                     ok = s.ok,
@@ -474,27 +475,14 @@ impl Loop {
                     duration_ms = elapsed.as_millis() as u64,
                     error = s.error.as_deref().unwrap_or(""),
                     "reconcile"
-                );
-            } else {
-                tracing::info!(
-                    result = result.label(),
-                    owners = s.owners,
-                    ok = s.ok,
-                    failed = s.failed,
-                    refused = s.refused,
-                    backing_off = s.backing_off,
-                    findings,
-                    actions = %actions,
-                    duration_ms = elapsed.as_millis() as u64,
-                    "reconcile"
-                );
-            }
-        };
-        line(if result == ReconcileResult::Success {
-            tracing::Level::INFO
+                )
+            };
+        }
+        if result == ReconcileResult::Success {
+            line!(info);
         } else {
-            tracing::Level::WARN
-        });
+            line!(warn);
+        }
     }
 
     /// Loads the specs and runs one fleet reconcile (or plan, with `drift_only`).
