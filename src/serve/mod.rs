@@ -24,7 +24,12 @@
 //!
 //! # Caveats
 //! `POST /reconcile` on a follower is answered 409 (only the leader reconciles). Identities and
-//! specs are re-read at every reconcile, so a rotated key file takes effect at the next one.
+//! specs are re-read at every reconcile, so a rotated key file takes effect at the next one. A
+//! create that a dead leader had in flight and that Vapi carries out only after the new leader
+//! listed the numbers is the one case a listing cannot see: the new leader then creates the
+//! number too. Where Vapi refuses a number it already holds (409), that owner fails once and its
+//! next reconcile adopts the existing copy; the window is the time between the leader's death and
+//! the takeover, plus Vapi's own processing of that request.
 
 pub mod http;
 pub mod metrics;
