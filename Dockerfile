@@ -5,8 +5,9 @@
 FROM rust:1.94-bookworm AS build
 WORKDIR /src
 COPY . .
-# The production binary only: the test stand-in is not built into it.
-RUN cargo build --release --locked --no-default-features --bin vapictl \
+# The production binary only: the stand-ins (the `standin` workspace crate, a dev-dependency) are
+# not built.
+RUN cargo build --release --locked --package vapictl --bin vapictl \
  && strip target/release/vapictl
 
 FROM debian:bookworm-slim

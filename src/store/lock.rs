@@ -1,6 +1,10 @@
 //! The per-owner lock: a lease row in `vapictl_locks`, renewed by a heartbeat while held, so that
 //! two applies to one owner never interleave and a crashed holder blocks others only until its
 //! lease runs out — or not at all when it ran on this machine and is visibly gone.
+//!
+//! `vapictl serve`'s leader lease ([`LeaderLease`]) is one more row of the same table, with an
+//! epoch (fencing token) that every take raises; its statements are the backend's
+//! (`TAKE_LEADER`, `RENEW_LEADER`, … in `backend.rs`), run by `pool.rs` as the owner leases are.
 
 use std::fmt;
 use std::future::Future;
@@ -566,7 +570,7 @@ impl LeaderLease {
     /// [`StoreError::LockLost`] (the lease is then marked lost for good);
     /// [`StoreError::QueryFailed`] when the database cannot be reached.
     pub async fn fence(&self) -> Result<(), StoreError> {
-        if !self.is_held() || !leader_row_is(&self.store, self.token, self.epoch).await? {
+        if !self.is_held() || !self.store.leader_is_live(self.token, self.epoch).await? {
             self.lost.store(true, Ordering::SeqCst);
             return Err(StoreError::LockLost {
                 owner: LEADER_LEASE_OWNER,
@@ -584,8 +588,7 @@ impl LeaderLease {
     /// itself).
     pub async fn release(self) -> Result<(), StoreError> {
         self.heartbeat.abort();
-        let expired =
-            leader_statement(&self.store, LeaderSql::Expire, self.token, self.epoch).await?;
+        let expired = self.store.expire_leader(self.token, self.epoch).await?;
         if expired && self.is_held() {
             Ok(())
         } else {
@@ -618,7 +621,7 @@ impl Store {
         ttl: Duration,
     ) -> Result<LeaderAttempt, StoreError> {
         let token = Uuid::new_v4();
-        let epoch = match take_leader(self, holder, token, ttl, None).await? {
+        let epoch = match self.take_leader(None, holder, token, ttl).await? {
             Some(epoch) => epoch,
             None => {
                 let Some(lease) = self.read_lease(LEADER_LEASE_OWNER).await? else {
@@ -628,7 +631,10 @@ impl Store {
                 if !lease.holder_is_gone() {
                     return Ok(LeaderAttempt::Following(lease.shown()));
                 }
-                match take_leader(self, holder, token, ttl, Some(lease.token)).await? {
+                match self
+                    .take_leader(Some(lease.token), holder, token, ttl)
+                    .await?
+                {
                     Some(epoch) => epoch,
                     None => {
                         let now = self.read_lease(LEADER_LEASE_OWNER).await?;
@@ -655,199 +661,6 @@ impl Store {
     }
 }
 
-/// Takes the leader row when it is free or expired (`stale` None), or replaces the lease whose
-/// token is `stale`; raises the epoch either way. The new epoch, or None when the row was not
-/// taken.
-async fn take_leader(
-    store: &Store,
-    holder: &LockHolder,
-    token: Uuid,
-    ttl: Duration,
-    stale: Option<Uuid>,
-) -> Result<Option<i64>, StoreError> {
-    // Columns as the existing owner locks write them, plus the epoch.
-    const SET: &str = "holder_host = $2, holder_pid = $3, run_id = $4, lease_token = $5, \
-        holder_pid_namespace = $6";
-    let pid = i64::from(holder.pid);
-    let ns = holder.pid_namespace();
-    let epoch = match store {
-        Store::Sqlite(s) => {
-            s.queries().tick();
-            let now = Utc::now();
-            let (at, until) = (sqlite_time(now), sqlite_time(now + ttl));
-            let sql = match stale {
-                None => "INSERT INTO vapictl_locks (owner, holder_host, holder_pid, run_id, \
-                    lease_token, holder_pid_namespace, acquired_at, expires_at, epoch) \
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) \
-                    ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
-                    holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
-                    lease_token = excluded.lease_token, \
-                    holder_pid_namespace = excluded.holder_pid_namespace, \
-                    acquired_at = excluded.acquired_at, expires_at = excluded.expires_at, \
-                    epoch = vapictl_locks.epoch + 1 \
-                    WHERE vapictl_locks.expires_at < excluded.acquired_at RETURNING epoch"
-                    .to_owned(),
-                Some(_) => format!(
-                    "UPDATE vapictl_locks SET {SET}, acquired_at = $7, expires_at = $8, \
-                     epoch = epoch + 1 WHERE owner = $1 AND lease_token = $9 RETURNING epoch"
-                ),
-            };
-            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
-                .bind(LEADER_LEASE_OWNER.hyphenated().to_string())
-                .bind(&holder.host)
-                .bind(pid)
-                .bind(&holder.run_id)
-                .bind(token.hyphenated().to_string())
-                .bind(ns)
-                .bind(at)
-                .bind(until);
-            if let Some(stale) = stale {
-                q = q.bind(stale.hyphenated().to_string());
-            }
-            q.fetch_optional(s.pool()).await?
-        }
-        Store::Postgres(s) => {
-            s.queries().tick();
-            let sql = match stale {
-                None => "INSERT INTO vapictl_locks (owner, holder_host, holder_pid, run_id, \
-                    lease_token, holder_pid_namespace, acquired_at, expires_at, epoch) \
-                    VALUES ($1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7), 1) \
-                    ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
-                    holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
-                    lease_token = excluded.lease_token, \
-                    holder_pid_namespace = excluded.holder_pid_namespace, \
-                    acquired_at = excluded.acquired_at, expires_at = excluded.expires_at, \
-                    epoch = vapictl_locks.epoch + 1 \
-                    WHERE vapictl_locks.expires_at < now() RETURNING epoch"
-                    .to_owned(),
-                Some(_) => format!(
-                    "UPDATE vapictl_locks SET {SET}, acquired_at = now(), \
-                     expires_at = now() + make_interval(secs => $7), epoch = epoch + 1 \
-                     WHERE owner = $1 AND lease_token = $8 RETURNING epoch"
-                ),
-            };
-            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
-                .bind(LEADER_LEASE_OWNER)
-                .bind(&holder.host)
-                .bind(pid)
-                .bind(&holder.run_id)
-                .bind(token)
-                .bind(ns)
-                .bind(ttl.as_secs_f64());
-            if let Some(stale) = stale {
-                q = q.bind(stale);
-            }
-            q.fetch_optional(s.pool()).await?
-        }
-    };
-    Ok(epoch)
-}
-
-/// The statements on a held leader row.
-#[derive(Debug, Clone, Copy)]
-enum LeaderSql {
-    /// Pushes the expiry one TTL ahead.
-    Renew(Duration),
-    /// Expires the row now, keeping its epoch.
-    Expire,
-}
-
-/// Runs `what` on the leader row if it still carries `token` and `epoch`; whether it did.
-async fn leader_statement(
-    store: &Store,
-    what: LeaderSql,
-    token: Uuid,
-    epoch: i64,
-) -> Result<bool, StoreError> {
-    const MINE: &str = "WHERE owner = $1 AND lease_token = $2 AND epoch = $3";
-    let done = match store {
-        Store::Sqlite(s) => {
-            s.queries().tick();
-            let (sql, until) = match what {
-                LeaderSql::Renew(ttl) => (
-                    format!("UPDATE vapictl_locks SET expires_at = $4 {MINE}"),
-                    Some(sqlite_time(Utc::now() + ttl)),
-                ),
-                LeaderSql::Expire => (
-                    format!("UPDATE vapictl_locks SET expires_at = acquired_at {MINE}"),
-                    None,
-                ),
-            };
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(LEADER_LEASE_OWNER.hyphenated().to_string())
-                .bind(token.hyphenated().to_string())
-                .bind(epoch);
-            if let Some(until) = until {
-                q = q.bind(until);
-            }
-            q.execute(s.pool()).await?.rows_affected()
-        }
-        Store::Postgres(s) => {
-            s.queries().tick();
-            let (sql, secs) = match what {
-                LeaderSql::Renew(ttl) => (
-                    format!(
-                        "UPDATE vapictl_locks SET expires_at = now() + make_interval(secs => $4) \
-                         {MINE}"
-                    ),
-                    Some(ttl.as_secs_f64()),
-                ),
-                LeaderSql::Expire => (
-                    format!("UPDATE vapictl_locks SET expires_at = acquired_at {MINE}"),
-                    None,
-                ),
-            };
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(LEADER_LEASE_OWNER)
-                .bind(token)
-                .bind(epoch);
-            if let Some(secs) = secs {
-                q = q.bind(secs);
-            }
-            q.execute(s.pool()).await?.rows_affected()
-        }
-    };
-    Ok(done == 1)
-}
-
-/// Whether the leader row carries `token` and `epoch` and has not expired.
-async fn leader_row_is(store: &Store, token: Uuid, epoch: i64) -> Result<bool, StoreError> {
-    let n: i64 = match store {
-        Store::Sqlite(s) => {
-            s.queries().tick();
-            sqlx::query_scalar(
-                "SELECT count(*) FROM vapictl_locks WHERE owner = $1 AND lease_token = $2 \
-                 AND epoch = $3 AND expires_at > $4",
-            )
-            .bind(LEADER_LEASE_OWNER.hyphenated().to_string())
-            .bind(token.hyphenated().to_string())
-            .bind(epoch)
-            .bind(sqlite_time(Utc::now()))
-            .fetch_one(s.pool())
-            .await?
-        }
-        Store::Postgres(s) => {
-            s.queries().tick();
-            sqlx::query_scalar(
-                "SELECT count(*) FROM vapictl_locks WHERE owner = $1 AND lease_token = $2 \
-                 AND epoch = $3 AND expires_at > now()",
-            )
-            .bind(LEADER_LEASE_OWNER)
-            .bind(token)
-            .bind(epoch)
-            .fetch_one(s.pool())
-            .await?
-        }
-    };
-    Ok(n == 1)
-}
-
-/// SQLite's text form of a lease time (as the backend writes them: fixed-width RFC 3339 UTC with
-/// microseconds, so text order is time order).
-fn sqlite_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
 /// Renews the leader lease every third of `ttl` until aborted; marks it lost when the row no
 /// longer carries it, or when it could not be renewed for a whole TTL.
 async fn leader_heartbeat(
@@ -860,7 +673,7 @@ async fn leader_heartbeat(
     let mut last_renewed = Instant::now();
     loop {
         tokio::time::sleep(ttl / 3).await;
-        match leader_statement(&store, LeaderSql::Renew(ttl), token, epoch).await {
+        match store.renew_leader(token, epoch, ttl).await {
             Ok(true) => last_renewed = Instant::now(),
             Ok(false) => break,
             Err(_) if last_renewed.elapsed() < ttl => {}

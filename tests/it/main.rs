@@ -16,6 +16,5 @@ mod reconcile;
 mod scale;
 mod scope;
 mod serve;
-mod standin;
 mod store;
 mod vapi_client;

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use vapictl::standin::FaultConfig;
-use vapictl::store::{LEADER_LEASE_OWNER, LeaderAttempt, LockHolder};
+use standin::vapi::FaultConfig;
+use vapictl::store::{LeaderAttempt, LockHolder};
 
 use crate::both_backends;
 use crate::common::*;
@@ -347,7 +347,7 @@ fn readyz_is_503_while_vapi_is_unreachable_and_200_after() {
     eventually(&s, "ready", || s.get("/readyz").0 == 200);
     w.vapi.set_faults(FaultConfig {
         p_server_error: 1.0,
-        scope: vapictl::standin::FaultScope::All,
+        scope: standin::vapi::FaultScope::All,
         ..FaultConfig::default()
     });
     eventually(&s, "not ready, naming Vapi", || {
@@ -494,46 +494,6 @@ both_backends!(
         };
         assert!(lease.epoch() >= 2, "epochs grow: {}", lease.epoch());
         w.block_on(lease.release()).unwrap();
-    }
-);
-
-both_backends!(
-    the_leader_lease_admits_one_holder_and_fences_the_one_that_lost_it,
-    |w: World| {
-        let store = w.store();
-        let ttl = Duration::from_secs(30);
-        let a = LockHolder {
-            host: "replica-a".into(),
-            pid: 1,
-            run_id: "a".into(),
-        };
-        let b = LockHolder {
-            host: "replica-b".into(),
-            pid: 2,
-            run_id: "b".into(),
-        };
-        let LeaderAttempt::Leading(first) = w.block_on(store.try_lead(&a, ttl)).unwrap() else {
-            panic!("a free lease is taken");
-        };
-        let LeaderAttempt::Following(holder) = w.block_on(store.try_lead(&b, ttl)).unwrap() else {
-            panic!("a live lease is not taken");
-        };
-        assert_eq!(holder.host, "replica-a");
-        w.block_on(first.fence()).unwrap();
-        // The lease runs out (as if `a` stalled for a whole TTL): `b` takes it with a higher
-        // epoch, and `a` is fenced at its next check.
-        w.exec_sql(&format!(
-            "UPDATE vapictl_locks SET expires_at = acquired_at WHERE owner = '{LEADER_LEASE_OWNER}'"
-        ));
-        let LeaderAttempt::Leading(second) = w.block_on(store.try_lead(&b, ttl)).unwrap() else {
-            panic!("an expired lease is taken");
-        };
-        assert_eq!(second.epoch(), first.epoch() + 1);
-        assert!(w.block_on(first.fence()).is_err());
-        assert!(!first.is_held());
-        assert!(w.block_on(first.release()).is_err());
-        w.block_on(second.fence()).unwrap();
-        w.block_on(second.release()).unwrap();
     }
 );
 
