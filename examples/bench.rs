@@ -73,6 +73,13 @@ struct Args {
     /// Single-spec runs measured for the side-by-side comparison (the rest extrapolated).
     #[arg(long, default_value_t = 100)]
     fleet_singles: usize,
+    /// Owners (10 numbers each) of the idle `vapictl serve` controller measured between
+    /// reconciles (0 skips).
+    #[arg(long, default_value_t = 1000)]
+    serve_owners: usize,
+    /// How long the idle controller is watched, in seconds.
+    #[arg(long, default_value_t = 30)]
+    serve_idle_secs: u64,
 
     // What a child process measures (set by the bench itself).
     #[arg(long, hide = true)]
@@ -99,6 +106,8 @@ enum Scenario {
     Fleet,
     /// The same specs planned one by one, each with its own observation (`--limit` of them).
     Singles,
+    /// `vapictl serve`'s controller over a directory of specs (`--spec DIR`), until SIGTERM.
+    Serve,
 }
 
 /// What a child reports, as one JSON line on stdout.
@@ -134,6 +143,9 @@ fn main() -> Result<(), BoxError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
+        if let Scenario::Serve = scenario {
+            return runtime.block_on(serve_child(&args));
+        }
         let measured = runtime.block_on(child(scenario, &args))?;
         println!("{}", serde_json::to_string(&measured)?);
         return Ok(());
@@ -145,6 +157,8 @@ fn main() -> Result<(), BoxError> {
         args.repeat = 1;
         args.fleet_owners = vec![100];
         args.fleet_singles = 20;
+        args.serve_owners = 100;
+        args.serve_idle_secs = 10;
     }
     parent(&args)
 }
@@ -215,6 +229,7 @@ fn parent(args: &Args) -> Result<(), BoxError> {
     }
 
     fleet_section(args, &runtime)?;
+    serve_section(args, &runtime)?;
 
     println!(
         "\n## Apply of {} creates ({} ms stand-in latency; client limit {UNTHROTTLED_RPS} calls/s, never the bottleneck)\n",
@@ -396,6 +411,7 @@ impl World {
             Scenario::Apply => "apply",
             Scenario::Fleet => "fleet",
             Scenario::Singles => "singles",
+            Scenario::Serve => "serve",
         };
         let out = Command::new(std::env::current_exe()?)
             .args(["--scenario", scenario])
@@ -474,15 +490,19 @@ async fn child(scenario: Scenario, args: &Args) -> Result<Measured, BoxError> {
     let identity = args.identity.clone().ok_or("--identity is required")?;
     let mut m = Measured::default();
 
-    if matches!(scenario, Scenario::Fleet | Scenario::Singles) {
-        return fleet_child(scenario, args, &spec, &identity).await;
+    match scenario {
+        Scenario::Fleet | Scenario::Singles => {
+            return fleet_child(scenario, args, &spec, &identity).await;
+        }
+        Scenario::Serve => return Err("the serve scenario reports through /metrics".into()),
+        Scenario::Noop | Scenario::Apply => {}
     }
     let t = Instant::now();
     let mut ids = Identities::none();
     ids.add_file(&identity)?;
     let mode = match scenario {
         Scenario::Noop | Scenario::Fleet | Scenario::Singles => SecretMode::Optional,
-        Scenario::Apply => SecretMode::Required,
+        Scenario::Apply | Scenario::Serve => SecretMode::Required,
     };
     let (_, desired) = pipeline::load_desired(&spec, &ids, mode)?;
     m.load_ms = ms(t.elapsed());
@@ -539,7 +559,7 @@ async fn child(scenario: Scenario, args: &Args) -> Result<Measured, BoxError> {
                 .is_empty();
             lock.release().await?;
         }
-        Scenario::Fleet | Scenario::Singles => unreachable!("handled above"),
+        Scenario::Fleet | Scenario::Singles | Scenario::Serve => unreachable!("handled above"),
     }
     m.peak_rss_kb = peak_rss_kb();
     Ok(m)
@@ -802,4 +822,198 @@ async fn fleet_child(
     m.db_queries = store.queries_issued();
     m.peak_rss_kb = peak_rss_kb();
     Ok(m)
+}
+
+// ---- the idle controller ----------------------------------------------------------------------
+
+/// `vapictl serve` over `owners` × 10 numbers, already converged: its first reconcile, then its
+/// memory and CPU while it waits for the next one, then how fast SIGTERM stops it.
+fn serve_section(args: &Args, runtime: &tokio::runtime::Runtime) -> Result<(), BoxError> {
+    let owners = args.serve_owners;
+    if owners == 0 {
+        return Ok(());
+    }
+    let world = World::new(runtime)?;
+    let dir = world.dir.path().join("vapi");
+    std::fs::create_dir_all(&dir)?;
+    for o in 0..owners {
+        world.write_owner_spec(&dir, o)?;
+    }
+    runtime.block_on(world.seed_fleet(owners))?;
+    // reqwest (reading /metrics) needs a process-wide TLS provider, as the Vapi client installs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--scenario", "serve"])
+        .args(["--vapi-url", &world.vapi.base_url()])
+        .args(["--api-key", world.vapi.api_key()])
+        .args(["--db", &world.db_url])
+        .arg("--spec")
+        .arg(&dir)
+        .arg("--identity")
+        .arg(&world.identity_file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let result = (|| -> Result<(), BoxError> {
+        let mut line = String::new();
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .ok_or_else(|| format!("the serve child said {line:?}"))?
+            .to_owned();
+        let started = Instant::now();
+        let metrics = loop {
+            let text = runtime.block_on(async {
+                reqwest::get(format!("http://{addr}/metrics"))
+                    .await?
+                    .text()
+                    .await
+            })?;
+            if sample(&text, "vapictl_reconcile_total{result=\"success\"}") >= 1.0 {
+                break text;
+            }
+            for bad in ["error", "refused"] {
+                if sample(
+                    &text,
+                    &format!("vapictl_reconcile_total{{result=\"{bad}\"}}"),
+                ) > 0.0
+                {
+                    return Err(format!("the controller's first reconcile ended `{bad}`").into());
+                }
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                return Err("the controller never finished a reconcile".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let first = started.elapsed();
+        let applied: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("vapictl_changes_applied_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if applied != 0.0
+            || sample(&metrics, "vapictl_managed_numbers") != (owners * FLEET_PER_OWNER) as f64
+        {
+            return Err(
+                format!("the converged fleet was changed or miscounted:\n{metrics}").into(),
+            );
+        }
+        let peak_after_reconcile = proc_status_kb(pid, "VmHWM");
+        // Idle: between reconciles (the interval is an hour).
+        let cpu0 = cpu_ns(pid)?;
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs(args.serve_idle_secs.max(1)));
+        let cpu = cpu_ns(pid)? - cpu0;
+        let idle_cpu = cpu as f64 / t0.elapsed().as_nanos() as f64;
+        let rss = proc_status_kb(pid, "VmRSS");
+        let stopping = Instant::now();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        if !killed.success() {
+            return Err("kill -TERM failed".into());
+        }
+        let status = child.wait()?;
+        let stop = stopping.elapsed();
+        if !status.success() {
+            return Err(format!("the controller exited with {status} on SIGTERM").into());
+        }
+        println!(
+            "\n## Idle controller: `vapictl serve` over {owners} owners × {FLEET_PER_OWNER} numbers, between reconciles\n"
+        );
+        println!(
+            "| numbers | first reconcile (no-op) | peak RSS (first reconcile) | idle RSS | idle CPU | SIGTERM to exit |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| {} | {} | {} | {} | {:.1} ms in {}s ({:.3}% of one core) | {} |",
+            owners * FLEET_PER_OWNER,
+            secs(ms(first)),
+            mib(peak_after_reconcile),
+            mib(rss),
+            cpu as f64 / 1e6,
+            args.serve_idle_secs.max(1),
+            idle_cpu * 100.0,
+            secs(ms(stop)),
+        );
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    result
+}
+
+/// A sample's value in OpenMetrics text (0 when absent).
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Time process `pid` has run on a CPU, in nanoseconds (`/proc/PID/schedstat`).
+fn cpu_ns(pid: u32) -> Result<u64, BoxError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))?;
+    Ok(text
+        .split_whitespace()
+        .next()
+        .ok_or("empty schedstat")?
+        .parse()?)
+}
+
+/// A `kB` field of `/proc/PID/status` (0 when unknown).
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The child side: the library's controller, exactly as `vapictl serve` runs it (an hour's
+/// interval, so that it idles after its first reconcile), until SIGTERM.
+async fn serve_child(args: &Args) -> Result<(), BoxError> {
+    use vapictl::serve::{Controller, ServeSettings};
+    let need =
+        |v: &Option<String>, name: &str| v.clone().ok_or_else(|| format!("--{name} is required"));
+    let identity = args.identity.clone().ok_or("--identity is required")?;
+    let mut vapi = VapiConfig::new(
+        need(&args.vapi_url, "vapi-url")?,
+        SecretValue::new(need(&args.api_key, "api-key")?),
+    );
+    vapi.max_rps = UNTHROTTLED_RPS;
+    let settings = ServeSettings {
+        specs: vec![args.spec.clone().ok_or("--spec is required")?],
+        interval: Duration::from_secs(3600),
+        listen: "127.0.0.1:0".parse()?,
+        drift_only: false,
+        lease_ttl: vapictl::serve::DEFAULT_LEASE_TTL,
+        token: None,
+        database_url: need(&args.db, "db")?,
+        vapi,
+        identities: Box::new(move || {
+            let mut ids = Identities::none();
+            ids.add_file(&identity)?;
+            Ok(ids)
+        }),
+        parallelism: 8,
+    };
+    let controller = Controller::bind(settings).await?;
+    let addr = controller.local_addr().ok_or("no address")?;
+    println!("listening {addr}");
+    std::io::stdout().flush()?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    controller
+        .run(async move {
+            term.recv().await;
+        })
+        .await?;
+    Ok(())
 }

@@ -9,6 +9,8 @@
 //! validate, diff, plan and render are pure; only observe and apply do IO. [`run`] does the same
 //! for many owners at once (one spec each, one observation for all) and holds the apply protocol
 //! — leases, saved-plan checks, deletion gate, apply, re-plan — for one spec and for many.
+//! [`serve`] runs that protocol in a loop as a controller: a leader elected among replicas,
+//! health, readiness and Prometheus metrics over HTTP.
 
 pub mod apply;
 pub mod diff;
@@ -21,6 +23,7 @@ pub mod run;
 pub mod safety;
 pub mod saved;
 pub mod secrets;
+pub mod serve;
 pub mod spec;
 pub mod state;
 pub mod store;

@@ -35,6 +35,9 @@ pub(crate) enum LeaseClock {
     Take,
     /// Renewing a lease: when it now expires.
     Renew,
+    /// Checking that a lease has not run out: the time now (SQLite binds it; PostgreSQL binds
+    /// nothing and reads `now()`).
+    Now,
 }
 
 /// One database engine as the store's operations see it (see the module docs).
@@ -64,6 +67,23 @@ pub(crate) trait Backend: sqlx::Database {
 
     /// Extends the lease. `$1` owner, `$2` token, then the [`LeaseClock::Renew`] parameters.
     const RENEW_LEASE: &'static str;
+
+    /// [`TAKE_LEASE`](Backend::TAKE_LEASE) for `vapictl serve`'s leader lease: the same
+    /// parameters, and the row's epoch (fencing token) raised by one (1 on a new row), returned;
+    /// no row when the lease was not taken.
+    const TAKE_LEADER: &'static str;
+
+    /// [`TAKE_OVER_LEASE`](Backend::TAKE_OVER_LEASE) for the leader lease: the same parameters,
+    /// the epoch raised by one and returned.
+    const TAKE_OVER_LEADER: &'static str;
+
+    /// Extends the leader lease if the row still carries token `$2` and epoch `$3` (`$1` owner),
+    /// then the [`LeaseClock::Renew`] parameters.
+    const RENEW_LEADER: &'static str;
+
+    /// Counts the leader rows (0 or 1) carrying token `$2` and epoch `$3` (`$1` owner) that have
+    /// not expired, then the [`LeaseClock::Now`] parameters.
+    const LEADER_IS_LIVE: &'static str;
 
     /// How many rows a statement changed.
     fn rows_affected(done: &Self::QueryResult) -> u64;
@@ -383,6 +403,28 @@ impl Backend for Sqlite {
     const RENEW_LEASE: &'static str =
         "UPDATE vapictl_locks SET expires_at = $3 WHERE owner = $1 AND lease_token = $2";
 
+    const TAKE_LEADER: &'static str = "INSERT INTO vapictl_locks \
+         (owner, holder_host, holder_pid, run_id, lease_token, holder_pid_namespace, \
+         acquired_at, expires_at, epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) \
+         ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
+         holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
+         lease_token = excluded.lease_token, acquired_at = excluded.acquired_at, \
+         expires_at = excluded.expires_at, \
+         holder_pid_namespace = excluded.holder_pid_namespace, \
+         epoch = vapictl_locks.epoch + 1 \
+         WHERE vapictl_locks.expires_at < excluded.acquired_at RETURNING epoch";
+
+    const TAKE_OVER_LEADER: &'static str = "UPDATE vapictl_locks SET holder_host = $3, \
+         holder_pid = $4, run_id = $5, lease_token = $6, holder_pid_namespace = $7, \
+         acquired_at = $8, expires_at = $9, epoch = epoch + 1 \
+         WHERE owner = $1 AND lease_token = $2 RETURNING epoch";
+
+    const RENEW_LEADER: &'static str = "UPDATE vapictl_locks SET expires_at = $4 \
+         WHERE owner = $1 AND lease_token = $2 AND epoch = $3";
+
+    const LEADER_IS_LIVE: &'static str = "SELECT count(*) FROM vapictl_locks \
+         WHERE owner = $1 AND lease_token = $2 AND epoch = $3 AND expires_at > $4";
+
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
     }
@@ -393,10 +435,10 @@ impl Backend for Sqlite {
         clock: LeaseClock,
     ) -> Query<'_, Self, Self::Arguments> {
         let now = Utc::now();
-        let expires = rfc3339(now + ttl);
         match clock {
-            LeaseClock::Take => query.bind(rfc3339(now)).bind(expires),
-            LeaseClock::Renew => query.bind(expires),
+            LeaseClock::Take => query.bind(rfc3339(now)).bind(rfc3339(now + ttl)),
+            LeaseClock::Renew => query.bind(rfc3339(now + ttl)),
+            LeaseClock::Now => query.bind(rfc3339(now)),
         }
     }
 
@@ -456,6 +498,30 @@ impl Backend for Postgres {
          SET expires_at = now() + make_interval(secs => $3) \
          WHERE owner = $1 AND lease_token = $2";
 
+    const TAKE_LEADER: &'static str = "INSERT INTO vapictl_locks \
+         (owner, holder_host, holder_pid, run_id, lease_token, holder_pid_namespace, \
+         acquired_at, expires_at, epoch) \
+         VALUES ($1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7), 1) \
+         ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
+         holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
+         lease_token = excluded.lease_token, acquired_at = excluded.acquired_at, \
+         expires_at = excluded.expires_at, \
+         holder_pid_namespace = excluded.holder_pid_namespace, \
+         epoch = vapictl_locks.epoch + 1 \
+         WHERE vapictl_locks.expires_at < now() RETURNING epoch";
+
+    const TAKE_OVER_LEADER: &'static str = "UPDATE vapictl_locks SET holder_host = $3, \
+         holder_pid = $4, run_id = $5, lease_token = $6, holder_pid_namespace = $7, \
+         acquired_at = now(), expires_at = now() + make_interval(secs => $8), \
+         epoch = epoch + 1 WHERE owner = $1 AND lease_token = $2 RETURNING epoch";
+
+    const RENEW_LEADER: &'static str = "UPDATE vapictl_locks \
+         SET expires_at = now() + make_interval(secs => $4) \
+         WHERE owner = $1 AND lease_token = $2 AND epoch = $3";
+
+    const LEADER_IS_LIVE: &'static str = "SELECT count(*) FROM vapictl_locks \
+         WHERE owner = $1 AND lease_token = $2 AND epoch = $3 AND expires_at > now()";
+
     fn rows_affected(done: &Self::QueryResult) -> u64 {
         done.rows_affected()
     }
@@ -463,9 +529,12 @@ impl Backend for Postgres {
     fn bind_lease_clock(
         query: Query<'_, Self, Self::Arguments>,
         ttl: Duration,
-        _clock: LeaseClock,
+        clock: LeaseClock,
     ) -> Query<'_, Self, Self::Arguments> {
-        query.bind(ttl.as_secs_f64())
+        match clock {
+            LeaseClock::Take | LeaseClock::Renew => query.bind(ttl.as_secs_f64()),
+            LeaseClock::Now => query,
+        }
     }
 
     fn read_time(

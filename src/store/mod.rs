@@ -101,7 +101,8 @@
 //! `CREATE TABLE`, the columns vapictl adds and the schema's expectations all follow from it;
 //! a new column is one entry there plus its field in `RawPhoneRow`. `schema/` decides, purely,
 //! how to write to the tables as found; `ids.rs` spells ids in the app's types; `lock.rs`,
-//! `audit.rs` and `snapshot.rs` are the lease, the audit trail and the fleet read.
+//! `audit.rs` and `snapshot.rs` are the leases (the owners' locks and `serve`'s leader lease,
+//! whose statements are the backend's like the others'), the audit trail and the fleet read.
 
 mod audit;
 mod backend;
@@ -124,7 +125,10 @@ use uuid::Uuid;
 
 pub use audit::ChangeRecord;
 pub use error::{DbCause, SchemaProblem, StoreError};
-pub use lock::{LOCK_PROGRESS_EVERY, LeaseHolder, LockHolder, LockWait, LockWaitEvent, OwnerLock};
+pub use lock::{
+    LEADER_LEASE_OWNER, LOCK_PROGRESS_EVERY, LeaderAttempt, LeaderLease, LeaseHolder, LockHolder,
+    LockWait, LockWaitEvent, OwnerLock,
+};
 pub use pool::BackendStore;
 pub use postgres::PgStore;
 pub use snapshot::RecordedSnapshot;
@@ -490,6 +494,38 @@ impl Store {
 
     pub(crate) async fn drop_lease(&self, owner: Uuid, token: Uuid) -> Result<bool, StoreError> {
         dispatch!(self, s => s.drop_lease(owner, token).await)
+    }
+
+    /// Takes the leader lease (see [`LeaderLease`]): when free or expired (`stale` None), or from
+    /// the dead holder whose token is `stale`; the new epoch, or None when not taken.
+    pub(crate) async fn take_leader(
+        &self,
+        stale: Option<Uuid>,
+        holder: &LockHolder,
+        token: Uuid,
+        ttl: Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        dispatch!(self, s => s.take_leader(LEADER_LEASE_OWNER, stale, holder, token, ttl).await)
+    }
+
+    /// Extends the leader lease if it still carries `token` and `epoch`; whether it did.
+    pub(crate) async fn renew_leader(
+        &self,
+        token: Uuid,
+        epoch: i64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.renew_leader(LEADER_LEASE_OWNER, token, epoch, ttl).await)
+    }
+
+    /// Expires the leader lease (keeping its epoch) if it still carries `token` and `epoch`.
+    pub(crate) async fn expire_leader(&self, token: Uuid, epoch: i64) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.expire_leader(LEADER_LEASE_OWNER, token, epoch).await)
+    }
+
+    /// Whether the leader lease carries `token` and `epoch` and has not expired.
+    pub(crate) async fn leader_is_live(&self, token: Uuid, epoch: i64) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.leader_is_live(LEADER_LEASE_OWNER, token, epoch).await)
     }
 }
 

@@ -425,6 +425,22 @@ where
         holder: &LockHolder,
         token: Uuid,
     ) -> Result<bool, StoreError> {
+        let query = Self::lease_taking(statement, owner, stale, holder, token, self.lock_ttl);
+        self.queries.tick();
+        let done = query.execute(&self.pool).await?;
+        Ok(B::rows_affected(&done) == 1)
+    }
+
+    /// A statement that gives `owner`'s lease to `holder` for `ttl`, bound (the parameters of
+    /// [`Backend::TAKE_LEASE`] and [`Backend::TAKE_OVER_LEASE`], `stale` for the latter).
+    fn lease_taking(
+        statement: &'static str,
+        owner: Uuid,
+        stale: Option<Uuid>,
+        holder: &LockHolder,
+        token: Uuid,
+        ttl: Duration,
+    ) -> sqlx::query::Query<'static, B, B::Arguments> {
         let mut query = sqlx::query(statement).bind(Self::own(owner));
         if let Some(stale) = stale {
             query = query.bind(Self::own(stale));
@@ -435,11 +451,87 @@ where
             .bind(holder.run_id.clone())
             .bind(Self::own(token))
             .bind(holder.pid_namespace().map(str::to_owned));
+        B::bind_lease_clock(query, ttl, LeaseClock::Take)
+    }
+
+    /// Takes the leader lease `owner` for `ttl` when it is free or expired (`stale` None), or
+    /// replaces the lease whose token is `stale`; raises the row's epoch either way, in one
+    /// statement. The new epoch, or None when the lease was not taken.
+    pub(crate) async fn take_leader(
+        &self,
+        owner: Uuid,
+        stale: Option<Uuid>,
+        holder: &LockHolder,
+        token: Uuid,
+        ttl: Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        let statement = match stale {
+            None => B::TAKE_LEADER,
+            Some(_) => B::TAKE_OVER_LEADER,
+        };
+        let query = Self::lease_taking(statement, owner, stale, holder, token, ttl);
         self.queries.tick();
-        let done = B::bind_lease_clock(query, self.lock_ttl, LeaseClock::Take)
+        let row = query.fetch_optional(&self.pool).await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get::<i64, _>(0)?),
+            None => None,
+        })
+    }
+
+    /// Extends the leader lease by `ttl` if the row still carries `token` and `epoch`; whether
+    /// it did.
+    pub(crate) async fn renew_leader(
+        &self,
+        owner: Uuid,
+        token: Uuid,
+        epoch: i64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let query = sqlx::query(B::RENEW_LEADER)
+            .bind(Self::own(owner))
+            .bind(Self::own(token))
+            .bind(epoch);
+        self.queries.tick();
+        let done = B::bind_lease_clock(query, ttl, LeaseClock::Renew)
             .execute(&self.pool)
             .await?;
         Ok(B::rows_affected(&done) == 1)
+    }
+
+    /// Expires the leader lease now, keeping the row and its epoch, if the row still carries
+    /// `token` and `epoch`; whether it did.
+    pub(crate) async fn expire_leader(
+        &self,
+        owner: Uuid,
+        token: Uuid,
+        epoch: i64,
+    ) -> Result<bool, StoreError> {
+        self.queries.tick();
+        let done = sqlx::query(sql::EXPIRE_LEADER)
+            .bind(Self::own(owner))
+            .bind(Self::own(token))
+            .bind(epoch)
+            .execute(&self.pool)
+            .await?;
+        Ok(B::rows_affected(&done) == 1)
+    }
+
+    /// Whether the leader row carries `token` and `epoch` and has not expired.
+    pub(crate) async fn leader_is_live(
+        &self,
+        owner: Uuid,
+        token: Uuid,
+        epoch: i64,
+    ) -> Result<bool, StoreError> {
+        let query = sqlx::query(B::LEADER_IS_LIVE)
+            .bind(Self::own(owner))
+            .bind(Self::own(token))
+            .bind(epoch);
+        self.queries.tick();
+        let row = B::bind_lease_clock(query, Duration::ZERO, LeaseClock::Now)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? == 1)
     }
 
     pub(crate) async fn read_lease(&self, owner: Uuid) -> Result<Option<Lease>, StoreError> {

@@ -394,6 +394,11 @@ pub(crate) const SELECT_CHANGES: &str = "SELECT run_id, at, user_id, number_mask
 pub(crate) const DELETE_LEASE: &str =
     "DELETE FROM vapictl_locks WHERE owner = $1 AND lease_token = $2";
 
+/// Expires the leader lease now, keeping the row and its epoch, if it still carries token `$2`
+/// and epoch `$3` (`$1` owner).
+pub(crate) const EXPIRE_LEADER: &str = "UPDATE vapictl_locks SET expires_at = acquired_at \
+     WHERE owner = $1 AND lease_token = $2 AND epoch = $3";
+
 /// `$1` owner.
 pub(crate) const SELECT_LEASE: &str = "SELECT holder_host, holder_pid, run_id, acquired_at, \
      expires_at, lease_token, holder_pid_namespace FROM vapictl_locks WHERE owner = $1";

@@ -2,6 +2,7 @@
 //! plan needs ([`VapiClient::observe`]). The listings live in `listing.rs`, the phone-number
 //! calls in `resources.rs`, and how each request is sent and retried in `transport.rs`.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -32,7 +33,14 @@ pub struct VapiConfig {
     /// Most POST, PATCH and DELETE calls started per second; 429s lower the rate for a while
     /// (see [`RateLimitState`]). Reads are not limited: a plan's few pages never need it.
     pub max_rps: u32,
+    /// Told of every HTTP exchange (each attempt of a call): its method and status (`None`: no
+    /// answer), e.g. for `vapictl serve`'s `vapictl_vapi_requests_total`. Never given a URL,
+    /// header or body.
+    pub on_response: Option<ResponseObserver>,
 }
+
+/// See [`VapiConfig::on_response`].
+pub type ResponseObserver = Arc<dyn Fn(&str, Option<u16>) + Send + Sync>;
 
 /// The base URL's password, if any, never shows (nor does the key: [`SecretValue`]).
 impl std::fmt::Debug for VapiConfig {
@@ -57,6 +65,7 @@ impl VapiConfig {
             retry: RetryPolicy::default(),
             page_limit: PAGE_LIMIT,
             max_rps: DEFAULT_MAX_RPS,
+            on_response: None,
         }
     }
 }

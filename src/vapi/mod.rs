@@ -4,8 +4,9 @@
 //!
 //! Where each concern lives:
 //! - `client.rs`: [`VapiClient`], its configuration and counters, and `observe`;
-//! - `transport.rs`: sending one call, the one retry policy (a create is retried only on 429),
-//!   classifying answers into [`VapiError`], backoff, and scrubbing what a failure shows;
+//! - `transport.rs`: sending one call (each exchange told to [`VapiConfig::on_response`]), the
+//!   one retry policy (a create is retried only on 429), classifying answers into [`VapiError`],
+//!   backoff, and scrubbing what a failure shows;
 //! - `listing.rs`: complete paging, the v2 first page with its total, same-instant reads;
 //! - `resources.rs`: create, update and delete of a phone number;
 //! - `wire.rs`: Vapi's JSON shapes, read and written, apart from the domain types;
@@ -18,7 +19,7 @@ mod resources;
 mod transport;
 mod wire;
 
-pub use client::{Counters, DEFAULT_MAX_RPS, VapiClient, VapiConfig};
+pub use client::{Counters, DEFAULT_MAX_RPS, ResponseObserver, VapiClient, VapiConfig};
 pub use limit::RateLimitState;
 pub use transport::RetryPolicy;
 

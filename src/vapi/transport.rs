@@ -237,6 +237,7 @@ impl Transport {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<Answer, reqwest::Error> {
+        let observer = self.cfg.on_response.as_ref().map(|o| (o, method.clone()));
         let mut req = self
             .http
             .request(method, self.url(path))
@@ -247,7 +248,15 @@ impl Transport {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(reqwest::Error::without_url)?;
+        let resp = req.send().await.map_err(reqwest::Error::without_url);
+        // The response observer (`VapiConfig::on_response`): every exchange, retries included.
+        if let Some((observe, method)) = observer {
+            observe(
+                method.as_str(),
+                resp.as_ref().ok().map(|r| r.status().as_u16()),
+            );
+        }
+        let resp = resp?;
         let status = resp.status();
         let retry_after = resp
             .headers()

@@ -15,5 +15,6 @@ mod property;
 mod reconcile;
 mod scale;
 mod scope;
+mod serve;
 mod store;
 mod vapi_client;

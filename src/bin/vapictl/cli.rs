@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "vapictl",
     version,
     about = "Declarative Vapi phone numbers: plan and apply a YAML spec against Vapi and the app database",
-    after_help = "Exit codes: 0 ok / no changes, 1 error, 2 changes present (plan --detailed-exitcode), 3 refused by a safety gate.\nEnvironment: VAPI_API_KEY (or VAPI_TOKEN), VAPI_BASE_URL, DATABASE_URL, VAPICTL_AGE_IDENTITY_FILE, VAPICTL_AGE_IDENTITY, RUST_LOG, NO_COLOR."
+    after_help = "Exit codes: 0 ok / no changes, 1 error, 2 changes present (plan --detailed-exitcode), 3 refused by a safety gate.\nEnvironment: VAPI_API_KEY (or VAPI_TOKEN), VAPI_BASE_URL, DATABASE_URL, VAPICTL_AGE_IDENTITY_FILE, VAPICTL_AGE_IDENTITY, VAPICTL_SERVE_TOKEN (serve), RUST_LOG, NO_COLOR."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -216,4 +216,33 @@ pub enum Command {
     },
     /// Print the spec format's JSON Schema.
     Schema,
+    /// Run as a controller: reconcile the specs every `--interval`, serve `/healthz`, `/readyz`,
+    /// `/metrics` and `POST /reconcile` on `--listen`. Replicas on one database elect one leader.
+    /// SIGTERM or Ctrl-C finishes the numbers in flight, releases the lease and exits 0.
+    Serve {
+        /// Spec files, or directories of them (re-read at every reconcile; one spec per owner).
+        #[arg(required = true, value_name = "SPEC")]
+        spec: Vec<PathBuf>,
+        /// Time between reconciles (±10% jitter): `30s`, `5m`, `1h`.
+        #[arg(long, default_value = "5m", value_parser = parse_interval, value_name = "DURATION")]
+        interval: std::time::Duration,
+        /// Address for HTTP (health, readiness, metrics, trigger). Listening beyond loopback
+        /// (e.g. `0.0.0.0:9750` in a container) is your explicit choice.
+        #[arg(long, default_value = vapictl::serve::DEFAULT_LISTEN, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Only report drift (logs, metrics); change nothing.
+        #[arg(long)]
+        drift_only: bool,
+        /// How long the leader lease outlives the leader's last renewal, in seconds: a
+        /// replica takes over at most this long (plus one interval) after the leader died.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600), value_name = "SECONDS")]
+        lease_ttl: u64,
+        /// Numbers changed at once (over all owners of a reconcile).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallelism: u16,
+    },
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    vapictl::serve::parse_interval(text)
 }

@@ -6,11 +6,14 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{GlobalArgs, LogFormat};
 
-pub fn init(g: &GlobalArgs) {
+/// `serving`: the command is `serve`, whose default level is info.
+pub fn init(g: &GlobalArgs, serving: bool) {
     let level = if g.quiet {
         "error"
     } else {
         match g.verbose {
+            // The controller's one line per reconcile is its normal output.
+            0 if serving => "info",
             0 => "warn",
             1 => "info",
             2 => "debug",

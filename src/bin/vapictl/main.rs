@@ -59,7 +59,10 @@ fn main() -> ExitCode {
             };
         }
     };
-    logging::init(&cli.global);
+    logging::init(
+        &cli.global,
+        matches!(cli.command, cli::Command::Serve { .. }),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

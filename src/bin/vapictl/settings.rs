@@ -11,8 +11,13 @@ use crate::cli::{ColorChoice, GlobalArgs};
 
 /// Identities from `--identity`, `VAPICTL_AGE_IDENTITY_FILE` and `VAPICTL_AGE_IDENTITY`.
 pub fn identities(g: &GlobalArgs) -> Result<Identities, Error> {
+    identities_from(&g.identities)
+}
+
+/// Identities from these `--identity` files and the environment.
+pub fn identities_from(files: &[std::path::PathBuf]) -> Result<Identities, Error> {
     let mut ids = Identities::none();
-    for path in &g.identities {
+    for path in files {
         ids.add_file(path)?;
     }
     if let Some(path) = std::env::var_os("VAPICTL_AGE_IDENTITY_FILE").filter(|p| !p.is_empty()) {

@@ -1,4 +1,5 @@
-//! The owner's lock: leases, heartbeats, takeovers and contention.
+//! The owner's lock: leases, heartbeats, takeovers and contention; `vapictl serve`'s leader
+//! lease and its epoch.
 
 use super::*;
 
@@ -9,6 +10,8 @@ both_backends!(async:
     abandoned_lease_is_taken_over_once_expired,
     locks_on_different_owners_are_independent,
     four_contending_tasks_take_turns,
+    the_leader_lease_admits_one_holder_and_fences_the_one_that_lost_it,
+    the_leader_lease_outlives_its_ttl_while_the_heartbeat_runs,
 );
 
 async fn second_acquire_times_out_naming_the_holder(db: &TestDb) {
@@ -161,4 +164,55 @@ async fn four_contending_tasks_take_turns(db: &TestDb) {
         task.await.unwrap();
     }
     assert_eq!(completed.load(Ordering::SeqCst), 4 * ROUNDS);
+}
+
+async fn the_leader_lease_admits_one_holder_and_fences_the_one_that_lost_it(db: &TestDb) {
+    let store = db.connect().await;
+    let ttl = Duration::from_secs(30);
+    let (a, b) = (holder("a"), holder("b"));
+    let LeaderAttempt::Leading(first) = store.try_lead(&a, ttl).await.unwrap() else {
+        panic!("a free lease is taken");
+    };
+    let LeaderAttempt::Following(leader) = store.try_lead(&b, ttl).await.unwrap() else {
+        panic!("a live lease is not taken");
+    };
+    assert_eq!(leader.host, "host-a");
+    first.fence().await.unwrap();
+    // The lease runs out (as if `a` stalled for a whole TTL): `b` takes it with a higher epoch,
+    // and `a` is fenced at its next check.
+    db.execute(&format!(
+        "UPDATE vapictl_locks SET expires_at = acquired_at WHERE owner = '{LEADER_LEASE_OWNER}'"
+    ))
+    .await;
+    let LeaderAttempt::Leading(second) = store.try_lead(&b, ttl).await.unwrap() else {
+        panic!("an expired lease is taken");
+    };
+    assert_eq!(second.epoch(), first.epoch() + 1);
+    assert!(first.fence().await.is_err());
+    assert!(!first.is_held());
+    assert!(first.release().await.is_err());
+    second.fence().await.unwrap();
+    let epoch = second.epoch();
+    second.release().await.unwrap();
+    // Released: the row stays, expired, with its epoch; the next take raises it again.
+    let LeaderAttempt::Leading(third) = store.try_lead(&a, ttl).await.unwrap() else {
+        panic!("a released lease is taken at once");
+    };
+    assert_eq!(third.epoch(), epoch + 1);
+    third.release().await.unwrap();
+}
+
+async fn the_leader_lease_outlives_its_ttl_while_the_heartbeat_runs(db: &TestDb) {
+    let store = db.connect().await;
+    let ttl = Duration::from_millis(900);
+    let LeaderAttempt::Leading(lease) = store.try_lead(&holder("a"), ttl).await.unwrap() else {
+        panic!("a free lease is taken");
+    };
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    lease.fence().await.expect("renewed by its heartbeat");
+    assert!(matches!(
+        store.try_lead(&holder("b"), ttl).await.unwrap(),
+        LeaderAttempt::Following(_)
+    ));
+    lease.release().await.unwrap();
 }

@@ -21,7 +21,9 @@ use chrono::{TimeZone, Utc};
 use sqlx::Connection;
 use uuid::Uuid;
 use vapictl::state::RowWrite;
-use vapictl::store::{ChangeRecord, LockHolder, Store, StoreError, StoreOptions};
+use vapictl::store::{
+    ChangeRecord, LEADER_LEASE_OWNER, LeaderAttempt, LockHolder, Store, StoreError, StoreOptions,
+};
 
 use crate::both_backends;
 use crate::common::TestDb;

@@ -6,6 +6,7 @@ mod encrypt;
 mod history;
 mod import;
 mod plan;
+mod serve;
 mod validate;
 
 use std::io::{self, Write};
@@ -85,6 +86,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 "`import` needs `--owner UUID`, or `--all --out-dir DIR`\nhint: `vapictl import --all --out-dir vapi/` writes one spec per owner"
             ),
         },
+        Command::Serve {
+            spec,
+            interval,
+            listen,
+            drift_only,
+            lease_ttl,
+            parallelism,
+        } => {
+            let args = serve::ServeArgs {
+                specs: spec.clone(),
+                interval: *interval,
+                listen: *listen,
+                drift_only: *drift_only,
+                lease_ttl: std::time::Duration::from_secs(*lease_ttl),
+                parallelism: usize::from(*parallelism),
+            };
+            serve::run(g, args).await
+        }
         Command::Schema => {
             io::stdout().write_all(vapictl::spec::json_schema().as_bytes())?;
             Ok(Exit::Ok)
