@@ -24,6 +24,7 @@ pub mod secrets;
 pub mod spec;
 pub mod state;
 pub mod store;
+pub mod twilio;
 pub mod validate;
 pub mod vapi;
 

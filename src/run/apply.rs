@@ -42,6 +42,7 @@ use crate::safety::{DeleteThreshold, GateRefusal};
 use crate::saved::SavedPlan;
 use crate::secrets::Identities;
 use crate::store::{LockHolder, LockWait, LockWaitEvent, OwnerLock, Store};
+use crate::twilio::Preflight;
 use crate::vapi::VapiClient;
 
 use super::observe;
@@ -271,6 +272,8 @@ pub struct ApplyRun {
     identities: Identities,
     /// Ends lease waits early (the binary's signal).
     interrupt: Option<Interrupt>,
+    /// The Twilio preflight of every plan, and the record of Twilio's URLs after an apply.
+    twilio: Option<Preflight>,
 }
 
 impl ApplyRun {
@@ -305,6 +308,7 @@ impl ApplyRun {
             early,
             identities: Identities::none(),
             interrupt: None,
+            twilio: None,
         }
     }
 
@@ -313,6 +317,14 @@ impl ApplyRun {
     #[must_use]
     pub fn with_identities(mut self, identities: Identities) -> ApplyRun {
         self.identities = identities;
+        self
+    }
+
+    /// Checks every plan against Twilio before anything is applied (a refusal fails the owner
+    /// like any refused number), and records Twilio's URLs of the numbers created or adopted.
+    #[must_use]
+    pub fn with_twilio(mut self, twilio: Preflight) -> ApplyRun {
+        self.twilio = Some(twilio);
         self
     }
 
@@ -432,7 +444,15 @@ impl ApplyRun {
         }
         if !self.fleet {
             for o in owners {
-                let plan = match pipeline::plan(store, vapi, &o.desired, &self.identities).await {
+                let plan = match pipeline::plan_checked(
+                    store,
+                    vapi,
+                    self.twilio.as_ref(),
+                    &o.desired,
+                    &self.identities,
+                )
+                .await
+                {
                     Ok(p) => Ok(p),
                     Err(e @ Error::Refused(_)) => Err(e),
                     Err(e) => return Err(e),
@@ -442,13 +462,25 @@ impl ApplyRun {
             return Ok(out);
         }
         let observation = observe::observe(store, vapi).await?;
-        for o in owners {
-            out.insert(
-                o.desired.owner,
-                observation
-                    .plan(&o.desired, &self.identities)
-                    .map_err(Error::from),
-            );
+        let mut plans: Vec<(&OwnerSpec, Result<Plan, Error>)> = owners
+            .iter()
+            .map(|o| {
+                (
+                    *o,
+                    observation
+                        .plan(&o.desired, &self.identities)
+                        .map_err(Error::from),
+                )
+            })
+            .collect();
+        // One preflight for the run: each distinct Twilio account is read once.
+        if let Some(twilio) = &self.twilio {
+            let mut items: Vec<(&crate::state::DesiredState, &mut Result<Plan, Error>)> =
+                plans.iter_mut().map(|(o, p)| (&o.desired, p)).collect();
+            twilio.check(&mut items).await?;
+        }
+        for (o, plan) in plans {
+            out.insert(o.desired.owner, plan);
         }
         Ok(out)
     }
@@ -634,6 +666,17 @@ impl ApplyRun {
             }
         }))
         .await;
+
+        // What Twilio shows now for the numbers created or adopted, for `drift` (best effort:
+        // the apply stands whatever happens here).
+        if let Some(twilio) = &self.twilio {
+            for ((spec, _), report) in claimed.iter().zip(&reports) {
+                let owner = spec.desired.owner;
+                if let Err(e) = twilio.record(store, owner, &spec.desired, report).await {
+                    tracing::warn!(owner = %owner, error = %e, "could not record the numbers' Twilio URLs; `drift` will not see Twilio-side changes to them");
+                }
+            }
+        }
 
         // Prove convergence: a fresh plan of every owner applied completely must be empty.
         let mut complete = Vec::new();

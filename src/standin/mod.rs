@@ -17,6 +17,7 @@
 mod faults;
 mod model;
 mod server;
+pub mod twilio;
 mod validate;
 
 use std::io;
@@ -336,6 +337,12 @@ impl StandIn {
     /// Back to real time, still strictly after every timestamp handed out so far.
     pub fn unfreeze_clock(&self) {
         lock(&self.shared.model).clock_mut().unfreeze();
+    }
+
+    /// From now on a Twilio import sets the number's URLs in `twilio` (and fails, as Vapi's
+    /// does, when Twilio does not know the credentials or the number).
+    pub fn link_twilio(&self, twilio: &twilio::TwilioStandIn) {
+        *lock(&self.shared.twilio) = Some((twilio.link(), self.base_url()));
     }
 
     // ---- faults -------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ mod schema;
 mod snapshot;
 mod sql;
 mod sqlite;
+mod twilio;
 mod url;
 
 use std::sync::Arc;
@@ -115,6 +116,7 @@ pub use lock::{LOCK_PROGRESS_EVERY, LeaseHolder, LockHolder, LockWait, LockWaitE
 pub use postgres::PgStore;
 pub use snapshot::RecordedSnapshot;
 pub use sqlite::SqliteStore;
+pub use twilio::RecordedTwilioUrls;
 pub use url::redact_url;
 
 use crate::state::{RecordedState, RowWrite, mask_number};
