@@ -17,4 +17,5 @@ mod scale;
 mod scope;
 mod standin;
 mod store;
+mod twilio;
 mod vapi_client;
