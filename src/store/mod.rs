@@ -43,7 +43,7 @@
 //! missing ones among `notes`, `vapictl_token_digest`, `vapictl_protected` and `vapictl_applied`
 //! are added — each nullable or with a constant default, so no row is rewritten, and an
 //! up-to-date table is not even locked — and vapictl's own tables (`vapictl_locks`, `vapictl_changes`,
-//! `vapictl_applied_plans`) come from sqlx migrations, one set per backend
+//! `vapictl_applied_plans`, `vapictl_twilio_urls`) come from sqlx migrations, one set per backend
 //! (`migrations/sqlite`, `migrations/postgres`, embedded at build time), recorded in
 //! `vapictl_schema_migrations` so they cannot collide with an application that uses sqlx's
 //! default `_sqlx_migrations`. All of it runs in one transaction, re-checked inside one mutual

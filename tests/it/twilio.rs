@@ -3,8 +3,11 @@
 
 use std::process::Output;
 
+use vapictl::secrets::SecretValue;
 use vapictl::standin::twilio::TwilioStandIn;
+use vapictl::twilio::{TwilioAuth, TwilioClient, TwilioConfig, TwilioError};
 
+use crate::both_backends;
 use crate::common::*;
 
 const N1: &str = "+14155552001";
@@ -16,10 +19,16 @@ const FOREIGN: &str = "https://old-pbx.example.com/voice";
 /// through it.
 fn world() -> (World, TwilioStandIn) {
     let w = World::sqlite();
+    let t = link(&w);
+    (w, t)
+}
+
+/// A Twilio stand-in whose account holds the spec's token, linked to the world's Vapi.
+fn link(w: &World) -> TwilioStandIn {
     let t = TwilioStandIn::start().unwrap();
     t.add_account(SID, TOKEN);
     w.vapi.link_twilio(&t);
-    (w, t)
+    t
 }
 
 /// `vapictl` with the preflight on, reading the Twilio stand-in.
@@ -252,56 +261,58 @@ fn an_unreachable_twilio_is_an_error_with_a_hint_to_switch_the_check_off() {
     assert_eq!(w.vapi.mutating_calls(), 0);
 }
 
-#[test]
-fn a_url_changed_on_twilio_after_apply_is_drift_with_a_stable_fingerprint() {
-    let (w, t) = world();
-    t.add_number(SID, N1, true, true);
-    let spec = w.write(&w.spec().with(Entry::new(N1, "Main")));
-    let path = spec.to_str().unwrap();
-    let o = checked(&w, &t, &["apply", "--auto-approve", path]);
-    assert_code(&o, 0);
-    // The import pointed the number at Vapi, as the real one does.
-    let imported = t.number(N1).unwrap();
-    let vapi_voice = format!("{}/twilio/inbound_call", w.vapi.base_url());
-    assert_eq!(imported.voice_url.as_deref(), Some(vapi_voice.as_str()));
+both_backends!(
+    a_url_changed_on_twilio_after_apply_is_drift_with_a_stable_fingerprint,
+    |w: World| {
+        let t = link(&w);
+        t.add_number(SID, N1, true, true);
+        let spec = w.write(&w.spec().with(Entry::new(N1, "Main")));
+        let path = spec.to_str().unwrap();
+        let o = checked(&w, &t, &["apply", "--auto-approve", path]);
+        assert_code(&o, 0);
+        // The import pointed the number at Vapi, as the real one does.
+        let imported = t.number(N1).unwrap();
+        let vapi_voice = format!("{}/twilio/inbound_call", w.vapi.base_url());
+        assert_eq!(imported.voice_url.as_deref(), Some(vapi_voice.as_str()));
 
-    assert_code(&checked(&w, &t, &["drift", path]), 0);
+        assert_code(&checked(&w, &t, &["drift", path]), 0);
 
-    t.set_urls(N1, Some(FOREIGN), imported.sms_url.as_deref());
-    t.reset_log();
-    let first = checked(&w, &t, &["drift", "--format", "json", path]);
-    assert_code(&first, 2);
-    assert!(t.requests().iter().all(|r| r.method == "GET"));
-    let v = json(&first);
-    let finding = &v["twilio_drift"][0];
-    assert_eq!(finding["cause"], "voice_url_changed_in_twilio");
-    assert_eq!(finding["after"], FOREIGN);
-    let again = json(&checked(&w, &t, &["drift", "--format", "json", path]));
-    assert_eq!(
-        again["twilio_drift"][0]["fingerprint"],
-        finding["fingerprint"]
-    );
+        t.set_urls(N1, Some(FOREIGN), imported.sms_url.as_deref());
+        t.reset_log();
+        let first = checked(&w, &t, &["drift", "--format", "json", path]);
+        assert_code(&first, 2);
+        assert!(t.requests().iter().all(|r| r.method == "GET"));
+        let v = json(&first);
+        let finding = &v["twilio_drift"][0];
+        assert_eq!(finding["cause"], "voice_url_changed_in_twilio");
+        assert_eq!(finding["after"], FOREIGN);
+        let again = json(&checked(&w, &t, &["drift", "--format", "json", path]));
+        assert_eq!(
+            again["twilio_drift"][0]["fingerprint"],
+            finding["fingerprint"]
+        );
 
-    let o = checked(&w, &t, &["drift", path]);
-    assert_code(&o, 2);
-    let out = text(&o).0;
-    assert!(
-        out.contains("voice URL was changed outside vapictl")
-            && out.contains("old-pbx.example.com"),
-        "{out}"
-    );
-    assert!(out.contains("does not change Twilio"), "{out}");
+        let o = checked(&w, &t, &["drift", path]);
+        assert_code(&o, 2);
+        let out = text(&o).0;
+        assert!(
+            out.contains("voice URL was changed outside vapictl")
+                && out.contains("old-pbx.example.com"),
+            "{out}"
+        );
+        assert!(out.contains("does not change Twilio"), "{out}");
 
-    // apply does not "fix" Twilio: nothing to do in Vapi or the database.
-    let o = checked(&w, &t, &["apply", "--auto-approve", path]);
-    assert_code(&o, 0);
-    assert_eq!(t.number(N1).unwrap().voice_url.as_deref(), Some(FOREIGN));
+        // apply does not "fix" Twilio: nothing to do in Vapi or the database.
+        let o = checked(&w, &t, &["apply", "--auto-approve", path]);
+        assert_code(&o, 0);
+        assert_eq!(t.number(N1).unwrap().voice_url.as_deref(), Some(FOREIGN));
 
-    t.remove_number(N1);
-    let v = json(&checked(&w, &t, &["drift", "--format", "json", path]));
-    assert_eq!(v["twilio_drift"][0]["cause"], "left_twilio_account");
-    assert_no_secret(&first);
-}
+        t.remove_number(N1);
+        let v = json(&checked(&w, &t, &["drift", "--format", "json", path]));
+        assert_eq!(v["twilio_drift"][0]["cause"], "left_twilio_account");
+        assert_no_secret(&first);
+    }
+);
 
 #[test]
 fn the_vapi_import_fails_like_vapis_when_twilio_does_not_know_the_number() {
@@ -321,4 +332,92 @@ fn the_vapi_import_fails_like_vapis_when_twilio_does_not_know_the_number() {
     );
     assert_code(&o, 1);
     assert!(w.vapi.numbers().is_empty());
+}
+
+both_backends!(
+    a_deleted_number_is_forgotten_by_the_twilio_record,
+    |w: World| {
+        let t = link(&w);
+        t.add_number(SID, N1, true, true);
+        let spec = w.write(&w.spec().with(Entry::new(N1, "Main")));
+        assert_code(
+            &checked(&w, &t, &["apply", "--auto-approve", spec.to_str().unwrap()]),
+            0,
+        );
+        let store = w.store();
+        let recorded = w.block_on(store.twilio_urls(w.owner)).unwrap();
+        assert_eq!(
+            recorded[N1].voice_url,
+            Some(format!("{}/twilio/inbound_call", w.vapi.base_url()))
+        );
+        assert_eq!(recorded[N1].account_sid, SID);
+
+        let mut gone = Entry::new(N1, "Main");
+        gone.absent = true;
+        let spec = w.write(&w.spec().with(gone));
+        assert_code(
+            &checked(&w, &t, &["apply", "--auto-approve", spec.to_str().unwrap()]),
+            0,
+        );
+        assert!(w.block_on(store.twilio_urls(w.owner)).unwrap().is_empty());
+    }
+);
+
+#[tokio::test]
+async fn an_api_key_reads_the_account_and_twilio_conditions_are_named() {
+    let t = TwilioStandIn::start().unwrap();
+    t.add_account(SID, TOKEN);
+    t.add_api_key(SID, "SK0123456789abcdef0123456789abcdef", "CANARYsecret");
+    t.add_number(SID, N1, true, false);
+    let mut cfg = TwilioConfig::new(t.base_url());
+    cfg.page_size = 1;
+    let client = TwilioClient::new(cfg).unwrap();
+    let key = |secret: &str| TwilioAuth::ApiKey {
+        account_sid: SID.into(),
+        key_sid: "SK0123456789abcdef0123456789abcdef".into(),
+        secret: SecretValue::new(secret),
+    };
+    let listing = client.list_numbers(&key("CANARYsecret")).await.unwrap();
+    assert_eq!(listing.numbers.len(), 1);
+    assert!(listing.numbers[0].voice && !listing.numbers[0].sms);
+
+    let err = client.list_numbers(&key("wrong")).await.unwrap_err();
+    assert!(
+        matches!(err, TwilioError::CredentialsRejected { .. }),
+        "{err}"
+    );
+    t.set_suspended(SID, true);
+    let err = client.list_numbers(&key("CANARYsecret")).await.unwrap_err();
+    assert!(matches!(err, TwilioError::AccountNotActive { .. }), "{err}");
+    assert!(!format!("{err} {err:?}").contains("CANARY"));
+    t.set_suspended(SID, false);
+
+    // Three numbers, pages of one: three GETs following `next_page_uri`.
+    t.add_number(SID, N2, true, true);
+    t.add_number(SID, N3, true, true);
+    t.reset_log();
+    assert_eq!(
+        client
+            .list_numbers(&key("CANARYsecret"))
+            .await
+            .unwrap()
+            .numbers
+            .len(),
+        3
+    );
+    assert_eq!(t.requests().len(), 3);
+
+    // A 5xx is retried; a 4xx other than 429 is not.
+    t.reset_log();
+    t.fail_next(503, 1, 0);
+    assert!(client.list_numbers(&key("CANARYsecret")).await.is_ok());
+    assert_eq!(t.requests()[0].status, 503);
+    t.reset_log();
+    t.fail_next(400, 1, 0);
+    let err = client.list_numbers(&key("CANARYsecret")).await.unwrap_err();
+    assert!(
+        matches!(err, TwilioError::Status { status: 400, .. }),
+        "{err}"
+    );
+    assert_eq!(t.requests().len(), 1);
 }
