@@ -670,11 +670,13 @@ impl ApplyRun {
         // What Twilio shows now for the numbers created or adopted, for `drift` (best effort:
         // the apply stands whatever happens here).
         if let Some(twilio) = &self.twilio {
-            for ((spec, _), report) in claimed.iter().zip(&reports) {
-                let owner = spec.desired.owner;
-                if let Err(e) = twilio.record(store, owner, &spec.desired, report).await {
-                    tracing::warn!(owner = %owner, error = %e, "could not record the numbers' Twilio URLs; `drift` will not see Twilio-side changes to them");
-                }
+            let applied: Vec<_> = claimed
+                .iter()
+                .zip(&reports)
+                .map(|((spec, _), report)| (&spec.desired, report))
+                .collect();
+            if let Err(e) = twilio.record(store, &applied).await {
+                tracing::warn!(error = %e, "could not record the numbers' Twilio URLs; `drift` will not see Twilio-side changes to them");
             }
         }
 

@@ -160,7 +160,7 @@ impl TwilioDrift {
 }
 
 /// The hint every Twilio-side drift finding carries.
-pub const DRIFT_HINT: &str = "vapictl does not write to Twilio: re-import the number through Vapi (`absent: true`, apply, then restore the entry and apply), or set the URL back in the Twilio console";
+pub const DRIFT_HINT: &str = "vapictl does not write to Twilio: to re-import the number through Vapi, delete it in Vapi (dashboard or API) and run `vapictl apply`, which re-creates it and points Twilio at Vapi again; or set the URL back in the Twilio console";
 
 /// One entry the preflight must check, with its credentials (`None`: no identity decrypted
 /// the token).
@@ -494,15 +494,22 @@ impl Preflight {
         };
         let mut recorded = Vec::with_capacity(plans.len());
         let mut auths = Vec::new();
-        for (desired, _) in plans.iter() {
+        for (desired, plan) in plans.iter_mut() {
             let rec = store.twilio_urls(desired.owner).await?;
-            auths.extend(
-                desired
-                    .numbers
-                    .values()
-                    .filter(|d| !d.absent && rec.contains_key(d.number.as_str()))
-                    .filter_map(auth_of),
-            );
+            let tracked: Vec<&DesiredNumber> = desired
+                .numbers
+                .values()
+                .filter(|d| !d.absent && rec.contains_key(d.number.as_str()))
+                .collect();
+            let keyless = tracked.iter().filter(|d| auth_of(d).is_none()).count();
+            if keyless > 0 {
+                plan.warnings.push(format!(
+                    "Twilio-side drift not checked for {keyless} entr{}: no identity to decrypt the token{} (give `--identity` to check them)",
+                    if keyless == 1 { "y" } else { "ies" },
+                    if keyless == 1 { "" } else { "s" }
+                ));
+            }
+            auths.extend(tracked.into_iter().filter_map(auth_of));
             recorded.push(rec);
         }
         if auths.is_empty() {
@@ -523,45 +530,53 @@ impl Preflight {
     }
 
     /// After an apply: records what Twilio shows for every number created, re-created or
-    /// adopted successfully, and forgets deleted ones. Best effort: a failure is logged and
-    /// returned, never undoing the apply.
+    /// adopted successfully, reading each distinct account once for all the run's owners, and
+    /// forgets deleted ones. The apply stands whatever happens here.
     ///
     /// # Errors
-    /// A failed read of Twilio or write of the database.
+    /// A failed read of Twilio or write of the database (numbers recorded before it stay).
     pub async fn record(
         &self,
         store: &Store,
-        owner: Uuid,
-        desired: &DesiredState,
-        report: &ApplyReport,
+        applied: &[(&DesiredState, &ApplyReport)],
     ) -> Result<usize, Error> {
-        let succeeded = |actions: &[Action]| -> Vec<&str> {
+        let succeeded = |report: &'_ ApplyReport, actions: &[Action]| -> Vec<String> {
             report
                 .outcomes
                 .iter()
                 .filter(|o| o.result.is_ok() && actions.contains(&o.action))
-                .map(|o| o.number.as_str())
+                .map(|o| o.number.clone())
                 .collect()
         };
-        for number in succeeded(&[Action::Delete, Action::RemoveRow]) {
-            store.forget_twilio_urls(owner, number).await?;
+        for (desired, report) in applied {
+            for number in succeeded(report, &[Action::Delete, Action::RemoveRow]) {
+                store.forget_twilio_urls(desired.owner, &number).await?;
+            }
         }
         let Some(client) = &self.client else {
             return Ok(0);
         };
-        let entries: Vec<&DesiredNumber> =
-            succeeded(&[Action::Create, Action::Recreate, Action::Adopt])
-                .into_iter()
-                .filter_map(|n| desired.numbers.values().find(|d| d.number.as_str() == n))
-                .collect();
-        let auths: Vec<TwilioAuth> = entries.iter().filter_map(|e| auth_of(e)).collect();
-        if auths.is_empty() {
+        let mut entries: Vec<(Uuid, &DesiredNumber, TwilioAuth)> = Vec::new();
+        for (desired, report) in applied {
+            for number in succeeded(report, &[Action::Create, Action::Recreate, Action::Adopt]) {
+                if let Some(entry) = desired
+                    .numbers
+                    .values()
+                    .find(|d| d.number.as_str() == number)
+                    && let Some(auth) = auth_of(entry)
+                {
+                    entries.push((desired.owner, entry, auth));
+                }
+            }
+        }
+        if entries.is_empty() {
             return Ok(0);
         }
-        let listings = client.list_accounts(auths).await;
+        let listings = client
+            .list_accounts(entries.iter().map(|(_, _, a)| a.clone()))
+            .await;
         let mut recorded = 0;
-        for entry in entries {
-            let Some(auth) = auth_of(entry) else { continue };
+        for (owner, entry, auth) in entries {
             let listing = match listings.get(&auth.listing_key()) {
                 Some(Ok(l)) => l,
                 Some(Err(e)) => return Err(Error::Twilio(e.clone())),

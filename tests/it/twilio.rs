@@ -307,6 +307,33 @@ both_backends!(
         assert_code(&o, 0);
         assert_eq!(t.number(N1).unwrap().voice_url.as_deref(), Some(FOREIGN));
 
+        // The documented fix: delete it in Vapi, and apply re-creates it, which re-imports it.
+        let id = w.vapi.find_by_number(N1)[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        w.vapi.delete_number(&id);
+        assert_code(&checked(&w, &t, &["apply", "--auto-approve", path]), 0);
+        assert_eq!(
+            t.number(N1).unwrap().voice_url.as_deref(),
+            Some(vapi_voice.as_str())
+        );
+        assert_code(&checked(&w, &t, &["drift", path]), 0);
+
+        // Without a key, Twilio-side drift is not checked, and drift says so.
+        let mut c = w.command();
+        c.env_remove("VAPICTL_AGE_IDENTITY_FILE")
+            .env("VAPICTL_TWILIO_CHECK", "on")
+            .env("TWILIO_BASE_URL", t.base_url())
+            .args(["drift", "--format", "json", path]);
+        let v = json(&c.output().unwrap());
+        assert!(
+            v["warnings"]
+                .to_string()
+                .contains("Twilio-side drift not checked"),
+            "{v}"
+        );
+
         t.remove_number(N1);
         let v = json(&checked(&w, &t, &["drift", "--format", "json", path]));
         assert_eq!(v["twilio_drift"][0]["cause"], "left_twilio_account");
@@ -420,4 +447,35 @@ async fn an_api_key_reads_the_account_and_twilio_conditions_are_named() {
         "{err}"
     );
     assert_eq!(t.requests().len(), 1);
+}
+
+#[test]
+fn a_fleet_apply_reads_each_account_once_to_check_and_once_to_record() {
+    let (w, t) = world();
+    t.add_number(SID, N1, true, true);
+    t.add_number(SID, N2, true, true);
+    let a = w.write(&w.spec().with(Entry::new(N1, "One")));
+    let other = SpecFile::new(OTHER_USER, SID, &w.token_armored).with(Entry::new(N2, "Two"));
+    let b = w.path("other.yaml");
+    std::fs::write(&b, other.to_yaml()).unwrap();
+    let o = checked(
+        &w,
+        &t,
+        &[
+            "apply",
+            "--auto-approve",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ],
+    );
+    assert_code(&o, 0);
+    assert_eq!(t.requests().len(), 2, "{:?}", t.requests());
+    assert!(t.requests().iter().all(|r| r.method == "GET"));
+    let store = w.store();
+    let other_owner = uuid::Uuid::parse_str(OTHER_USER).unwrap();
+    assert!(
+        w.block_on(store.twilio_urls(other_owner))
+            .unwrap()
+            .contains_key(N2)
+    );
 }
