@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod diff;
 pub mod error;
+mod http;
 pub mod import;
 pub mod pipeline;
 pub mod plan;

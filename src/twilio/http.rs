@@ -12,7 +12,6 @@ use super::{
     AccountListing, ListingKey, PAGE_SIZE, TwilioAuth, TwilioError, TwilioNumber, mask_sid,
 };
 use crate::state::mask_numbers_in;
-use crate::store::redact_url;
 use crate::vapi::RetryPolicy;
 
 /// Where and how to reach Twilio.
@@ -94,22 +93,8 @@ impl TwilioClient {
     /// # Errors
     /// [`TwilioError::Config`] when the base URL is not an http(s) URL.
     pub fn new(cfg: TwilioConfig) -> Result<Self, TwilioError> {
-        // reqwest needs a process-wide rustls provider; installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let shown = redact_url(&cfg.base_url);
-        let base = reqwest::Url::parse(cfg.base_url.trim_end_matches('/'))
-            .map_err(|e| TwilioError::Config(format!("`{shown}` is not a URL: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(TwilioError::Config(format!(
-                "`{shown}` is not an http(s) URL"
-            )));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("vapictl/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TwilioError::Config(e.to_string()))?;
+        let (base, http) =
+            crate::http::client_for(&cfg.base_url, cfg.timeout).map_err(TwilioError::Config)?;
         Ok(TwilioClient { cfg, base, http })
     }
 
@@ -211,7 +196,7 @@ impl TwilioClient {
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
+                        .and_then(crate::http::parse_retry_after);
                     let bytes = resp.bytes().await.map_err(|e| TwilioError::Transport {
                         account: account.clone(),
                         reason: transport_reason(&e),
@@ -273,18 +258,6 @@ fn classify(status: StatusCode, body: &[u8], account: &str) -> TwilioError {
     }
 }
 
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    if let Ok(secs) = v.trim().parse::<f64>() {
-        return (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
-    Some(
-        (when.with_timezone(&chrono::Utc) - chrono::Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
 fn transport_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
@@ -330,15 +303,5 @@ mod tests {
             panic!()
         };
         assert_eq!(message, "error 1: oops for …0100");
-    }
-
-    #[test]
-    fn retry_after_in_seconds_or_as_a_date() {
-        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("-1"), None);
-        assert_eq!(
-            parse_retry_after("Mon, 01 Jan 2001 00:00:00 GMT"),
-            Some(Duration::ZERO)
-        );
     }
 }

@@ -40,6 +40,15 @@ fn checked(w: &World, t: &TwilioStandIn, args: &[&str]) -> Output {
     c.output().unwrap()
 }
 
+/// Two specs on one Twilio account: the world's owner with N1, another owner with N2.
+fn two_owners(w: &World) -> (std::path::PathBuf, std::path::PathBuf) {
+    let a = w.write(&w.spec().with(Entry::new(N1, "One")));
+    let other = SpecFile::new(OTHER_USER, SID, &w.token_armored).with(Entry::new(N2, "Two"));
+    let b = w.path("other.yaml");
+    std::fs::write(&b, other.to_yaml()).unwrap();
+    (a, b)
+}
+
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(o)))
 }
@@ -177,10 +186,7 @@ fn two_owners_on_one_account_are_listed_once_for_the_whole_run() {
     let (w, t) = world();
     t.add_number(SID, N1, true, true);
     t.add_number(SID, N2, true, true);
-    let a = w.write(&w.spec().with(Entry::new(N1, "One")));
-    let other = SpecFile::new(OTHER_USER, SID, &w.token_armored).with(Entry::new(N2, "Two"));
-    let b = w.path("other.yaml");
-    std::fs::write(&b, other.to_yaml()).unwrap();
+    let (a, b) = two_owners(&w);
     let o = checked(&w, &t, &["plan", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert_code(&o, 0);
     assert_eq!(t.requests().len(), 1, "{:?}", t.requests());
@@ -454,10 +460,7 @@ fn a_fleet_apply_reads_each_account_once_to_check_and_once_to_record() {
     let (w, t) = world();
     t.add_number(SID, N1, true, true);
     t.add_number(SID, N2, true, true);
-    let a = w.write(&w.spec().with(Entry::new(N1, "One")));
-    let other = SpecFile::new(OTHER_USER, SID, &w.token_armored).with(Entry::new(N2, "Two"));
-    let b = w.path("other.yaml");
-    std::fs::write(&b, other.to_yaml()).unwrap();
+    let (a, b) = two_owners(&w);
     let o = checked(
         &w,
         &t,
