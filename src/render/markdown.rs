@@ -124,6 +124,9 @@ pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> 
     for w in &plan.warnings {
         let _ = writeln!(head, "> [!WARNING]\n> {}\n", cell(w));
     }
+    if let Some(line) = plan.twilio.summary() {
+        let _ = writeln!(head, "_{}_\n", cell(&line));
+    }
     head.push_str(&twilio_drift_markdown(plan));
     let mut tail = String::new();
     if !plan.kept.is_empty() {

@@ -64,6 +64,9 @@ pub fn render_plan_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io::
     for w in &plan.warnings {
         writeln!(out, "{} {w}", style.yellow("warning:"))?;
     }
+    if let Some(line) = plan.twilio.summary() {
+        writeln!(out, "{}", style.dim(&line))?;
+    }
     if plan.is_empty() {
         writeln!(
             out,

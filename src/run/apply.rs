@@ -15,10 +15,14 @@
 //!   the `steps` digest of its changes), the deletion gate and the confirmation passed, and
 //!   unless the run was stopped before applying. A refused plan can be retried.
 //! - Owners are independent: one owner's failure, refusal or partial apply is its outcome and
-//!   does not stop the others. Only a failed observation (Vapi or the database unreadable)
-//!   fails the whole run, before anything is applied.
+//!   does not stop the others. Only a failed observation (Vapi or the database unreadable, or
+//!   Twilio for the preflight) fails the whole run, before anything is applied.
 //! - Over several owners, all appliers share one `parallelism` budget and one Vapi client (one
 //!   `--max-rps` limit).
+//! - With [`ApplyRun::with_twilio`], every plan passes the Twilio preflight before anything is
+//!   applied (each distinct account read once for the run; an owner refused by Twilio fails
+//!   like any refused number; a Twilio that cannot be read fails the run before any write), and
+//!   Twilio's URLs of the numbers created or adopted are recorded afterwards, once per run.
 //!
 //! # Caveats
 //! The lease of each owner is taken before the observation; with thousands of owners that is
@@ -362,7 +366,8 @@ impl ApplyRun {
     /// Runs the protocol (see the module docs). Outcomes come back in the order of the owners.
     ///
     /// # Errors
-    /// Only a failed observation (of Vapi or the database), before anything was applied; every
+    /// Only a failed observation (of Vapi, the database or, for the preflight, Twilio), before
+    /// anything was applied; every
     /// owner's own problems are its [`OwnerOutcome`]. Writing through `hooks` failing is an
     /// error too.
     pub async fn execute(

@@ -50,6 +50,20 @@ impl TwilioCheck {
     pub fn is_not_run(&self) -> bool {
         matches!(self, TwilioCheck::NotRun)
     }
+
+    /// One line for text and markdown plans when Twilio was read (the skips are warnings).
+    pub fn summary(&self) -> Option<String> {
+        match self {
+            TwilioCheck::Checked {
+                accounts, entries, ..
+            } => Some(format!(
+                "Twilio preflight: {entries} number{} checked on {accounts} account{} (read only).",
+                if *entries == 1 { "" } else { "s" },
+                if *accounts == 1 { "" } else { "s" }
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// A number whose Twilio URL points somewhere other than Vapi today: the import takes it over.

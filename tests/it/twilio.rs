@@ -137,6 +137,10 @@ fn a_foreign_voice_url_is_warned_in_text_markdown_and_json() {
         out.contains("warning:") && out.contains("old-pbx.example.com"),
         "{out}"
     );
+    assert!(
+        out.contains("Twilio preflight: 1 number checked on 1 account (read only)."),
+        "{out}"
+    );
 
     let md = text(&checked(&w, &t, &["plan", "--format", "markdown", path])).0;
     assert!(
