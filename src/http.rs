@@ -1,8 +1,8 @@
 //! What the HTTP clients share: a reqwest client with vapictl's timeouts and user agent for a
 //! checked base URL, and the reading of `Retry-After`.
 //!
-//! The Twilio client uses it; the Vapi client has the same code of its own until its module is
-//! reorganised (issue 13 left `src/vapi` alone while another change split it).
+//! The Vapi client's transport (`vapi/transport.rs`) and the Twilio client (`twilio/http.rs`)
+//! both build their client here and read `Retry-After` here, so the two agree on both.
 
 use std::time::Duration;
 
@@ -55,11 +55,15 @@ mod tests {
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
         assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("inf"), None);
         assert_eq!(
             parse_retry_after("Mon, 01 Jan 2001 00:00:00 GMT"),
-            Some(Duration::ZERO)
+            Some(Duration::ZERO),
+            "a date in the past means now"
         );
+        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]

@@ -2,17 +2,16 @@
 //! numbers, in a stable order, so that `import` then `plan` shows no changes.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 
 use uuid::Uuid;
 
 use crate::diff::matching::{looks_canonical, match_numbers};
 use crate::diff::{AssistantIndex, TWILIO, row_in_scope};
 use crate::secrets::{Identities, SecretsError, encrypt};
+use crate::spec::{Defaults, PhoneNumberSpec, SPEC_VERSION, ServerSpec, Spec, TwilioSpec, to_yaml};
 use crate::state::{ObservedNumber, ObservedState, RecordedState};
 
-/// Marks a token `import` could not fill in; validation names it.
-pub const TOKEN_PLACEHOLDER: &str = "REPLACE-ME-encrypt-the-twilio-auth-token";
+pub use crate::secrets::TOKEN_PLACEHOLDER;
 
 /// How to write tokens.
 pub enum Tokens<'a> {
@@ -51,22 +50,6 @@ struct Item {
     server: Option<crate::state::ServerConfig>,
     sms_enabled: bool,
     protected: bool,
-}
-
-fn q(s: &str) -> String {
-    // A JSON string is a valid YAML double-quoted scalar.
-    serde_json::to_string(s).expect("strings serialize")
-}
-
-fn block(armored: &str, indent: usize) -> String {
-    if !armored.contains('\n') {
-        return format!(" {}\n", q(armored));
-    }
-    let mut out = String::from(" |\n");
-    for line in armored.trim_end().lines() {
-        let _ = writeln!(out, "{}{line}", " ".repeat(indent));
-    }
-    out
 }
 
 /// Builds the spec.
@@ -236,59 +219,42 @@ pub fn import(
                 .all(|i| &i.account_sid == sid && &i.token == tok)
         });
 
-    let y = &mut out.yaml;
+    let twilio = |account_sid: &str, token: &str| TwilioSpec {
+        account_sid: account_sid.to_owned(),
+        auth_token: token.to_owned(),
+    };
+    let spec = Spec {
+        version: SPEC_VERSION,
+        owner: owner.to_string(),
+        defaults: shared.as_ref().map(|(sid, token)| Defaults {
+            twilio: Some(twilio(sid, token)),
+            sms_enabled: None,
+        }),
+        phone_numbers: items
+            .iter()
+            .map(|i| PhoneNumberSpec {
+                number: i.number.clone(),
+                name: i.name.clone(),
+                assistant: i.assistant.clone(),
+                notes: i.notes.clone(),
+                twilio: shared.is_none().then(|| twilio(&i.account_sid, &i.token)),
+                server: i.server.as_ref().map(|s| ServerSpec {
+                    url: s.url.clone(),
+                    credential_id: s.credential_id.clone(),
+                    timeout_seconds: s.timeout_seconds,
+                }),
+                sms_enabled: (!i.sms_enabled).then_some(false),
+                protected: i.protected,
+                absent: false,
+            })
+            .collect(),
+    };
     // `vapictl schema > vapictl.schema.json` next to the spec gives editors completion.
-    let _ = writeln!(y, "# yaml-language-server: $schema=vapictl.schema.json");
-    let _ = writeln!(
-        y,
-        "# Written by `vapictl import`. Review it, then `vapictl plan` should show no changes."
+    out.yaml = format!(
+        "# yaml-language-server: $schema=vapictl.schema.json\n\
+         # Written by `vapictl import`. Review it, then `vapictl plan` should show no changes.\n{}",
+        to_yaml(&spec)
     );
-    let _ = writeln!(y, "version: 1\nowner: {owner}");
-    if let Some((sid, token)) = &shared {
-        let _ = write!(
-            y,
-            "defaults:\n  twilio:\n    accountSid: {}\n    authToken:{}",
-            q(sid),
-            block(token, 6)
-        );
-    }
-    if items.is_empty() {
-        let _ = writeln!(y, "phoneNumbers: []");
-    } else {
-        let _ = writeln!(y, "phoneNumbers:");
-    }
-    for i in &items {
-        let _ = writeln!(y, "  - number: {}\n    name: {}", q(&i.number), q(&i.name));
-        if let Some(a) = &i.assistant {
-            let _ = writeln!(y, "    assistant: {}", q(a));
-        }
-        if let Some(n) = &i.notes {
-            let _ = writeln!(y, "    notes: {}", q(n));
-        }
-        if shared.is_none() {
-            let _ = write!(
-                y,
-                "    twilio:\n      accountSid: {}\n      authToken:{}",
-                q(&i.account_sid),
-                block(&i.token, 8)
-            );
-        }
-        if let Some(s) = &i.server {
-            let _ = writeln!(y, "    server:\n      url: {}", q(&s.url));
-            if let Some(c) = &s.credential_id {
-                let _ = writeln!(y, "      credentialId: {}", q(c));
-            }
-            if let Some(t) = s.timeout_seconds {
-                let _ = writeln!(y, "      timeoutSeconds: {t}");
-            }
-        }
-        if !i.sms_enabled {
-            let _ = writeln!(y, "    smsEnabled: false");
-        }
-        if i.protected {
-            let _ = writeln!(y, "    protected: true");
-        }
-    }
     out.numbers = items.len();
     Ok(out)
 }

@@ -29,7 +29,4 @@ pub mod twilio;
 pub mod validate;
 pub mod vapi;
 
-#[cfg(feature = "standin")]
-pub mod standin;
-
 pub use error::Error;

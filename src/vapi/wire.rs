@@ -1,7 +1,7 @@
 //! Vapi's JSON shapes (wire DTOs), kept apart from the domain types in `state`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::plan::{VapiCreate, VapiPatch};
 use crate::secrets::SecretValue;
@@ -136,66 +136,115 @@ pub struct PageMeta {
     pub total_pages: Option<u64>,
 }
 
-fn server_json(s: &ServerConfig) -> Value {
-    let mut m = Map::new();
-    m.insert("url".into(), Value::String(s.url.clone()));
-    if let Some(c) = &s.credential_id {
-        m.insert("credentialId".into(), Value::String(c.clone()));
-    }
-    if let Some(t) = s.timeout_seconds {
-        m.insert("timeoutSeconds".into(), Value::from(t));
-    }
-    Value::Object(m)
+// ---------------------------------------------------------------------------------------------
+// Request bodies. Each field Vapi takes is declared once, in [`PhoneNumberFields`], which both the
+// create and the update body carry: adding a field vapictl manages is one line there and one line
+// in each `From` below.
+// ---------------------------------------------------------------------------------------------
+
+/// The fields of a Twilio phone number that vapictl writes, shared by the POST and the PATCH body.
+/// A field left `None` is not sent; `Some(None)` sends `null`, which clears it (the contract marks
+/// clearing unconfirmed; the applier checks Vapi's answer).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneNumberFields<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assistant_id: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<Option<ServerBody<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twilio_account_sid: Option<&'a str>,
+    /// Write-only in Vapi; the one place a token's plaintext is serialized.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_secret"
+    )]
+    pub twilio_auth_token: Option<&'a SecretValue>,
 }
 
-/// The POST body (CreateTwilioPhoneNumberDTO).
-pub fn create_body(c: &VapiCreate, token: &SecretValue) -> Value {
-    let mut m = Map::new();
-    m.insert("provider".into(), "twilio".into());
-    m.insert("number".into(), c.number.clone().into());
-    m.insert("twilioAccountSid".into(), c.account_sid.clone().into());
-    m.insert("twilioAuthToken".into(), token.expose().into());
-    m.insert("name".into(), c.name.clone().into());
-    if let Some(a) = &c.assistant_id {
-        m.insert("assistantId".into(), a.clone().into());
-    }
-    if let Some(s) = &c.server {
-        m.insert("server".into(), server_json(s));
-    }
-    m.insert("smsEnabled".into(), c.sms_enabled.into());
-    Value::Object(m)
+/// `server` as vapictl sends it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerBody<'a> {
+    pub url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
 }
 
-/// The PATCH body (UpdateTwilioPhoneNumberDTO): only the fields that changed. Clearing sends
-/// `null` (the contract marks this unconfirmed; the applier checks Vapi's answer).
-pub fn patch_body(p: &VapiPatch, token: Option<&SecretValue>) -> Value {
-    let mut m = Map::new();
-    if let Some(n) = &p.name {
-        m.insert("name".into(), n.clone().into());
+impl<'a> From<&'a ServerConfig> for ServerBody<'a> {
+    fn from(s: &'a ServerConfig) -> Self {
+        ServerBody {
+            url: &s.url,
+            credential_id: s.credential_id.as_deref(),
+            timeout_seconds: s.timeout_seconds,
+        }
     }
-    if let Some(a) = &p.assistant_id {
-        m.insert(
-            "assistantId".into(),
-            a.clone().map_or(Value::Null, Value::String),
-        );
+}
+
+/// The POST body (CreateTwilioPhoneNumberDTO): every field vapictl manages, an unset assistant
+/// and server left out.
+#[derive(Debug, Serialize)]
+pub struct CreatePhoneNumber<'a> {
+    provider: &'static str,
+    number: &'a str,
+    #[serde(flatten)]
+    fields: PhoneNumberFields<'a>,
+}
+
+impl<'a> CreatePhoneNumber<'a> {
+    pub fn new(c: &'a VapiCreate, token: &'a SecretValue) -> Self {
+        CreatePhoneNumber {
+            provider: "twilio",
+            number: &c.number,
+            fields: PhoneNumberFields {
+                name: Some(&c.name),
+                assistant_id: c.assistant_id.as_deref().map(Some),
+                server: c.server.as_ref().map(|s| Some(s.into())),
+                sms_enabled: Some(c.sms_enabled),
+                twilio_account_sid: Some(&c.account_sid),
+                twilio_auth_token: Some(token),
+            },
+        }
     }
-    if let Some(s) = &p.server {
-        m.insert("server".into(), s.as_ref().map_or(Value::Null, server_json));
+}
+
+/// The PATCH body (UpdateTwilioPhoneNumberDTO): only the fields that changed.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct UpdatePhoneNumber<'a>(PhoneNumberFields<'a>);
+
+impl<'a> UpdatePhoneNumber<'a> {
+    pub fn new(p: &'a VapiPatch, token: Option<&'a SecretValue>) -> Self {
+        UpdatePhoneNumber(PhoneNumberFields {
+            name: p.name.as_deref(),
+            assistant_id: p.assistant_id.as_ref().map(Option::as_deref),
+            server: p.server.as_ref().map(|s| s.as_ref().map(ServerBody::from)),
+            sms_enabled: p.sms_enabled,
+            twilio_account_sid: p.account_sid.as_deref(),
+            twilio_auth_token: token,
+        })
     }
-    if let Some(b) = p.sms_enabled {
-        m.insert("smsEnabled".into(), b.into());
+}
+
+/// [`SecretValue`] has no `Serialize` on purpose: only a request body may expose it.
+fn expose_secret<S: serde::Serializer>(
+    secret: &Option<&SecretValue>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(v) => s.serialize_str(v.expose()),
+        None => s.serialize_none(),
     }
-    if let Some(sid) = &p.account_sid {
-        m.insert("twilioAccountSid".into(), sid.clone().into());
-    }
-    if let Some(t) = token {
-        m.insert("twilioAuthToken".into(), t.expose().into());
-    }
-    Value::Object(m)
 }
 
 /// A list response: a plain array (the documented shape) or `{results: [...]}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum ListShape {
     Plain(Vec<Value>),
@@ -241,7 +290,72 @@ mod tests {
             name: Some("n".into()),
             ..VapiPatch::default()
         };
-        let body = patch_body(&p, None);
+        let body = serde_json::to_value(UpdatePhoneNumber::new(&p, None)).unwrap();
         assert_eq!(body, serde_json::json!({"name": "n", "assistantId": null}));
+    }
+
+    fn create() -> VapiCreate {
+        VapiCreate {
+            number: "+14155550002".into(),
+            name: "Main".into(),
+            assistant_id: None,
+            server: None,
+            sms_enabled: false,
+            account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+            token: crate::state::EncryptedToken {
+                armored: String::new(),
+                plaintext: None,
+            },
+        }
+    }
+
+    #[test]
+    fn create_body_sends_every_managed_field_and_leaves_unset_ones_out() {
+        let token = SecretValue::new("t".repeat(32));
+        let c = create();
+        let body = serde_json::to_value(CreatePhoneNumber::new(&c, &token)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "provider": "twilio",
+                "number": "+14155550002",
+                "name": "Main",
+                "smsEnabled": false,
+                "twilioAccountSid": "AC0123456789abcdef0123456789abcdef",
+                "twilioAuthToken": "t".repeat(32),
+            })
+        );
+        let c = VapiCreate {
+            assistant_id: Some("a1".into()),
+            server: Some(ServerConfig {
+                url: "https://example.com/hook".into(),
+                credential_id: None,
+                timeout_seconds: Some(20),
+            }),
+            ..create()
+        };
+        let body = serde_json::to_value(CreatePhoneNumber::new(&c, &token)).unwrap();
+        assert_eq!(body["assistantId"], "a1");
+        assert_eq!(
+            body["server"],
+            serde_json::json!({"url": "https://example.com/hook", "timeoutSeconds": 20})
+        );
+    }
+
+    #[test]
+    fn patch_body_clears_the_server_with_null_and_carries_a_new_token() {
+        let token = SecretValue::new("n".repeat(32));
+        let p = VapiPatch {
+            server: Some(None),
+            sms_enabled: Some(true),
+            ..VapiPatch::default()
+        };
+        let body = serde_json::to_value(UpdatePhoneNumber::new(&p, Some(&token))).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"server": null, "smsEnabled": true, "twilioAuthToken": "n".repeat(32)})
+        );
+        let shown = format!("{:?}", UpdatePhoneNumber::new(&p, Some(&token)));
+        assert!(!shown.contains(&"n".repeat(32)), "{shown}");
     }
 }

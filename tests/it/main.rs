@@ -15,7 +15,6 @@ mod property;
 mod reconcile;
 mod scale;
 mod scope;
-mod standin;
 mod store;
 mod twilio;
 mod vapi_client;

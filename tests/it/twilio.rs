@@ -3,8 +3,8 @@
 
 use std::process::Output;
 
+use standin::twilio::TwilioStandIn;
 use vapictl::secrets::SecretValue;
-use vapictl::standin::twilio::TwilioStandIn;
 use vapictl::twilio::{TwilioAuth, TwilioClient, TwilioConfig, TwilioError};
 
 use crate::both_backends;
@@ -485,60 +485,4 @@ fn a_fleet_apply_reads_each_account_once_to_check_and_once_to_record() {
             .unwrap()
             .contains_key(N2)
     );
-}
-
-/// Kills the child process when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[test]
-fn the_standin_binary_runs_a_twilio_standin_that_the_preflight_reads() {
-    use std::io::BufRead;
-    let w = World::sqlite();
-    let ready = w.path("ready.env");
-    let mut child = Child(
-        std::process::Command::new(env!("CARGO_BIN_EXE_vapi-standin"))
-            .arg("--twilio-account")
-            .arg(format!("{SID}={TOKEN}"))
-            .arg("--twilio-number")
-            .arg(format!("{SID}={N1}"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let vapi_url = lines.next().unwrap().unwrap();
-    let twilio_url = lines.next().unwrap().unwrap();
-    let vapi_url = vapi_url.strip_prefix("VAPI_BASE_URL=").unwrap();
-    let twilio_url = twilio_url.strip_prefix("TWILIO_BASE_URL=").unwrap();
-    let ready_text = std::fs::read_to_string(&ready).unwrap();
-    assert!(ready_text.contains(&format!("TWILIO_BASE_URL={twilio_url}\n")));
-
-    let spec = w.write(
-        &w.spec()
-            .with(Entry::new(N1, "Main"))
-            .with(Entry::new(N2, "Not on the account")),
-    );
-    let mut c = w.command();
-    c.env("VAPI_BASE_URL", vapi_url)
-        .env("VAPI_API_KEY", vapictl::standin::DEFAULT_API_KEY)
-        .env("VAPICTL_TWILIO_CHECK", "on")
-        .env("TWILIO_BASE_URL", twilio_url)
-        .args(["plan", spec.to_str().unwrap()]);
-    let o = c.output().unwrap();
-    assert_code(&o, 1);
-    let err = text(&o).1;
-    assert!(
-        err.contains(N2) && err.contains("not on Twilio account"),
-        "{err}"
-    );
-    assert!(!err.contains(N1), "{err}");
 }

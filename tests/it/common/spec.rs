@@ -1,5 +1,7 @@
 //! Building spec files for tests.
 
+use vapictl::spec::{Defaults, PhoneNumberSpec, ServerSpec, Spec, TwilioSpec, to_yaml};
+
 /// One `phoneNumbers` entry.
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
@@ -39,13 +41,6 @@ pub struct SpecFile {
     pub entries: Vec<Entry>,
 }
 
-fn block(armored: &str, indent: usize) -> String {
-    armored
-        .lines()
-        .map(|l| format!("{}{l}\n", " ".repeat(indent)))
-        .collect()
-}
-
 impl SpecFile {
     pub fn new(owner: &str, sid: &str, token: &str) -> SpecFile {
         SpecFile {
@@ -61,49 +56,43 @@ impl SpecFile {
         self
     }
 
+    /// The spec as vapictl's own writer lays it out (`vapictl::spec::to_yaml`), with the schema
+    /// line editors use.
     pub fn to_yaml(&self) -> String {
-        let mut y = format!(
-            "# yaml-language-server: $schema=../schema/vapictl.schema.json\nversion: 1\nowner: {}\ndefaults:\n  twilio:\n    accountSid: {}\n    authToken: |\n{}phoneNumbers:",
-            self.owner,
-            self.sid,
-            block(&self.token, 6)
-        );
-        if self.entries.is_empty() {
-            y.push_str(" []\n");
-            return y;
-        }
-        y.push('\n');
-        for e in &self.entries {
-            y.push_str(&format!(
-                "  - number: \"{}\"\n    name: {:?}\n",
-                e.number, e.name
-            ));
-            if let Some(a) = &e.assistant {
-                y.push_str(&format!("    assistant: {a}\n"));
-            }
-            if let Some(n) = &e.notes {
-                y.push_str(&format!("    notes: {n:?}\n"));
-            }
-            if let Some(u) = &e.server_url {
-                y.push_str(&format!("    server:\n      url: {u}\n"));
-            }
-            if let Some(s) = e.sms_enabled {
-                y.push_str(&format!("    smsEnabled: {s}\n"));
-            }
-            if e.protected {
-                y.push_str("    protected: true\n");
-            }
-            if e.absent {
-                y.push_str("    absent: true\n");
-            }
-            if let Some(t) = &e.token {
-                y.push_str(&format!(
-                    "    twilio:\n      accountSid: {}\n      authToken: |\n{}",
-                    self.sid,
-                    block(t, 8)
-                ));
-            }
-        }
-        y
+        let twilio = |token: &str| TwilioSpec {
+            account_sid: self.sid.clone(),
+            auth_token: token.to_owned(),
+        };
+        let spec = Spec {
+            version: 1,
+            owner: self.owner.clone(),
+            defaults: Some(Defaults {
+                twilio: Some(twilio(&self.token)),
+                sms_enabled: None,
+            }),
+            phone_numbers: self
+                .entries
+                .iter()
+                .map(|e| PhoneNumberSpec {
+                    number: e.number.clone(),
+                    name: e.name.clone(),
+                    assistant: e.assistant.clone(),
+                    notes: e.notes.clone(),
+                    twilio: e.token.as_deref().map(twilio),
+                    server: e.server_url.as_ref().map(|url| ServerSpec {
+                        url: url.clone(),
+                        credential_id: None,
+                        timeout_seconds: None,
+                    }),
+                    sms_enabled: e.sms_enabled,
+                    protected: e.protected,
+                    absent: e.absent,
+                })
+                .collect(),
+        };
+        format!(
+            "# yaml-language-server: $schema=../schema/vapictl.schema.json\n{}",
+            to_yaml(&spec)
+        )
     }
 }

@@ -1,6 +1,7 @@
 //! A local stand-in for the part of Twilio's API vapictl reads, for tests and the quickstart;
 //! never part of `vapictl`. Self-contained: it shares nothing with the Vapi stand-in but the
-//! [`TwilioLink`] that lets a Vapi import set a number's URLs here, as the real import does.
+//! connection loop (`conn`) and the [`TwilioLink`] that lets a Vapi import set a number's URLs
+//! here, as the real import does ([`StandIn::link_twilio`](crate::vapi::StandIn::link_twilio)).
 //!
 //! It serves `GET /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json` with basic auth
 //! (account SID + auth token, or API key SID + secret), `PageSize`/`Page` paging and
@@ -128,7 +129,7 @@ fn authenticates(a: &Account, account_sid: &str, username: &str, secret: &str) -
         || a.api_keys.get(username).is_some_and(|s| s == secret)
 }
 
-/// A running Twilio stand-in; dropping it stops the server.
+/// A running Twilio stand-in; dropping it stops the server and closes its open connections.
 pub struct TwilioStandIn {
     model: Arc<Mutex<Model>>,
     addr: SocketAddr,
@@ -178,11 +179,10 @@ impl TwilioStandIn {
                     let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
                         return;
                     };
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
+                    crate::conn::accept_loop(listener, app, async {
+                        let _ = stopped.await;
+                    })
+                    .await;
                 });
             })?;
         Ok(TwilioStandIn {
