@@ -989,6 +989,8 @@ async fn serve_child(args: &Args) -> Result<(), BoxError> {
         SecretValue::new(need(&args.api_key, "api-key")?),
     );
     vapi.max_rps = UNTHROTTLED_RPS;
+    // The bench measures the controller against the Vapi stand-in alone: no Twilio.
+    let twilio = vapictl::twilio::Preflight::new(None, &vapi.base_url);
     let settings = ServeSettings {
         specs: vec![args.spec.clone().ok_or("--spec is required")?],
         interval: Duration::from_secs(3600),
@@ -1004,6 +1006,7 @@ async fn serve_child(args: &Args) -> Result<(), BoxError> {
             Ok(ids)
         }),
         parallelism: 8,
+        twilio,
     };
     let controller = Controller::bind(settings).await?;
     let addr = controller.local_addr().ok_or("no address")?;

@@ -4,6 +4,7 @@ use crate::diff::Refusals;
 use crate::secrets::SecretsError;
 use crate::spec::SpecError;
 use crate::store::StoreError;
+use crate::twilio::TwilioError;
 use crate::validate::Problems;
 use crate::vapi::VapiError;
 
@@ -21,6 +22,9 @@ pub enum Error {
     Vapi(#[from] VapiError),
     #[error("{0}")]
     Refused(#[from] Refusals),
+    /// Twilio could not be read for the preflight or drift (issue 13).
+    #[error("{0}\nhint: {hint}", hint = .0.hint())]
+    Twilio(#[from] TwilioError),
     /// Writing the output or reading an answer failed (a closed pipe, say).
     #[error("cannot write the output or read the answer")]
     Output(#[source] std::io::Error),

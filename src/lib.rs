@@ -15,6 +15,7 @@
 pub mod apply;
 pub mod diff;
 pub mod error;
+mod http;
 pub mod import;
 pub mod pipeline;
 pub mod plan;
@@ -27,6 +28,7 @@ pub mod serve;
 pub mod spec;
 pub mod state;
 pub mod store;
+pub mod twilio;
 pub mod validate;
 pub mod vapi;
 

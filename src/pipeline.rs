@@ -13,6 +13,7 @@ use crate::secrets::{Identities, token_digest};
 use crate::spec::{LoadedSpec, load_file};
 use crate::state::{DesiredState, ObservedState, PhoneRow, RecordedState};
 use crate::store::{Lookup, Store};
+use crate::twilio::Preflight;
 use crate::validate::{SecretMode, validate};
 use crate::vapi::VapiClient;
 
@@ -82,6 +83,26 @@ pub async fn plan(
 ) -> Result<Plan, Error> {
     let (recorded, observed) = observe(store, vapi, desired).await?;
     Ok(plan_from(desired, recorded, &observed, identities)?)
+}
+
+/// [`plan`], then the Twilio preflight of its creates, adoptions and credential changes
+/// (`None`: no preflight, as for library callers that never read Twilio).
+///
+/// # Errors
+/// As [`plan`], plus [`Error::Refused`] for what Twilio refuses and [`Error::Twilio`] when
+/// Twilio cannot be read.
+pub async fn plan_checked(
+    store: &Store,
+    vapi: &VapiClient,
+    twilio: Option<&Preflight>,
+    desired: &DesiredState,
+    identities: &Identities,
+) -> Result<Plan, Error> {
+    let plan = plan(store, vapi, desired, identities).await?;
+    match twilio {
+        Some(t) => t.check_one(desired, plan).await,
+        None => Ok(plan),
+    }
 }
 
 /// The plan from the three views: [`recognise_row_tokens`], then the diff. Pure but for the

@@ -230,6 +230,11 @@ pub struct Plan {
     /// How many entries the spec has (`phoneNumbers: []` has none: every implicit delete then
     /// needs confirmation).
     pub spec_entries: usize,
+    /// What the Twilio preflight found (issue 13); its warnings are in `warnings` too.
+    pub twilio: crate::twilio::TwilioCheck,
+    /// Twilio-side drift (`drift` with an identity): numbers repointed on Twilio or gone from
+    /// their account since vapictl created or adopted them. `apply` does not change Twilio.
+    pub twilio_drift: Vec<crate::twilio::TwilioDrift>,
 }
 
 /// Counts per action, for summaries.
@@ -244,6 +249,11 @@ pub struct Summary {
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// Whether `drift` has something to report: a change, or a Twilio-side finding.
+    pub fn has_drift(&self) -> bool {
+        !self.changes.is_empty() || !self.twilio_drift.is_empty()
     }
 
     pub fn summary(&self) -> Summary {

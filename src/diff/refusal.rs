@@ -36,6 +36,13 @@ pub enum RefusalReason {
     AssistantWithoutVapiId { reference: String },
     /// The assistant's row points at a Vapi assistant that does not exist.
     AssistantMissingInVapi { reference: String, vapi_id: String },
+    /// Twilio refused the entry's account: credentials rejected, account suspended or not
+    /// found (the preflight, issue 13).
+    TwilioAccountRefused { error: crate::twilio::TwilioError },
+    /// The number is not on the entry's Twilio account (`account` masked).
+    NotOnTwilioAccount { account: String },
+    /// Twilio lists the number without voice capability.
+    NoVoiceCapability { account: String },
 }
 
 impl RefusalReason {
@@ -47,6 +54,7 @@ impl RefusalReason {
             | RefusalReason::AmbiguousAssistant { .. }
             | RefusalReason::AssistantWithoutVapiId { .. }
             | RefusalReason::AssistantMissingInVapi { .. } => "assistant",
+            RefusalReason::TwilioAccountRefused { .. } => "twilio",
             _ => "number",
         }
     }
@@ -98,6 +106,13 @@ impl RefusalReason {
             RefusalReason::AssistantMissingInVapi { reference, vapi_id } => format!(
                 "assistant `{reference}` points at Vapi assistant `{vapi_id}`, which does not exist in Vapi"
             ),
+            RefusalReason::TwilioAccountRefused { error } => error.to_string(),
+            RefusalReason::NotOnTwilioAccount { account } => {
+                format!("the number is not on Twilio account `{account}`")
+            }
+            RefusalReason::NoVoiceCapability { account } => format!(
+                "the number has no voice capability on Twilio account `{account}`; Vapi cannot answer its calls"
+            ),
         }
     }
 
@@ -138,6 +153,9 @@ impl RefusalReason {
             RefusalReason::AssistantMissingInVapi { .. } => {
                 "fix the `assistants` row or re-create the assistant in Vapi".into()
             }
+            RefusalReason::TwilioAccountRefused { error } => error.hint().into(),
+            RefusalReason::NotOnTwilioAccount { .. } => "check the number and `twilio.accountSid`: the number must be bought on (or ported to) that account; Twilio console → Phone Numbers → Active numbers".into(),
+            RefusalReason::NoVoiceCapability { .. } => "use a voice-capable number; Twilio console → Phone Numbers shows each number's capabilities".into(),
         }
     }
 }

@@ -7,6 +7,7 @@ use sha2::Digest;
 
 use crate::plan::{Action, Cause, Change, FieldChange, Kept, OutOfScope, Plan, Summary, Unmanaged};
 use crate::safety::DeleteThreshold;
+use crate::twilio::{TwilioCheck, TwilioDrift};
 
 /// Bumped on any incompatible change to the JSON shape.
 pub const FORMAT_VERSION: u32 = 1;
@@ -26,6 +27,14 @@ pub(crate) struct JsonPlan<'a> {
     other_users_count: usize,
     warnings: &'a [String],
     safety: Safety,
+    /// The Twilio preflight: `status` (`checked`, `skipped_keyless`, `off`, `not_needed`) and
+    /// its structured warnings; absent when no preflight ran.
+    #[serde(skip_serializing_if = "TwilioCheck::is_not_run")]
+    twilio: &'a TwilioCheck,
+    /// Twilio-side drift findings (`drift` with an identity), each with `cause` and
+    /// `fingerprint`; absent when there are none.
+    #[serde(skip_serializing_if = "<[TwilioDrift]>::is_empty")]
+    twilio_drift: &'a [TwilioDrift],
 }
 
 #[derive(Serialize)]
@@ -112,6 +121,8 @@ fn plan_doc(plan: &Plan) -> JsonPlan<'_> {
             releasable_numbers: plan.releasable_count,
             needs_confirmation: threshold.check(plan, None).is_err(),
         },
+        twilio: &plan.twilio,
+        twilio_drift: &plan.twilio_drift,
     }
 }
 

@@ -62,6 +62,33 @@ pub(crate) fn section(c: &Change) -> String {
     s
 }
 
+/// Twilio-side drift findings as a caution block (empty when there are none).
+pub(crate) fn twilio_drift_markdown(plan: &Plan) -> String {
+    let mut s = String::new();
+    if plan.twilio_drift.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "> [!CAUTION]\n> **Twilio-side drift** (`vapictl apply` does not change Twilio):"
+    );
+    for d in &plan.twilio_drift {
+        let _ = writeln!(
+            s,
+            "> - {} — cause `{}`, fingerprint `{}`",
+            cell(&d.message()),
+            d.cause(),
+            d.fingerprint
+        );
+    }
+    let _ = writeln!(
+        s,
+        "> hint: {}\n",
+        cell(crate::twilio::preflight::DRIFT_HINT)
+    );
+    s
+}
+
 /// Writes the plan as Markdown no longer than `budget` characters.
 pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> io::Result<()> {
     let mut head = String::new();
@@ -97,6 +124,10 @@ pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> 
     for w in &plan.warnings {
         let _ = writeln!(head, "> [!WARNING]\n> {}\n", cell(w));
     }
+    if let Some(line) = plan.twilio.summary() {
+        let _ = writeln!(head, "_{}_\n", cell(&line));
+    }
+    head.push_str(&twilio_drift_markdown(plan));
     let mut tail = String::new();
     if !plan.kept.is_empty() {
         let _ = writeln!(

@@ -94,7 +94,7 @@ impl RunView<'_> {
     pub fn any_changes(&self) -> bool {
         self.entries
             .iter()
-            .any(|e| e.result.as_ref().is_ok_and(|p| !p.is_empty()))
+            .any(|e| e.result.as_ref().is_ok_and(|p| p.has_drift()))
     }
 }
 
@@ -133,7 +133,14 @@ fn tail_lines(view: &RunView<'_>) -> Vec<String> {
 pub fn render_run_text(view: &RunView<'_>, style: &Style, out: &mut dyn Write) -> io::Result<()> {
     for e in &view.entries {
         match e.result {
-            Ok(p) if p.is_empty() && p.warnings.is_empty() && p.kept.is_empty() => continue,
+            Ok(p)
+                if p.is_empty()
+                    && p.warnings.is_empty()
+                    && p.kept.is_empty()
+                    && p.twilio_drift.is_empty() =>
+            {
+                continue;
+            }
             Ok(p) => {
                 writeln!(
                     out,
@@ -268,7 +275,7 @@ pub fn render_run_markdown(
     let mut shown: Vec<&RunEntry<'_>> = view
         .entries
         .iter()
-        .filter(|e| e.result.as_ref().map_or(true, |p| !p.is_empty()))
+        .filter(|e| e.result.as_ref().map_or(true, |p| p.has_drift()))
         .collect();
     shown.sort_by_key(|e| rank(e));
 
@@ -391,6 +398,7 @@ pub fn render_run_markdown(
                 for w in &p.warnings {
                     let _ = writeln!(block, "> [!WARNING]\n> {}\n", cell(w));
                 }
+                block.push_str(&super::markdown::twilio_drift_markdown(p));
                 let close = "</details>\n\n";
                 if doc.len() + block.len() + close.len() + tail.len() + RESERVE > budget {
                     cut = true;

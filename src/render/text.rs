@@ -64,6 +64,9 @@ pub fn render_plan_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io::
     for w in &plan.warnings {
         writeln!(out, "{} {w}", style.yellow("warning:"))?;
     }
+    if let Some(line) = plan.twilio.summary() {
+        writeln!(out, "{}", style.dim(&line))?;
+    }
     if plan.is_empty() {
         writeln!(
             out,
@@ -228,13 +231,17 @@ fn render_field(
 
 /// Writes a drift report: each finding with its cause and fingerprint.
 pub fn render_drift_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io::Result<()> {
-    if plan.is_empty() {
+    if !plan.has_drift() {
         writeln!(
             out,
             "In sync: Vapi and the database match the spec ({} number{} managed).",
             plan.managed_count,
             if plan.managed_count == 1 { "" } else { "s" }
         )?;
+        return Ok(());
+    }
+    render_twilio_drift_text(plan, style, out)?;
+    if plan.is_empty() {
         return Ok(());
     }
     for c in &plan.changes {
@@ -256,6 +263,34 @@ pub fn render_drift_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io:
         } else {
             "them"
         }
+    )
+}
+
+/// Twilio-side drift findings (issue 13), each with its cause and fingerprint; apply cannot
+/// resolve them, so they are counted apart.
+fn render_twilio_drift_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io::Result<()> {
+    if plan.twilio_drift.is_empty() {
+        return Ok(());
+    }
+    for d in &plan.twilio_drift {
+        writeln!(out, "{} {}", style.yellow("! twilio"), d.message())?;
+        writeln!(
+            out,
+            "      {}",
+            style.dim(&format!(
+                "cause {}; fingerprint {}",
+                d.cause(),
+                d.fingerprint
+            ))
+        )?;
+    }
+    let n = plan.twilio_drift.len();
+    writeln!(
+        out,
+        "{} {n} Twilio-side finding{}; `vapictl apply` does not change Twilio.\nhint: {}",
+        style.bold("Drift:"),
+        if n == 1 { "" } else { "s" },
+        crate::twilio::preflight::DRIFT_HINT
     )
 }
 

@@ -15,10 +15,14 @@
 //!   the `steps` digest of its changes), the deletion gate and the confirmation passed, and
 //!   unless the run was stopped before applying. A refused plan can be retried.
 //! - Owners are independent: one owner's failure, refusal or partial apply is its outcome and
-//!   does not stop the others. Only a failed observation (Vapi or the database unreadable)
-//!   fails the whole run, before anything is applied.
+//!   does not stop the others. Only a failed observation (Vapi or the database unreadable, or
+//!   Twilio for the preflight) fails the whole run, before anything is applied.
 //! - Over several owners, all appliers share one `parallelism` budget and one Vapi client (one
 //!   `--max-rps` limit).
+//! - With [`ApplyRun::with_twilio`], every plan passes the Twilio preflight before anything is
+//!   applied (each distinct account read once for the run; an owner refused by Twilio fails
+//!   like any refused number; a Twilio that cannot be read fails the run before any write), and
+//!   Twilio's URLs of the numbers created or adopted are recorded afterwards, once per run.
 //!
 //! # Caveats
 //! The lease of each owner is taken before the observation; with thousands of owners that is
@@ -42,6 +46,7 @@ use crate::safety::{DeleteThreshold, GateRefusal};
 use crate::saved::SavedPlan;
 use crate::secrets::Identities;
 use crate::store::{LockHolder, LockWait, LockWaitEvent, OwnerLock, Store};
+use crate::twilio::Preflight;
 use crate::vapi::VapiClient;
 
 use super::observe;
@@ -271,6 +276,8 @@ pub struct ApplyRun {
     identities: Identities,
     /// Ends lease waits early (the binary's signal).
     interrupt: Option<Interrupt>,
+    /// The Twilio preflight of every plan, and the record of Twilio's URLs after an apply.
+    twilio: Option<Preflight>,
 }
 
 impl ApplyRun {
@@ -305,6 +312,7 @@ impl ApplyRun {
             early,
             identities: Identities::none(),
             interrupt: None,
+            twilio: None,
         }
     }
 
@@ -313,6 +321,14 @@ impl ApplyRun {
     #[must_use]
     pub fn with_identities(mut self, identities: Identities) -> ApplyRun {
         self.identities = identities;
+        self
+    }
+
+    /// Checks every plan against Twilio before anything is applied (a refusal fails the owner
+    /// like any refused number), and records Twilio's URLs of the numbers created or adopted.
+    #[must_use]
+    pub fn with_twilio(mut self, twilio: Preflight) -> ApplyRun {
+        self.twilio = Some(twilio);
         self
     }
 
@@ -350,7 +366,8 @@ impl ApplyRun {
     /// Runs the protocol (see the module docs). Outcomes come back in the order of the owners.
     ///
     /// # Errors
-    /// Only a failed observation (of Vapi or the database), before anything was applied; every
+    /// Only a failed observation (of Vapi, the database or, for the preflight, Twilio), before
+    /// anything was applied; every
     /// owner's own problems are its [`OwnerOutcome`]. Writing through `hooks` failing is an
     /// error too.
     pub async fn execute(
@@ -432,7 +449,15 @@ impl ApplyRun {
         }
         if !self.fleet {
             for o in owners {
-                let plan = match pipeline::plan(store, vapi, &o.desired, &self.identities).await {
+                let plan = match pipeline::plan_checked(
+                    store,
+                    vapi,
+                    self.twilio.as_ref(),
+                    &o.desired,
+                    &self.identities,
+                )
+                .await
+                {
                     Ok(p) => Ok(p),
                     Err(e @ Error::Refused(_)) => Err(e),
                     Err(e) => return Err(e),
@@ -442,13 +467,25 @@ impl ApplyRun {
             return Ok(out);
         }
         let observation = observe::observe(store, vapi).await?;
-        for o in owners {
-            out.insert(
-                o.desired.owner,
-                observation
-                    .plan(&o.desired, &self.identities)
-                    .map_err(Error::from),
-            );
+        let mut plans: Vec<(&OwnerSpec, Result<Plan, Error>)> = owners
+            .iter()
+            .map(|o| {
+                (
+                    *o,
+                    observation
+                        .plan(&o.desired, &self.identities)
+                        .map_err(Error::from),
+                )
+            })
+            .collect();
+        // One preflight for the run: each distinct Twilio account is read once.
+        if let Some(twilio) = &self.twilio {
+            let mut items: Vec<(&crate::state::DesiredState, &mut Result<Plan, Error>)> =
+                plans.iter_mut().map(|(o, p)| (&o.desired, p)).collect();
+            twilio.check(&mut items).await?;
+        }
+        for (o, plan) in plans {
+            out.insert(o.desired.owner, plan);
         }
         Ok(out)
     }
@@ -634,6 +671,19 @@ impl ApplyRun {
             }
         }))
         .await;
+
+        // What Twilio shows now for the numbers created or adopted, for `drift` (best effort:
+        // the apply stands whatever happens here).
+        if let Some(twilio) = &self.twilio {
+            let applied: Vec<_> = claimed
+                .iter()
+                .zip(&reports)
+                .map(|((spec, _), report)| (&spec.desired, report))
+                .collect();
+            if let Err(e) = twilio.record(store, &applied).await {
+                tracing::warn!(error = %e, "could not record the numbers' Twilio URLs; `drift` will not see Twilio-side changes to them");
+            }
+        }
 
         // Prove convergence: a fresh plan of every owner applied completely must be empty.
         let mut complete = Vec::new();

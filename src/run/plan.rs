@@ -11,6 +11,7 @@ use crate::render::{RunEntry, RunKind, RunView};
 use crate::secrets::Identities;
 use crate::state::DesiredState;
 use crate::store::Store;
+use crate::twilio::Preflight;
 use crate::vapi::VapiClient;
 
 use super::observe::{Orphan, observe};
@@ -68,6 +69,33 @@ pub async fn plan_run(
 }
 
 impl PlannedRun {
+    /// The Twilio preflight of every owner's plan, each distinct account read once for the
+    /// whole run; a refused owner's plan becomes its refusal.
+    ///
+    /// # Errors
+    /// [`Error::Twilio`] when Twilio cannot be read.
+    pub async fn preflight(&mut self, twilio: &Preflight) -> Result<(), Error> {
+        let mut items: Vec<(&DesiredState, &mut Result<Plan, Error>)> = self
+            .planned
+            .iter_mut()
+            .map(|(o, p)| (&o.desired, p))
+            .collect();
+        twilio.check(&mut items).await
+    }
+
+    /// Twilio-side drift of every owner with a plan, each distinct account read once.
+    ///
+    /// # Errors
+    /// A failed database read, or [`Error::Twilio`] when Twilio cannot be read.
+    pub async fn twilio_drift(&mut self, store: &Store, twilio: &Preflight) -> Result<(), Error> {
+        let mut items: Vec<(&DesiredState, &mut Plan)> = self
+            .planned
+            .iter_mut()
+            .filter_map(|(o, p)| p.as_mut().ok().map(|p| (&o.desired, p)))
+            .collect();
+        twilio.drift(store, &mut items).await
+    }
+
     /// The run as the renderers draw it, owners in the order of their files.
     pub fn view(&self, kind: RunKind) -> RunView<'_> {
         let failed = self.failed.iter().map(|f| RunEntry {

@@ -57,6 +57,7 @@ use crate::safety::DeleteThreshold;
 use crate::secrets::{Identities, SecretValue};
 use crate::state::mask_number;
 use crate::store::{LeaderAttempt, LeaderLease, LockHolder, LockWaitEvent, Store, StoreOptions};
+use crate::twilio::Preflight;
 use crate::validate::SecretMode;
 use crate::vapi::{VapiClient, VapiConfig, VapiError};
 
@@ -94,6 +95,9 @@ pub struct ServeSettings {
     pub identities: IdentitySource,
     /// Numbers in flight at once, over all owners.
     pub parallelism: usize,
+    /// The Twilio preflight every applied plan passes, as in `apply` (a client-less one when
+    /// `--twilio-check off`).
+    pub twilio: Preflight,
 }
 
 impl std::fmt::Debug for ServeSettings {
@@ -611,6 +615,7 @@ impl Loop {
         };
         let run = ApplyRun::new(settings, true, loaded.owners, BTreeMap::new())
             .with_identities(identities)
+            .with_twilio(self.settings.twilio.clone())
             .interrupted_by(shutdown);
         let outcomes = match run.execute(store, &self.vapi, &ServeHooks).await {
             Ok(o) => o,

@@ -42,8 +42,8 @@ pub(crate) enum LeaseClock {
 
 /// One database engine as the store's operations see it (see the module docs).
 pub(crate) trait Backend: sqlx::Database {
-    /// How vapictl's own tables (`vapictl_changes`, `vapictl_locks`, `vapictl_applied_plans`)
-    /// spell a time.
+    /// How vapictl's own tables (`vapictl_changes`, `vapictl_locks`, `vapictl_applied_plans`,
+    /// `vapictl_twilio_urls`) spell a time.
     const OWN_TIME: TimeRepr;
 
     /// Other users' rows that may hold the numbers in question: `$1` numbers, `$2` owner, `$3`

@@ -318,7 +318,7 @@ impl From<sqlx::Error> for StoreError {
                 action: "run this statement".to_owned(),
                 hint: "grant the role SELECT, INSERT, UPDATE and DELETE on `phone_numbers`, \
                        `assistants` and vapictl's tables (`vapictl_locks`, `vapictl_changes`, \
-                       `vapictl_applied_plans`, `vapictl_schema_migrations`)"
+                       `vapictl_applied_plans`, `vapictl_twilio_urls`, `vapictl_schema_migrations`)"
                     .to_owned(),
                 cause,
             }

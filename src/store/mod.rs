@@ -43,10 +43,10 @@
 //! missing ones among `notes`, `vapictl_token_digest`, `vapictl_protected` and `vapictl_applied`
 //! are added — each nullable or with a constant default, so no row is rewritten, and an
 //! up-to-date table is not even locked — and vapictl's own tables (`vapictl_locks`, `vapictl_changes`,
-//! `vapictl_applied_plans`) come from sqlx migrations, one set per backend (`migrations/sqlite`,
-//! `migrations/postgres` beside this module, embedded at build time), recorded in
-//! `vapictl_schema_migrations` so they cannot collide with an application that uses sqlx's
-//! default `_sqlx_migrations`. All of it runs in one transaction, re-checked inside one mutual
+//! `vapictl_applied_plans`, `vapictl_twilio_urls`) come from sqlx migrations, one set per backend
+//! (`migrations/sqlite`, `migrations/postgres` beside this module, embedded at build time),
+//! recorded in `vapictl_schema_migrations` so they cannot collide with an application that uses
+//! sqlx's default `_sqlx_migrations`. All of it runs in one transaction, re-checked inside one mutual
 //! exclusion (PostgreSQL: a session advisory lock; SQLite: `BEGIN IMMEDIATE`), so concurrent
 //! first runs queue instead of failing and a refusal or failure leaves the schema as it was.
 //! Nothing is ever renamed, dropped or rewritten.
@@ -101,8 +101,9 @@
 //! `CREATE TABLE`, the columns vapictl adds and the schema's expectations all follow from it;
 //! a new column is one entry there plus its field in `RawPhoneRow`. `schema/` decides, purely,
 //! how to write to the tables as found; `ids.rs` spells ids in the app's types; `lock.rs`,
-//! `audit.rs` and `snapshot.rs` are the leases (the owners' locks and `serve`'s leader lease,
-//! whose statements are the backend's like the others'), the audit trail and the fleet read.
+//! `audit.rs`, `snapshot.rs` and `twilio.rs` are the leases (the owners' locks and `serve`'s
+//! leader lease, whose statements are the backend's like the others'), the audit trail, the
+//! fleet read and the record of Twilio's URLs (`vapictl_twilio_urls`, for `drift`).
 
 mod audit;
 mod backend;
@@ -115,8 +116,10 @@ mod schema;
 mod snapshot;
 mod sql;
 mod sqlite;
+mod twilio;
 mod url;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -133,6 +136,7 @@ pub use pool::BackendStore;
 pub use postgres::PgStore;
 pub use snapshot::RecordedSnapshot;
 pub use sqlite::SqliteStore;
+pub use twilio::RecordedTwilioUrls;
 pub use url::redact_url;
 
 use crate::state::{RecordedState, RowWrite, mask_number};
@@ -444,6 +448,37 @@ impl Store {
     ) -> Result<Vec<ChangeRecord>, StoreError> {
         let masked = number.map(mask_number);
         dispatch!(self, s => s.history(owner, masked, i64::from(limit)).await)
+    }
+
+    /// Records (or replaces) what Twilio shows for the owner's number.
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`].
+    pub async fn record_twilio_urls(
+        &self,
+        owner: Uuid,
+        urls: &RecordedTwilioUrls,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_twilio_urls(owner, urls).await)
+    }
+
+    /// Forgets the owner's number (it was deleted, or re-imported and recorded anew).
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`].
+    pub async fn forget_twilio_urls(&self, owner: Uuid, number: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.forget_twilio_urls(owner, number).await)
+    }
+
+    /// Everything recorded for the owner, by number.
+    ///
+    /// # Errors
+    /// [`StoreError::QueryFailed`].
+    pub async fn twilio_urls(
+        &self,
+        owner: Uuid,
+    ) -> Result<BTreeMap<String, RecordedTwilioUrls>, StoreError> {
+        dispatch!(self, s => s.twilio_urls(owner).await)
     }
 
     pub(crate) fn lock_ttl(&self) -> Duration {

@@ -6,6 +6,7 @@
 //! asked of the backend. The public contracts (`# Errors`, `# Guarantees`) are written on
 //! [`Store`](super::Store), which dispatches here.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use super::ids::{DbId, IdKind};
 use super::lock::{Lease, LockHolder};
 use super::schema::AppSchema;
 use super::sql::{self, RawAssistantRow, RawPhoneRow};
+use super::twilio::RecordedTwilioUrls;
 use super::{Lookup, QueryCounter, StoreError};
 use crate::state::{RecordedState, RowWrite, mask_number};
 
@@ -388,6 +390,60 @@ where
                     ci_run_id: row.try_get("ci_run_id")?,
                     commit_sha: row.try_get("commit_sha")?,
                 })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn record_twilio_urls(
+        &self,
+        owner: Uuid,
+        urls: &RecordedTwilioUrls,
+    ) -> Result<(), StoreError> {
+        self.queries.tick();
+        sqlx::query(sql::UPSERT_TWILIO_URLS)
+            .bind(Self::own(owner))
+            .bind(urls.phone_number.clone())
+            .bind(urls.account_sid.clone())
+            .bind(urls.voice_url.clone())
+            .bind(urls.sms_url.clone())
+            .bind(Self::own_time(Utc::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn forget_twilio_urls(
+        &self,
+        owner: Uuid,
+        number: &str,
+    ) -> Result<(), StoreError> {
+        self.queries.tick();
+        sqlx::query(sql::DELETE_TWILIO_URLS)
+            .bind(Self::own(owner))
+            .bind(number.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn twilio_urls(
+        &self,
+        owner: Uuid,
+    ) -> Result<BTreeMap<String, RecordedTwilioUrls>, StoreError> {
+        self.queries.tick();
+        let rows = sqlx::query(sql::SELECT_TWILIO_URLS)
+            .bind(Self::own(owner))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let urls = RecordedTwilioUrls {
+                    phone_number: row.try_get("phone_number")?,
+                    account_sid: row.try_get("account_sid")?,
+                    voice_url: row.try_get("voice_url")?,
+                    sms_url: row.try_get("sms_url")?,
+                };
+                Ok((urls.phone_number.clone(), urls))
             })
             .collect()
     }

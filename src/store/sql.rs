@@ -411,6 +411,21 @@ pub(crate) const CLAIM_PLAN: &str = "INSERT INTO vapictl_applied_plans (plan_id,
 pub(crate) const PLAN_CLAIMED: &str =
     "SELECT count(*) FROM vapictl_applied_plans WHERE plan_id = $1";
 
+/// Records (or replaces) what Twilio showed for the owner's number. `$1` owner, `$2` number,
+/// `$3` account SID, `$4` voice URL, `$5` SMS URL, `$6` recorded at.
+pub(crate) const UPSERT_TWILIO_URLS: &str = "INSERT INTO vapictl_twilio_urls (user_id, \
+     phone_number, account_sid, voice_url, sms_url, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (user_id, phone_number) DO UPDATE SET account_sid = excluded.account_sid, \
+     voice_url = excluded.voice_url, sms_url = excluded.sms_url, recorded_at = excluded.recorded_at";
+
+/// `$1` owner.
+pub(crate) const SELECT_TWILIO_URLS: &str = "SELECT phone_number, account_sid, voice_url, \
+     sms_url FROM vapictl_twilio_urls WHERE user_id = $1";
+
+/// `$1` owner, `$2` number.
+pub(crate) const DELETE_TWILIO_URLS: &str =
+    "DELETE FROM vapictl_twilio_urls WHERE user_id = $1 AND phone_number = $2";
+
 /// A `phone_numbers` row as stored, before the NULLs of messy app data are given meaning: one
 /// field for each column of [`PHONE_COLUMNS`] that is read. `U` is how the backend spells a UUID.
 #[derive(sqlx::FromRow)]

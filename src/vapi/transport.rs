@@ -112,23 +112,9 @@ impl Transport {
     /// # Errors
     /// [`VapiError::Config`] when the base URL is not an http(s) URL.
     pub fn new(cfg: VapiConfig) -> Result<Self, VapiError> {
-        // reqwest needs a process-wide rustls provider; installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let shown = redact_url(&cfg.base_url);
-        let base = reqwest::Url::parse(cfg.base_url.trim_end_matches('/'))
-            .map_err(|e| VapiError::Config(format!("`{shown}` is not a URL: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(VapiError::Config(format!(
-                "`{shown}` is not an http(s) URL"
-            )));
-        }
+        let (base, http) =
+            crate::http::client_for(&cfg.base_url, cfg.timeout).map_err(VapiError::Config)?;
         let shown_base = redact_url(base.as_str());
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("vapictl/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| VapiError::Config(e.to_string()))?;
         Ok(Transport {
             http,
             limiter: Arc::new(RateLimiter::new(cfg.max_rps)),
@@ -262,7 +248,7 @@ impl Transport {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(crate::http::parse_retry_after);
         let body = resp
             .bytes()
             .await
@@ -430,20 +416,6 @@ fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     Duration::from_millis(ms / 2 + rand::random_range(0..=ms / 2))
 }
 
-/// `Retry-After`: seconds, or an HTTP date.
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    if let Ok(secs) = v.trim().parse::<f64>() {
-        return (secs >= 0.0).then(|| Duration::from_secs_f64(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
-    let now = chrono::Utc::now();
-    Some(
-        (when.with_timezone(&chrono::Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
 fn transport_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
@@ -496,19 +468,6 @@ mod tests {
         for m in [Method::GET, Method::PATCH, Method::DELETE] {
             assert_eq!(Retry::for_method(&m), Retry::Idempotent, "{m}");
         }
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
-        assert_eq!(parse_retry_after("-1"), None);
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO),
-            "a date in the past means now"
-        );
-        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]

@@ -17,4 +17,5 @@ mod scale;
 mod scope;
 mod serve;
 mod store;
+mod twilio;
 mod vapi_client;

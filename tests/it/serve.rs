@@ -763,3 +763,35 @@ fn a_failing_owner_backs_off_while_the_others_go_on() {
         in_vapi(&w, N2)[0]["name"] == "Healthy"
     });
 }
+
+/// The controller applies through the same preflight as `apply`: a number that is not on the
+/// Twilio account is refused (the owner fails, nothing is created), the others go on.
+#[test]
+fn the_twilio_preflight_holds_in_the_controller() {
+    let w = World::sqlite();
+    let t = standin::twilio::TwilioStandIn::start().unwrap();
+    t.add_account(SID, TOKEN);
+    t.add_number(SID, N1, true, true);
+    w.vapi.link_twilio(&t);
+    let spec = w.write(
+        &w.spec()
+            .with(Entry::new(N1, "Main"))
+            .with(Entry::new(N2, "Not on the account")),
+    );
+    let s = Serve::start_with(
+        &w,
+        &spec,
+        &[],
+        &[
+            ("VAPICTL_TWILIO_CHECK", "on"),
+            ("TWILIO_BASE_URL", &t.base_url()),
+        ],
+    );
+    eventually(&s, "the owner is reported failed", || {
+        s.metric("vapictl_owners{state=\"failed\"}") == 1.0
+    });
+    assert_eq!(w.vapi.mutating_calls(), 0, "nothing created");
+    assert!(w.recorded().rows.is_empty());
+    let log = s.log();
+    assert!(!log.contains(TOKEN), "{log}");
+}

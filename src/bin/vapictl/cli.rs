@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "vapictl",
     version,
     about = "Declarative Vapi phone numbers: plan and apply a YAML spec against Vapi and the app database",
-    after_help = "Exit codes: 0 ok / no changes, 1 error, 2 changes present (plan --detailed-exitcode), 3 refused by a safety gate.\nEnvironment: VAPI_API_KEY (or VAPI_TOKEN), VAPI_BASE_URL, DATABASE_URL, VAPICTL_AGE_IDENTITY_FILE, VAPICTL_AGE_IDENTITY, VAPICTL_SERVE_TOKEN (serve), RUST_LOG, NO_COLOR."
+    after_help = "Exit codes: 0 ok / no changes, 1 error, 2 changes present (plan --detailed-exitcode), 3 refused by a safety gate.
+Environment: VAPI_API_KEY (or VAPI_TOKEN), VAPI_BASE_URL, TWILIO_BASE_URL, VAPICTL_TWILIO_CHECK, DATABASE_URL, VAPICTL_AGE_IDENTITY_FILE, VAPICTL_AGE_IDENTITY, VAPICTL_SERVE_TOKEN (serve), RUST_LOG, NO_COLOR."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -38,6 +39,26 @@ pub struct GlobalArgs {
         default_value = "https://api.vapi.ai"
     )]
     pub vapi_url: String,
+
+    /// Twilio API base URL (read only: the preflight and Twilio-side drift).
+    #[arg(
+        long,
+        global = true,
+        env = "TWILIO_BASE_URL",
+        default_value = vapictl::twilio::DEFAULT_BASE_URL
+    )]
+    pub twilio_url: String,
+
+    /// Check creates, adoptions and credential changes against Twilio before anything is
+    /// written (needs an identity), and report Twilio-side drift: on, or off (no Twilio request).
+    #[arg(
+        long,
+        global = true,
+        env = "VAPICTL_TWILIO_CHECK",
+        value_enum,
+        default_value_t = TwilioCheck::On
+    )]
+    pub twilio_check: TwilioCheck,
 
     /// age identity file to decrypt tokens with (repeatable). Also: VAPICTL_AGE_IDENTITY_FILE,
     /// or the key text itself in VAPICTL_AGE_IDENTITY.
@@ -81,6 +102,12 @@ pub struct GlobalArgs {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TwilioCheck {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

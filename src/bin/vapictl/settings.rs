@@ -7,7 +7,9 @@ use vapictl::Error;
 use vapictl::secrets::{Identities, SecretValue};
 use vapictl::vapi::VapiConfig;
 
-use crate::cli::{ColorChoice, GlobalArgs};
+use vapictl::twilio::{Preflight, TwilioClient, TwilioConfig};
+
+use crate::cli::{ColorChoice, GlobalArgs, TwilioCheck};
 
 /// Identities from `--identity`, `VAPICTL_AGE_IDENTITY_FILE` and `VAPICTL_AGE_IDENTITY`.
 pub fn identities(g: &GlobalArgs) -> Result<Identities, Error> {
@@ -46,6 +48,20 @@ pub fn vapi_config(g: &GlobalArgs) -> Result<VapiConfig, Error> {
     cfg.timeout = Duration::from_secs(g.vapi_timeout.max(1));
     cfg.max_rps = g.max_rps;
     Ok(cfg)
+}
+
+/// The Twilio preflight: off with `--twilio-check off` (Twilio is never contacted), else a
+/// read-only client of `--twilio-url`, sharing the Vapi timeout.
+pub fn twilio(g: &GlobalArgs) -> Result<Preflight, Error> {
+    let client = match g.twilio_check {
+        TwilioCheck::Off => None,
+        TwilioCheck::On => {
+            let mut cfg = TwilioConfig::new(g.twilio_url.clone());
+            cfg.timeout = Duration::from_secs(g.vapi_timeout.max(1));
+            Some(TwilioClient::new(cfg)?)
+        }
+    };
+    Ok(Preflight::new(client, &g.vapi_url))
 }
 
 /// Colour for a stream: `--color`, then `NO_COLOR`, then whether it is a terminal.

@@ -57,7 +57,7 @@ pub(crate) fn owner_script(
     if let (Dialect::Postgres, Some(role)) = (dialect, role) {
         out.push(format!(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON phone_numbers, assistants, vapictl_locks, \
-             vapictl_changes, vapictl_applied_plans TO \"{role}\";\n\
+             vapictl_changes, vapictl_applied_plans, vapictl_twilio_urls TO \"{role}\";\n\
              GRANT SELECT ON {MIGRATIONS_TABLE} TO \"{role}\";"
         ));
     }

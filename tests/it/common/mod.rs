@@ -133,6 +133,8 @@ impl World {
             "VAPICTL_AGE_IDENTITY",
             "VAPICTL_AGE_IDENTITY_FILE",
             "VAPICTL_MAX_RPS",
+            "VAPICTL_TWILIO_CHECK",
+            "TWILIO_BASE_URL",
             "RUST_LOG",
             "NO_COLOR",
             "GITHUB_RUN_ID",
@@ -148,6 +150,10 @@ impl World {
             // The stand-in has no rate limit, and pacing would only slow the suite down; the
             // tests of the limiter set their own.
             .env("VAPICTL_MAX_RPS", "10000")
+            // Tests never reach the internet: the Twilio preflight is off unless a test starts
+            // the Twilio stand-in and turns it on (tests/it/twilio.rs).
+            .env("VAPICTL_TWILIO_CHECK", "off")
+            .env("TWILIO_BASE_URL", "http://127.0.0.1:9")
             .current_dir(self.dir.path());
         c
     }

@@ -1,12 +1,15 @@
 //! Stand-ins for the services vapictl talks to, for vapictl's tests, examples and quickstart;
 //! never part of the `vapictl` binary.
 //!
-//! Each service has its own module (today [`vapi`]); what they share — serving connections that
-//! can be dropped on purpose — lives beside them in `conn`. The `vapi-standin` binary runs the
-//! Vapi stand-in on its own, for trying vapictl by hand.
+//! Each service has its own module ([`vapi`], and [`twilio`] for the preflight's reads, which a
+//! Vapi stand-in can be linked to so that an import sets the number's URLs there); what they
+//! share — serving connections that can be dropped on purpose — lives beside them in `conn`.
+//! The `vapi-standin` binary runs the Vapi stand-in on its own (and, with `--twilio-account`, a
+//! linked Twilio stand-in), for trying vapictl by hand.
 //!
 //! This crate does not depend on vapictl: it speaks the services' wire formats, so a stand-in
 //! cannot agree with the client merely because both share the same types.
 
 mod conn;
+pub mod twilio;
 pub mod vapi;

@@ -84,7 +84,9 @@ async fn run_single(
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let settings = settings::apply_settings(&args, auto_approve, stop.clone());
-    let run = ApplyRun::new(settings, false, vec![owner], saved).with_identities(identities);
+    let run = ApplyRun::new(settings, false, vec![owner], saved)
+        .with_identities(identities)
+        .with_twilio(settings::twilio(g)?);
     let outcomes = if run.needs_connection() {
         if !auto_approve && !io::stdin().is_terminal() {
             anyhow::bail!(
@@ -194,7 +196,9 @@ async fn run_fleet(
     let auto_approve = args.auto_approve;
     let stop = Arc::new(AtomicBool::new(false));
     let settings = settings::apply_settings(&args, auto_approve, stop.clone());
-    let run = ApplyRun::new(settings, true, owners, saved).with_identities(identities);
+    let run = ApplyRun::new(settings, true, owners, saved)
+        .with_identities(identities)
+        .with_twilio(settings::twilio(g)?);
     let outcomes = if run.needs_connection() {
         if !auto_approve && !io::stdin().is_terminal() {
             anyhow::bail!(

@@ -35,7 +35,7 @@ pub(crate) async fn plan(
     if !run::specs::is_fleet(paths) {
         return plan_one(g, &paths[0], args).await;
     }
-    let fleet = observe_fleet(g, paths).await?;
+    let fleet = observe_fleet(g, paths, RunKind::Plan).await?;
     let view = fleet.view(RunKind::Plan);
     let style = Style {
         color: settings::stdout_color(g),
@@ -78,12 +78,22 @@ pub(crate) async fn plan(
 }
 
 /// Loads every spec, refuses conflicts before any read, then observes once and plans each owner.
-async fn observe_fleet(g: &GlobalArgs, paths: &[PathBuf]) -> anyhow::Result<run::PlannedRun> {
+async fn observe_fleet(
+    g: &GlobalArgs,
+    paths: &[PathBuf],
+    kind: RunKind,
+) -> anyhow::Result<run::PlannedRun> {
     let identities = settings::identities(g)?;
     let files = run::specs::expand(paths)?;
     let loaded = run::specs::load(&files, &identities, SecretMode::Optional)?;
+    let twilio = settings::twilio(g)?;
     let (store, vapi) = connect(g).await?;
-    Ok(run::plan_run(&store, &vapi, loaded, &identities).await?)
+    let mut planned = run::plan_run(&store, &vapi, loaded, &identities).await?;
+    match kind {
+        RunKind::Plan => planned.preflight(&twilio).await?,
+        RunKind::Drift => planned.twilio_drift(&store, &twilio).await?,
+    }
+    Ok(planned)
 }
 
 async fn plan_one(g: &GlobalArgs, path: &Path, args: &PlanArgs<'_>) -> anyhow::Result<Exit> {
@@ -95,8 +105,9 @@ async fn plan_one(g: &GlobalArgs, path: &Path, args: &PlanArgs<'_>) -> anyhow::R
     } = *args;
     let identities = settings::identities(g)?;
     let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
+    let twilio = settings::twilio(g)?;
     let (store, vapi) = connect(g).await?;
-    let plan = pipeline::plan(&store, &vapi, &desired, &identities).await?;
+    let plan = pipeline::plan_checked(&store, &vapi, Some(&twilio), &desired, &identities).await?;
     let style = Style {
         color: settings::stdout_color(g),
     };
@@ -140,7 +151,7 @@ pub(crate) async fn drift(
     comment_limit: usize,
 ) -> anyhow::Result<Exit> {
     if run::specs::is_fleet(paths) {
-        let fleet = observe_fleet(g, paths).await?;
+        let fleet = observe_fleet(g, paths, RunKind::Drift).await?;
         let view = fleet.view(RunKind::Drift);
         let mut out = io::stdout().lock();
         match format {
@@ -165,8 +176,10 @@ pub(crate) async fn drift(
     let path = &paths[0];
     let identities = settings::identities(g)?;
     let (_, desired) = pipeline::load_desired(path, &identities, SecretMode::Optional)?;
+    let twilio = settings::twilio(g)?;
     let (store, vapi) = connect(g).await?;
-    let plan = pipeline::plan(&store, &vapi, &desired, &identities).await?;
+    let mut plan = pipeline::plan(&store, &vapi, &desired, &identities).await?;
+    twilio.drift(&store, &mut [(&desired, &mut plan)]).await?;
     let mut out = io::stdout().lock();
     match format {
         Format::Text => {
@@ -179,9 +192,9 @@ pub(crate) async fn drift(
         Format::Json => render_plan_json(&plan, &mut out)?,
     }
     out.flush()?;
-    Ok(if plan.is_empty() {
-        Exit::Ok
-    } else {
+    Ok(if plan.has_drift() {
         Exit::Changes
+    } else {
+        Exit::Ok
     })
 }

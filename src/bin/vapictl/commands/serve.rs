@@ -42,6 +42,7 @@ pub(crate) async fn run(g: &GlobalArgs, args: ServeArgs) -> anyhow::Result<Exit>
         vapi,
         identities: Box::new(move || settings::identities_from(&identity_args)),
         parallelism: args.parallelism,
+        twilio: settings::twilio(g)?,
     };
     let controller = Controller::bind(serve).await?;
     if let Some(addr) = controller.local_addr() {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use standin::twilio::TwilioStandIn;
 use standin::vapi::{DEFAULT_API_KEY, FaultConfig, StandIn, StandInConfig};
 
 /// A local stand-in for the Vapi API (phone numbers and assistants), on loopback only.
@@ -35,6 +36,27 @@ struct Args {
     /// Fault injection, as JSON, e.g. '{"seed":1,"pServerError":0.2,"latencyMs":50}'.
     #[arg(long, value_name = "JSON")]
     faults: Option<String>,
+
+    /// Also run a Twilio stand-in holding this account (repeatable), for vapictl's preflight;
+    /// imports then set the numbers' URLs there. Adds TWILIO_BASE_URL to the ready file. Its
+    /// data lives in memory only.
+    #[arg(long = "twilio-account", value_name = "SID=TOKEN")]
+    twilio_accounts: Vec<String>,
+
+    /// A voice- and SMS-capable number on a Twilio stand-in account (repeatable).
+    #[arg(
+        long = "twilio-number",
+        value_name = "SID=+E164",
+        requires = "twilio_accounts"
+    )]
+    twilio_numbers: Vec<String>,
+}
+
+/// `SID=VALUE` → (SID, VALUE).
+fn pair<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str), String> {
+    s.split_once('=')
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .ok_or_else(|| format!("`{flag}` takes SID=VALUE, not `{s}`"))
 }
 
 /// `Front desk` → `FRONT_DESK`, so the name can be a shell variable.
@@ -109,6 +131,23 @@ async fn run(args: Args) -> Result<(), String> {
         vapi.base_url(),
         vapi.api_key()
     );
+    let twilio = if args.twilio_accounts.is_empty() {
+        None
+    } else {
+        let t =
+            TwilioStandIn::start().map_err(|e| format!("cannot start the Twilio stand-in: {e}"))?;
+        for a in &args.twilio_accounts {
+            let (sid, token) = pair("--twilio-account", a)?;
+            t.add_account(sid, token);
+        }
+        for n in &args.twilio_numbers {
+            let (sid, number) = pair("--twilio-number", n)?;
+            t.add_number(sid, number, true, true);
+        }
+        vapi.link_twilio(&t);
+        ready.push_str(&format!("TWILIO_BASE_URL={}\n", t.base_url()));
+        Some(t)
+    };
     for name in &args.seed_assistants {
         let id = vapi.ensure_assistant(name);
         ready.push_str(&format!("ASSISTANT_{}={id}\n", env_name(name)));
@@ -122,9 +161,13 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     println!("VAPI_BASE_URL={}", vapi.base_url());
+    if let Some(t) = &twilio {
+        println!("TWILIO_BASE_URL={}", t.base_url());
+    }
 
     wait_for_signal().await;
     drop(vapi);
+    drop(twilio);
     Ok(())
 }
 

@@ -338,6 +338,12 @@ impl StandIn {
         lock(&self.shared.model).clock_mut().unfreeze();
     }
 
+    /// From now on a Twilio import sets the number's URLs in `twilio` (and fails, as Vapi's
+    /// does, when Twilio does not know the credentials or the number).
+    pub fn link_twilio(&self, twilio: &crate::twilio::TwilioStandIn) {
+        *lock(&self.shared.twilio) = Some((twilio.link(), self.base_url()));
+    }
+
     // ---- faults -------------------------------------------------------------------------------
 
     /// Replaces the fault configuration; the random sequence restarts from its seed.

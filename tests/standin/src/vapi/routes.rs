@@ -81,6 +81,8 @@ pub(crate) struct Shared {
     mutating: AtomicUsize,
     lists: AtomicUsize,
     pub state_file: Option<PathBuf>,
+    /// The Twilio stand-in an import sets the number's URLs in, and this server's base URL.
+    pub twilio: Mutex<Option<(crate::twilio::TwilioLink, String)>>,
 }
 
 #[derive(Default)]
@@ -104,6 +106,7 @@ impl Shared {
             mutating: AtomicUsize::new(0),
             lists: AtomicUsize::new(0),
             state_file,
+            twilio: Mutex::new(None),
         }
     }
 
@@ -379,6 +382,9 @@ type Pairs = Query<Vec<(String, String)>>;
 async fn create_number(State(sh): State<Arc<Shared>>, body: Bytes) -> ApiResult {
     let body = json_object(&body)?;
     dto::create_phone_number(&body).map_err(ApiError::bad_request)?;
+    if let Some((link, base)) = lock(&sh.twilio).as_ref() {
+        crate::twilio::import(link, base, &body).map_err(|m| ApiError::bad_request(vec![m]))?;
+    }
     let mut model = lock(&sh.model);
     let out = model.create_number(body);
     sh.committed(&model)?;
