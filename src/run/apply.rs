@@ -4,6 +4,9 @@
 //! converged. It returns a typed [`OwnerOutcome`] per owner; the binary turns them into words and
 //! an exit code.
 //!
+//! The file is longer than the usual 600 lines on purpose: the protocol's steps and the
+//! guarantees below are read together, and splitting them would hide the order they run in.
+//!
 //! # Guarantees
 //! - Every owner is planned and applied under its own lease ([`Store::acquire_lock_with`], taken
 //!   in [`lock_owner`] and nowhere else), and the plan that is applied is made under it. A wait

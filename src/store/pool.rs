@@ -5,6 +5,9 @@
 //! differently (the list statements, the lease clock, reading vapictl's own times and UUIDs) is
 //! asked of the backend. The public contracts (`# Errors`, `# Guarantees`) are written on
 //! [`Store`](super::Store), which dispatches here.
+//!
+//! This file is a little over 600 lines on purpose: it is the one place where every operation
+//! is written, so that reading it shows the whole of what vapictl does to a database.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
