@@ -14,6 +14,10 @@ use crate::state::{ObservedNumber, ObservedState, RecordedState};
 /// Marks a token `import` could not fill in; validation names it.
 pub const TOKEN_PLACEHOLDER: &str = "REPLACE-ME-encrypt-the-twilio-auth-token";
 
+/// Marks a secret webhook header value `import` could not encrypt (no `--recipient`); validation
+/// refuses it like any plaintext secret header.
+pub const HEADER_PLACEHOLDER: &str = "REPLACE-ME-encrypt-this-header-value";
+
 /// How to write tokens.
 pub enum Tokens<'a> {
     /// Keep each row's ciphertext as it is (no key needed; round-trips exactly).
@@ -50,7 +54,81 @@ struct Item {
     token: String,
     server: Option<crate::state::ServerConfig>,
     sms_enabled: bool,
+    fallback_destination: Option<serde_json::Value>,
+    hooks: Option<serde_json::Value>,
     protected: bool,
+}
+
+/// A value of Vapi's in the spec's form, or `None` with a warning when the spec cannot express
+/// it (a field vapictl does not model): then it stays out of the spec, and vapictl leaves it as
+/// Vapi has it.
+fn modelled<T: serde::de::DeserializeOwned>(
+    number: &str,
+    field: &str,
+    v: Option<&serde_json::Value>,
+    warnings: &mut Vec<String>,
+) -> Option<serde_json::Value> {
+    let v = v?;
+    match serde_json::from_value::<T>(v.clone()) {
+        Ok(_) => Some(v.clone()),
+        Err(e) => {
+            warnings.push(format!(
+                "`{number}`: Vapi's `{field}` uses what the spec cannot express ({e}); it is left out of the spec, and vapictl leaves it as Vapi has it"
+            ));
+            None
+        }
+    }
+}
+
+/// The server as the spec writes it: secret-looking header values are encrypted to the
+/// recipients, or replaced by a placeholder that fails validation until filled in.
+fn imported_server(
+    number: &str,
+    o: &ObservedNumber,
+    tokens: &Tokens<'_>,
+    out: &mut Imported,
+) -> Result<Option<crate::state::ServerConfig>, (String, SecretsError)> {
+    let Some(mut s) = o.server.clone() else {
+        return Ok(None);
+    };
+    if let Some(b) = &s.backoff_plan
+        && modelled::<crate::spec::BackoffPlan>(
+            number,
+            "server.backoffPlan",
+            Some(b),
+            &mut out.warnings,
+        )
+        .is_none()
+    {
+        s.backoff_plan = None;
+    }
+    if let Some(h) = &mut s.headers {
+        for (name, value) in h.iter_mut() {
+            if !crate::validate::looks_secret_header(name) {
+                continue;
+            }
+            let crate::state::HeaderValue::Plain(plain) = value else {
+                continue;
+            };
+            let armored = match tokens {
+                Tokens::ReEncrypt { recipients, .. } => {
+                    encrypt(recipients, &crate::secrets::SecretValue::new(plain.clone()))
+                        .map_err(|e| (number.to_string(), e))?
+                }
+                Tokens::Keep => {
+                    out.warnings.push(format!(
+                        "`{number}`: the webhook header `{name}` holds a secret; its value is a placeholder: encrypt it with `vapictl encrypt` (or import with `--recipient`)"
+                    ));
+                    HEADER_PLACEHOLDER.to_string()
+                }
+            };
+            *value = crate::state::HeaderValue::Encrypted {
+                armored,
+                plaintext: None,
+            };
+        }
+    }
+    Ok(Some(s))
 }
 
 fn q(s: &str) -> String {
@@ -182,8 +260,29 @@ pub fn import(
                 .or_else(|| row.twilio_account_sid.clone())
                 .unwrap_or_default(),
             token,
-            server: o.and_then(|o| o.server.clone()),
+            server: match o {
+                Some(o) => imported_server(number, o, tokens, &mut out)?,
+                None => None,
+            },
             sms_enabled: o.is_none_or(ObservedNumber::sms_enabled_effective),
+            fallback_destination: o.and_then(|o| {
+                modelled::<crate::spec::TransferDestination>(
+                    number,
+                    "fallbackDestination",
+                    o.fallback_destination.as_ref(),
+                    &mut out.warnings,
+                )
+            }),
+            hooks: o.and_then(|o| {
+                modelled::<Vec<crate::spec::Hook>>(
+                    number,
+                    "hooks",
+                    o.hooks
+                        .as_ref()
+                        .filter(|h| h.as_array().is_none_or(|a| !a.is_empty())),
+                    &mut out.warnings,
+                )
+            }),
             protected: row.protected,
         });
     }
@@ -218,8 +317,22 @@ pub fn import(
                 notes: None,
                 account_sid: o.twilio_account_sid.clone().unwrap_or_default(),
                 token: TOKEN_PLACEHOLDER.to_string(),
-                server: o.server.clone(),
+                server: imported_server(number, o, tokens, &mut out)?,
                 sms_enabled: o.sms_enabled_effective(),
+                fallback_destination: modelled::<crate::spec::TransferDestination>(
+                    number,
+                    "fallbackDestination",
+                    o.fallback_destination.as_ref(),
+                    &mut out.warnings,
+                ),
+                hooks: modelled::<Vec<crate::spec::Hook>>(
+                    number,
+                    "hooks",
+                    o.hooks
+                        .as_ref()
+                        .filter(|h| h.as_array().is_none_or(|a| !a.is_empty())),
+                    &mut out.warnings,
+                ),
                 protected: false,
             });
         }
@@ -281,9 +394,46 @@ pub fn import(
             if let Some(t) = s.timeout_seconds {
                 let _ = writeln!(y, "      timeoutSeconds: {t}");
             }
+            if let Some(h) = &s.headers {
+                if h.is_empty() {
+                    let _ = writeln!(y, "      headers: {{}}");
+                } else {
+                    let _ = writeln!(y, "      headers:");
+                }
+                for (name, value) in h {
+                    match value {
+                        crate::state::HeaderValue::Plain(p) => {
+                            let _ = writeln!(y, "        {}: {}", q(name), q(p));
+                        }
+                        crate::state::HeaderValue::Encrypted { armored, .. } => {
+                            let _ = write!(y, "        {}:{}", q(name), block(armored, 10));
+                        }
+                    }
+                }
+            }
+            if let Some(b) = s.static_ip_addresses_enabled {
+                let _ = writeln!(y, "      staticIpAddressesEnabled: {b}");
+            }
+            if let Some(p) = &s.encrypted_paths {
+                // JSON is YAML: flow collections keep Vapi's values exactly.
+                let _ = writeln!(
+                    y,
+                    "      encryptedPaths: {}",
+                    serde_json::Value::from(p.clone())
+                );
+            }
+            if let Some(b) = &s.backoff_plan {
+                let _ = writeln!(y, "      backoffPlan: {b}");
+            }
         }
         if !i.sms_enabled {
             let _ = writeln!(y, "    smsEnabled: false");
+        }
+        if let Some(f) = &i.fallback_destination {
+            let _ = writeln!(y, "    fallbackDestination: {f}");
+        }
+        if let Some(h) = &i.hooks {
+            let _ = writeln!(y, "    hooks: {h}");
         }
         if i.protected {
             let _ = writeln!(y, "    protected: true");

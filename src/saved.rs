@@ -125,6 +125,8 @@ fn steps_digest(c: &Change) -> String {
             opt(create.assistant_id.as_deref()),
             json(&create.server),
             create.sms_enabled.to_string(),
+            json(&create.fallback_destination),
+            json(&create.hooks),
             create.account_sid.clone(),
             sha(&[&create.token.armored]),
         ]),
@@ -141,8 +143,12 @@ fn steps_digest(c: &Change) -> String {
                     id.clone(),
                     json(&patch.name),
                     set(patch.assistant_id.as_ref()),
+                    set(patch.squad_id.as_ref()),
                     set(patch.server.as_ref()),
+                    json(&patch.server_clear),
                     json(&patch.sms_enabled),
+                    set(patch.fallback_destination.as_ref()),
+                    set(patch.hooks.as_ref()),
                     json(&patch.account_sid),
                 ]);
             }

@@ -96,6 +96,13 @@ impl RunView<'_> {
             .iter()
             .any(|e| e.result.as_ref().is_ok_and(|p| !p.is_empty()))
     }
+
+    /// Any owner has a drift finding: a change, or a number Vapi blocked.
+    pub fn any_findings(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.result.as_ref().is_ok_and(|p| p.has_findings()))
+    }
 }
 
 fn owner_label(owner: Option<Uuid>) -> String {

@@ -16,6 +16,7 @@
 
 mod faults;
 mod model;
+mod openapi;
 mod server;
 mod validate;
 

@@ -246,6 +246,9 @@ impl Model {
         // A create treats `null` like an absent field (class-validator's IsOptional does).
         body.retain(|_, v| !v.is_null());
         let secrets = take_secrets(&mut body);
+        // Vapi reports a number's lifecycle; a number imported from Twilio is `active` (tests
+        // block one with `patch_number`, as Vapi would on its side).
+        body.insert("status".into(), Value::String("active".into()));
         let NewDocument { id, doc, ts } = self.new_document(body);
         if !secrets.is_empty() {
             self.secrets.insert(id.clone(), secrets);

@@ -453,11 +453,18 @@ async fn update_number(
 ) -> ApiResult {
     let id = parse_id(&id)?;
     let body = json_object(&body)?;
-    validate::update_phone_number(&body).map_err(ApiError::bad_request)?;
+    let checked = validate::update_phone_number(&body);
     let mut model = lock(&sh.model);
-    let current = model
-        .get_number(&id)
-        .ok_or_else(|| ApiError::not_found("Phone number"))?;
+    let current = match (model.get_number(&id), checked) {
+        (None, Err(errs)) => return Err(ApiError::bad_request(errs)),
+        (None, Ok(())) => return Err(ApiError::not_found("Phone number")),
+        (Some(current), checked) => {
+            checked
+                .or_else(|errs| validate::known_to_vapi(errs, &current))
+                .map_err(ApiError::bad_request)?;
+            current
+        }
+    };
     // The update DTO is picked by provider; the stand-in only knows the Twilio one, and a client
     // that patches a number it does not manage should hear about it.
     if current.get("provider").and_then(Value::as_str) != Some("twilio") {

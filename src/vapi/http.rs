@@ -649,7 +649,9 @@ impl VapiClient {
     ) -> Result<ObservedNumber, VapiError> {
         let label = format!("POST /phone-number ({})", mask_number(&c.number));
         let body = wire::create_body(c, token);
-        let secrets = [token];
+        let secrets: Vec<&SecretValue> = std::iter::once(token)
+            .chain(c.server.iter().flat_map(|s| s.secrets()))
+            .collect();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -726,7 +728,10 @@ impl VapiClient {
     ) -> Result<ObservedNumber, VapiError> {
         let label = format!("PATCH /phone-number/{id} ({})", mask_number(number));
         let body = wire::patch_body(patch, token);
-        let secrets: Vec<&SecretValue> = token.into_iter().collect();
+        let secrets: Vec<&SecretValue> = token
+            .into_iter()
+            .chain(patch.server.iter().flatten().flat_map(|s| s.secrets()))
+            .collect();
         self.counters
             .mutating_requests
             .fetch_add(1, Ordering::Relaxed);
@@ -781,6 +786,11 @@ fn verify_patch(label: &str, p: &VapiPatch, got: &ObservedNumber) -> Result<(), 
         && got.assistant_id != *a
     {
         return fail("assistantId", format!("{:?}", got.assistant_id));
+    }
+    if let Some(sq) = &p.squad_id
+        && got.squad_id != *sq
+    {
+        return fail("squadId", format!("{:?}", got.squad_id));
     }
     if let Some(n) = &p.name
         && got.name.as_deref() != Some(n.as_str())

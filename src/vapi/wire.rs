@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::plan::{VapiCreate, VapiPatch};
 use crate::secrets::SecretValue;
-use crate::state::{ObservedAssistant, ObservedNumber, ServerConfig};
+use crate::state::{HeaderValue, ObservedAssistant, ObservedNumber, ServerConfig, canonical_json};
 
 /// A phone number as any provider returns it; unknown fields are ignored.
 #[derive(Debug, Deserialize)]
@@ -24,10 +24,18 @@ pub struct PhoneNumberDto {
     pub squad_id: Option<String>,
     #[serde(default)]
     pub workflow_id: Option<String>,
+    /// Kept whole: a PATCH of `server` starts from it, so sub-fields vapictl does not model
+    /// (and any Vapi adds later) survive.
     #[serde(default)]
-    pub server: Option<ServerDto>,
+    pub server: Option<Map<String, Value>>,
     #[serde(default)]
     pub sms_enabled: Option<bool>,
+    #[serde(default)]
+    pub fallback_destination: Option<Value>,
+    #[serde(default)]
+    pub hooks: Option<Value>,
+    #[serde(default)]
+    pub status: Option<String>,
     #[serde(default)]
     pub twilio_account_sid: Option<String>,
     #[serde(default)]
@@ -38,16 +46,66 @@ pub struct PhoneNumberDto {
     pub updated_at: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The modelled part of Vapi's `server` object (what vapictl compares), read leniently: a
+/// sub-field of an unexpected type reads as unset rather than failing the listing.
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerDto {
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<Value>,
     #[serde(default)]
-    pub credential_id: Option<String>,
+    pub credential_id: Option<Value>,
     /// A number in the spec; may arrive as a float.
     #[serde(default)]
-    pub timeout_seconds: Option<f64>,
+    pub timeout_seconds: Option<Value>,
+    #[serde(default)]
+    pub headers: Option<Value>,
+    #[serde(default)]
+    pub static_ip_addresses_enabled: Option<Value>,
+    #[serde(default)]
+    pub encrypted_paths: Option<Value>,
+    #[serde(default)]
+    pub backoff_plan: Option<Value>,
+}
+
+impl ServerDto {
+    /// The modelled view; `None` without a URL (a server without one sends nothing).
+    fn config(raw: &Map<String, Value>) -> Option<ServerConfig> {
+        let d: ServerDto = serde_json::from_value(Value::Object(raw.clone())).unwrap_or_default();
+        let text = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_owned));
+        let url = text(d.url)?;
+        Some(ServerConfig {
+            url,
+            credential_id: text(d.credential_id),
+            timeout_seconds: d
+                .timeout_seconds
+                .and_then(|t| t.as_f64())
+                .map(|t| t.round() as u32),
+            headers: d.headers.and_then(|h| match h {
+                Value::Object(m) => Some(
+                    m.into_iter()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                Value::String(s) => s,
+                                other => other.to_string(),
+                            };
+                            (k, HeaderValue::Plain(v))
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            }),
+            static_ip_addresses_enabled: d.static_ip_addresses_enabled.and_then(|v| v.as_bool()),
+            encrypted_paths: d.encrypted_paths.and_then(|v| {
+                v.as_array().map(|a| {
+                    a.iter()
+                        .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned))
+                        .collect()
+                })
+            }),
+            backoff_plan: d.backoff_plan.filter(|b| !b.is_null()).map(canonical_json),
+        })
+    }
 }
 
 impl From<PhoneNumberDto> for ObservedNumber {
@@ -60,14 +118,15 @@ impl From<PhoneNumberDto> for ObservedNumber {
             assistant_id: d.assistant_id,
             squad_id: d.squad_id,
             workflow_id: d.workflow_id,
-            server: d.server.and_then(|s| {
-                s.url.map(|url| ServerConfig {
-                    url,
-                    credential_id: s.credential_id,
-                    timeout_seconds: s.timeout_seconds.map(|t| t.round() as u32),
-                })
-            }),
+            server: d.server.as_ref().and_then(ServerDto::config),
+            server_raw: d.server,
             sms_enabled: d.sms_enabled,
+            fallback_destination: d
+                .fallback_destination
+                .filter(|v| !v.is_null())
+                .map(canonical_json),
+            hooks: d.hooks.filter(|v| !v.is_null()).map(canonical_json),
+            status: d.status,
             twilio_account_sid: d.twilio_account_sid,
             credential_id: d.credential_id,
             created_at: d.created_at.unwrap_or_default(),
@@ -136,14 +195,51 @@ pub struct PageMeta {
     pub total_pages: Option<u64>,
 }
 
-fn server_json(s: &ServerConfig) -> Value {
-    let mut m = Map::new();
+/// The `server` object to send: Vapi's current object (`base`, when there is one) with what the
+/// spec owns written over it, so that sub-fields vapictl does not model are kept. `clear` names
+/// sub-fields vapictl set before and the spec no longer declares: they are removed.
+///
+/// An encrypted header whose plaintext is unknown is sent as nothing: the applier refuses such a
+/// patch before it gets here ([`ServerConfig::needs_key`]).
+fn server_json(s: &ServerConfig, base: Option<&Map<String, Value>>, clear: &[String]) -> Value {
+    let mut m = base.cloned().unwrap_or_default();
     m.insert("url".into(), Value::String(s.url.clone()));
-    if let Some(c) = &s.credential_id {
-        m.insert("credentialId".into(), Value::String(c.clone()));
+    let mut put = |k: &str, v: Option<Value>| match v {
+        Some(v) => {
+            m.insert(k.into(), v);
+        }
+        None => {
+            m.remove(k);
+        }
+    };
+    put("credentialId", s.credential_id.clone().map(Value::String));
+    put("timeoutSeconds", s.timeout_seconds.map(Value::from));
+    if let Some(h) = &s.headers {
+        let headers: Map<String, Value> = h
+            .iter()
+            .filter_map(|(k, v)| {
+                let v = match v {
+                    HeaderValue::Plain(p) => p.clone(),
+                    HeaderValue::Encrypted { plaintext, .. } => {
+                        plaintext.as_ref()?.expose().to_owned()
+                    }
+                };
+                Some((k.clone(), Value::String(v)))
+            })
+            .collect();
+        m.insert("headers".into(), Value::Object(headers));
     }
-    if let Some(t) = s.timeout_seconds {
-        m.insert("timeoutSeconds".into(), Value::from(t));
+    if let Some(b) = s.static_ip_addresses_enabled {
+        m.insert("staticIpAddressesEnabled".into(), b.into());
+    }
+    if let Some(p) = &s.encrypted_paths {
+        m.insert("encryptedPaths".into(), p.clone().into());
+    }
+    if let Some(b) = &s.backoff_plan {
+        m.insert("backoffPlan".into(), b.clone());
+    }
+    for k in clear {
+        m.remove(k);
     }
     Value::Object(m)
 }
@@ -160,9 +256,15 @@ pub fn create_body(c: &VapiCreate, token: &SecretValue) -> Value {
         m.insert("assistantId".into(), a.clone().into());
     }
     if let Some(s) = &c.server {
-        m.insert("server".into(), server_json(s));
+        m.insert("server".into(), server_json(s, None, &[]));
     }
     m.insert("smsEnabled".into(), c.sms_enabled.into());
+    if let Some(f) = &c.fallback_destination {
+        m.insert("fallbackDestination".into(), f.clone());
+    }
+    if let Some(h) = &c.hooks {
+        m.insert("hooks".into(), h.clone());
+    }
     Value::Object(m)
 }
 
@@ -179,11 +281,35 @@ pub fn patch_body(p: &VapiPatch, token: Option<&SecretValue>) -> Value {
             a.clone().map_or(Value::Null, Value::String),
         );
     }
+    if let Some(sq) = &p.squad_id {
+        m.insert(
+            "squadId".into(),
+            sq.clone().map_or(Value::Null, Value::String),
+        );
+    }
     if let Some(s) = &p.server {
-        m.insert("server".into(), s.as_ref().map_or(Value::Null, server_json));
+        m.insert(
+            "server".into(),
+            s.as_ref().map_or(Value::Null, |s| {
+                server_json(s, p.server_base.as_ref(), &p.server_clear)
+            }),
+        );
     }
     if let Some(b) = p.sms_enabled {
         m.insert("smsEnabled".into(), b.into());
+    }
+    if let Some(f) = &p.fallback_destination {
+        m.insert(
+            "fallbackDestination".into(),
+            f.clone().unwrap_or(Value::Null),
+        );
+    }
+    if let Some(h) = &p.hooks {
+        // Vapi's hooks are an array; clearing sends `[]` (an empty list is what "no hooks" is).
+        m.insert(
+            "hooks".into(),
+            h.clone().unwrap_or_else(|| Value::Array(Vec::new())),
+        );
     }
     if let Some(sid) = &p.account_sid {
         m.insert("twilioAccountSid".into(), sid.clone().into());

@@ -155,6 +155,8 @@ fn a_create_that_fails_with_5xx_is_reported_as_unknown_not_retried() {
         assistant_id: None,
         server: None,
         sms_enabled: true,
+        fallback_destination: None,
+        hooks: None,
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
         token: vapictl::state::EncryptedToken {
             armored: String::new(),
@@ -185,6 +187,8 @@ fn bad_key_and_bad_request_are_mapped() {
         assistant_id: None,
         server: None,
         sms_enabled: true,
+        fallback_destination: None,
+        hooks: None,
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
         token: vapictl::state::EncryptedToken {
             armored: String::new(),
@@ -298,6 +302,8 @@ fn a_401_a_403_and_a_409_are_told_apart_each_with_vapis_message_and_a_hint() {
         assistant_id: None,
         server: None,
         sms_enabled: true,
+        fallback_destination: None,
+        hooks: None,
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
         token: vapictl::state::EncryptedToken {
             armored: String::new(),

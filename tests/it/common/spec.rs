@@ -13,6 +13,8 @@ pub struct Entry {
     pub absent: bool,
     /// An entry-level token (armored) instead of the default.
     pub token: Option<String>,
+    /// More of the entry, as YAML lines indented under it (`server:`, `hooks:`, …).
+    pub extra: Option<String>,
 }
 
 impl Entry {
@@ -26,6 +28,13 @@ impl Entry {
 
     pub fn assistant(mut self, a: &str) -> Entry {
         self.assistant = Some(a.into());
+        self
+    }
+
+    /// Adds YAML to the entry; each line is indented to the entry's fields.
+    pub fn yaml(mut self, y: &str) -> Entry {
+        let lines: String = y.lines().map(|l| format!("    {l}\n")).collect();
+        self.extra = Some(self.extra.unwrap_or_default() + &lines);
         self
     }
 }
@@ -95,6 +104,9 @@ impl SpecFile {
             }
             if e.absent {
                 y.push_str("    absent: true\n");
+            }
+            if let Some(x) = &e.extra {
+                y.push_str(x);
             }
             if let Some(t) = &e.token {
                 y.push_str(&format!(

@@ -156,7 +156,7 @@ pub(crate) async fn drift(
         out.flush()?;
         return Ok(if view.any_failed() {
             Exit::Error
-        } else if view.any_changes() {
+        } else if view.any_findings() {
             Exit::Changes
         } else {
             Exit::Ok
@@ -179,9 +179,9 @@ pub(crate) async fn drift(
         Format::Json => render_plan_json(&plan, &mut out)?,
     }
     out.flush()?;
-    Ok(if plan.is_empty() {
-        Exit::Ok
-    } else {
+    Ok(if plan.has_findings() {
         Exit::Changes
+    } else {
+        Exit::Ok
     })
 }
