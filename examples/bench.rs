@@ -363,6 +363,7 @@ impl World {
                 vapi_credential_id: None,
                 twilio_account_sid: d.twilio.account_sid.clone(),
                 twilio_auth_token: d.twilio.auth_token.armored.clone(),
+                api_key: None,
                 token_digest: Some(token_digest(&plaintext)),
                 assigned_assistant_id: Some(*row_id),
                 notes: None,

@@ -52,6 +52,8 @@ struct Item {
     notes: Option<String>,
     account_sid: String,
     token: String,
+    /// The API key SID when the number is on the API-key form (`token` is then its secret).
+    api_key: Option<String>,
     server: Option<crate::state::ServerConfig>,
     sms_enabled: bool,
     fallback_destination: Option<serde_json::Value>,
@@ -260,6 +262,7 @@ pub fn import(
                 .or_else(|| row.twilio_account_sid.clone())
                 .unwrap_or_default(),
             token,
+            api_key: row.api_key.clone(),
             server: match o {
                 Some(o) => imported_server(number, o, tokens, &mut out)?,
                 None => None,
@@ -317,6 +320,7 @@ pub fn import(
                 notes: None,
                 account_sid: o.twilio_account_sid.clone().unwrap_or_default(),
                 token: TOKEN_PLACEHOLDER.to_string(),
+                api_key: None,
                 server: imported_server(number, o, tokens, &mut out)?,
                 sms_enabled: o.sms_enabled_effective(),
                 fallback_destination: modelled::<crate::spec::TransferDestination>(
@@ -342,12 +346,29 @@ pub fn import(
     // One shared account and token go into `defaults`.
     let shared = items
         .first()
-        .map(|f| (f.account_sid.clone(), f.token.clone()))
-        .filter(|(sid, tok)| {
+        .map(|f| (f.account_sid.clone(), f.token.clone(), f.api_key.clone()))
+        .filter(|(sid, tok, key)| {
             items
                 .iter()
-                .all(|i| &i.account_sid == sid && &i.token == tok)
+                .all(|i| &i.account_sid == sid && &i.token == tok && &i.api_key == key)
         });
+    // The secret under its form's name: `authToken`, or `apiKey` + `apiSecret`.
+    let credentials = |y: &mut String, key: &Option<String>, token: &str, indent: usize| {
+        let pad = " ".repeat(indent);
+        match key {
+            Some(k) => {
+                let _ = write!(
+                    y,
+                    "{pad}apiKey: {}\n{pad}apiSecret:{}",
+                    q(k),
+                    block(token, indent + 2)
+                );
+            }
+            None => {
+                let _ = write!(y, "{pad}authToken:{}", block(token, indent + 2));
+            }
+        }
+    };
 
     let y = &mut out.yaml;
     // `vapictl schema > vapictl.schema.json` next to the spec gives editors completion.
@@ -357,13 +378,9 @@ pub fn import(
         "# Written by `vapictl import`. Review it, then `vapictl plan` should show no changes."
     );
     let _ = writeln!(y, "version: 1\nowner: {owner}");
-    if let Some((sid, token)) = &shared {
-        let _ = write!(
-            y,
-            "defaults:\n  twilio:\n    accountSid: {}\n    authToken:{}",
-            q(sid),
-            block(token, 6)
-        );
+    if let Some((sid, token, key)) = &shared {
+        let _ = write!(y, "defaults:\n  twilio:\n    accountSid: {}\n", q(sid));
+        credentials(y, key, token, 4);
     }
     if items.is_empty() {
         let _ = writeln!(y, "phoneNumbers: []");
@@ -379,12 +396,8 @@ pub fn import(
             let _ = writeln!(y, "    notes: {}", q(n));
         }
         if shared.is_none() {
-            let _ = write!(
-                y,
-                "    twilio:\n      accountSid: {}\n      authToken:{}",
-                q(&i.account_sid),
-                block(&i.token, 8)
-            );
+            let _ = write!(y, "    twilio:\n      accountSid: {}\n", q(&i.account_sid));
+            credentials(y, &i.api_key, &i.token, 6);
         }
         if let Some(s) = &i.server {
             let _ = writeln!(y, "    server:\n      url: {}", q(&s.url));

@@ -117,7 +117,10 @@ pub struct VapiCreate {
     /// `hooks` as Vapi's JSON (an array).
     pub hooks: Option<serde_json::Value>,
     pub account_sid: String,
+    /// The auth token, or the API key's secret when `api_key` is set.
     pub token: EncryptedToken,
+    /// The API key SID (`twilioApiKey`) of the API-key form.
+    pub api_key: Option<String>,
 }
 
 /// The fields of a Vapi PATCH: only those vapictl owns and that changed.
@@ -141,7 +144,12 @@ pub struct VapiPatch {
     /// `Some(None)` removes every hook.
     pub hooks: Option<Option<serde_json::Value>>,
     pub account_sid: Option<String>,
+    /// The secret to send: the auth token, or the API key's secret when `api_key` is set.
     pub token: Option<EncryptedToken>,
+    /// The API key SID sent with the secret (the API-key form).
+    pub api_key: Option<String>,
+    /// The number changes form (token ↔ API key): the other form's fields are cleared.
+    pub switch_form: bool,
 }
 
 impl PartialEq for EncryptedToken {

@@ -101,6 +101,7 @@ fn row_digest(r: &PhoneRow) -> String {
         &opt(&r.notes),
         &opt(&r.token_digest),
         &r.protected.to_string(),
+        &opt(&r.api_key),
     ])
 }
 
@@ -129,6 +130,7 @@ fn steps_digest(c: &Change) -> String {
             json(&create.hooks),
             create.account_sid.clone(),
             sha(&[&create.token.armored]),
+            json(&create.api_key),
         ]),
         VapiStep::Update { id, patch } => {
             let without_token = crate::plan::VapiPatch {
@@ -163,6 +165,7 @@ fn steps_digest(c: &Change) -> String {
             opt(v.vapi_credential_id.as_deref()),
             v.twilio_account_sid.clone(),
             sha(&[&v.twilio_auth_token]),
+            json(&v.api_key),
             json(&v.assigned_assistant_id),
             opt(v.notes.as_deref()),
             v.protected.to_string(),

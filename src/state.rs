@@ -141,7 +141,10 @@ impl DesiredNumber {
 #[derive(Debug, Clone)]
 pub struct DesiredTwilio {
     pub account_sid: String,
+    /// The secret Vapi gets: the auth token, or the API key's secret when `api_key` is set.
     pub auth_token: EncryptedToken,
+    /// The API key SID (`SK…`) of the API-key form; `None`: the auth-token form.
+    pub api_key: Option<String>,
 }
 
 /// A Twilio auth token as the spec carries it: age ciphertext, plus the plaintext when an identity
@@ -308,8 +311,11 @@ pub struct PhoneRow {
     pub vapi_phone_id: Option<String>,
     pub vapi_credential_id: Option<String>,
     pub twilio_account_sid: Option<String>,
-    /// age ciphertext (armored); never plaintext.
+    /// age ciphertext (armored) of the number's Twilio secret — the auth token, or for a number
+    /// on an API key the key's secret; never plaintext.
     pub twilio_auth_token: Option<String>,
+    /// `vapictl_twilio_api_key`: the API key SID for a number on the API-key form.
+    pub api_key: Option<String>,
     pub assigned_assistant_id: Option<Uuid>,
     pub notes: Option<String>,
     /// `vapictl_token_digest`: salted SHA-256 of the plaintext token, to tell a rotation.
@@ -339,8 +345,10 @@ pub struct RowWrite {
     pub vapi_phone_id: Option<String>,
     pub vapi_credential_id: Option<String>,
     pub twilio_account_sid: String,
-    /// age ciphertext (armored).
+    /// age ciphertext (armored) of the auth token or the API key's secret.
     pub twilio_auth_token: String,
+    /// `vapictl_twilio_api_key` (see [`PhoneRow::api_key`]).
+    pub api_key: Option<String>,
     pub token_digest: Option<String>,
     pub assigned_assistant_id: Option<Uuid>,
     pub notes: Option<String>,

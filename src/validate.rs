@@ -339,6 +339,11 @@ pub fn is_account_sid(s: &str) -> bool {
     s.len() == 34 && s.starts_with("AC") && s[2..].chars().all(|ch| ch.is_ascii_hexdigit())
 }
 
+/// `SK` followed by 32 hexadecimal characters.
+pub fn is_api_key_sid(s: &str) -> bool {
+    s.len() == 34 && s.starts_with("SK") && s[2..].chars().all(|ch| ch.is_ascii_hexdigit())
+}
+
 /// Returns None when there was a problem (already pushed).
 fn check_twilio(
     c: &mut Collector,
@@ -358,20 +363,78 @@ fn check_twilio(
             ),
         );
     }
-    let token_field = format!("{field}.authToken");
-    let token = match tokens.get(&t.auth_token) {
+    // Exactly one form: the auth token, or an API key with its secret.
+    let (secret_name, armored) = match (&t.auth_token, &t.api_key, &t.api_secret) {
+        (Some(token), None, None) => ("authToken", token),
+        (None, Some(_), Some(secret)) => ("apiSecret", secret),
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            c.push(
+                field,
+                "both an `authToken` and an API key are given",
+                Some("keep one form: `authToken`, or `apiKey` with `apiSecret`".into()),
+            );
+            return None;
+        }
+        (None, Some(_), None) => {
+            c.push(
+                &format!("{field}.apiKey"),
+                "`apiKey` needs its `apiSecret`",
+                Some("add `apiSecret: |` with the secret encrypted by `vapictl encrypt --recipient age1…`".into()),
+            );
+            return None;
+        }
+        (None, None, Some(_)) => {
+            c.push(
+                &format!("{field}.apiSecret"),
+                "`apiSecret` needs the `apiKey` it belongs to",
+                Some("add `apiKey: SK…` (the API key SID from the Twilio console)".into()),
+            );
+            return None;
+        }
+        (None, None, None) => {
+            c.push(
+                field,
+                "no Twilio credentials: neither `authToken` nor `apiKey`",
+                Some(
+                    "add `authToken`, or `apiKey` with `apiSecret` (both secrets age-encrypted)"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+    };
+    if let Some(k) = &t.api_key
+        && !is_api_key_sid(k)
+    {
+        ok = false;
+        c.push(
+            &format!("{field}.apiKey"),
+            format!("`{k}` is not a Twilio API key SID"),
+            Some(
+                "it is `SK` followed by 32 hexadecimal characters, as shown in the Twilio console"
+                    .into(),
+            ),
+        );
+    }
+    let token_field = format!("{field}.{secret_name}");
+    let token = match tokens.get(armored) {
         Ok(plaintext) => Some(EncryptedToken {
-            armored: t.auth_token.clone(),
+            armored: armored.clone(),
             plaintext,
         }),
         Err((message, hint)) => {
-            c.push(&token_field, message, Some(hint));
+            c.push(
+                &token_field,
+                message.replace("authToken", secret_name),
+                Some(hint),
+            );
             None
         }
     };
     (ok && token.is_some()).then(|| DesiredTwilio {
         account_sid: t.account_sid.clone(),
         auth_token: token.expect("checked"),
+        api_key: t.api_key.clone(),
     })
 }
 

@@ -410,6 +410,7 @@ fn plan_present(
             .or_else(|| r.and_then(|r| r.vapi_credential_id.clone())),
         twilio_account_sid: d.twilio.account_sid.clone(),
         twilio_auth_token: token.armored.clone(),
+        api_key: d.twilio.api_key.clone(),
         token_digest: None,
         assigned_assistant_id: assistant_row_id,
         notes: d.notes.clone(),
@@ -421,8 +422,11 @@ fn plan_present(
 
     // The token: unchanged when the row holds the same ciphertext, or a digest of the same
     // plaintext (re-encrypted to other recipients) — for the copy the row records.
+    // A change of form (auth token ↔ API key) or of API key sends the secret again.
+    let form_changed = r.is_some_and(|r| r.api_key != d.twilio.api_key);
     let row_token = match r {
         None => TokenState::Unknown,
+        Some(_) if form_changed => TokenState::Rotated,
         Some(r) => {
             if r.twilio_auth_token.as_deref() == Some(token.armored.as_str()) {
                 TokenState::Same
@@ -718,9 +722,31 @@ fn plan_present(
         ),
         TokenState::Same => (None, false),
     };
-    fields.extend(token_field);
+    let secret_field = if d.twilio.api_key.is_some() {
+        "twilioApiSecret"
+    } else {
+        "twilioAuthToken"
+    };
+    fields.extend(token_field.map(|f| FieldChange {
+        field: secret_field,
+        ..f
+    }));
+    if form_changed {
+        let r = r.expect("a form change has a row");
+        fields.push(FieldChange {
+            field: "twilioApiKey",
+            target: Target::Both,
+            before: r.api_key.clone(),
+            after: d.twilio.api_key.clone(),
+            sensitive: false,
+            note: None,
+            cause: Cause::SpecEdit,
+        });
+    }
     if send {
         patch.token = Some(token.clone());
+        patch.api_key = d.twilio.api_key.clone();
+        patch.switch_form = r.is_some_and(|r| r.api_key.is_some() != d.twilio.api_key.is_some());
     }
 
     // Row-only fields.
@@ -880,10 +906,21 @@ fn plan_create(
         Target::Both,
         Some(d.twilio.account_sid.clone()),
     ));
+    if let Some(k) = &d.twilio.api_key {
+        fields.push(set("twilioApiKey", Target::Both, Some(k.clone())));
+    }
     fields.push(FieldChange {
         sensitive: true,
         note: Some("set".into()),
-        ..set("twilioAuthToken", Target::Both, None)
+        ..set(
+            if d.twilio.api_key.is_some() {
+                "twilioApiSecret"
+            } else {
+                "twilioAuthToken"
+            },
+            Target::Both,
+            None,
+        )
     });
     if let Some(n) = &d.notes {
         fields.push(set("notes", Target::Database, Some(n.clone())));
@@ -919,6 +956,7 @@ fn plan_create(
             hooks: d.hooks.clone(),
             account_sid: d.twilio.account_sid.clone(),
             token: d.twilio.auth_token.clone(),
+            api_key: d.twilio.api_key.clone(),
         })),
         row,
         observed: None,

@@ -30,6 +30,7 @@ fn want(n: &str) -> DesiredNumber {
         twilio: DesiredTwilio {
             account_sid: SID.into(),
             auth_token: token("ARMOR-A", Some(&"a".repeat(32))),
+            api_key: None,
         },
         server: None,
         sms_enabled: true,
@@ -78,6 +79,7 @@ fn row(n: &str, vapi_id: Option<&str>) -> PhoneRow {
         vapi_credential_id: None,
         twilio_account_sid: Some(SID.into()),
         twilio_auth_token: Some("ARMOR-A".into()),
+        api_key: None,
         assigned_assistant_id: None,
         notes: None,
         token_digest: Some(token_digest(&SecretValue::new("a".repeat(32)))),

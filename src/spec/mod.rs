@@ -110,7 +110,8 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// Twilio credentials. The auth token is age-encrypted.
+/// Twilio credentials: the account's auth token, or an API key and its secret (exactly one of
+/// the two forms). Secrets are age-encrypted.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TwilioSpec {
@@ -119,9 +120,20 @@ pub struct TwilioSpec {
     pub account_sid: String,
     /// The Twilio auth token, age-encrypted and ASCII-armored (a YAML block string from
     /// `-----BEGIN AGE ENCRYPTED FILE-----` to `-----END AGE ENCRYPTED FILE-----`), as printed by
-    /// `vapictl encrypt --recipient age1…` or `age -a -r age1…`. Plaintext is refused.
+    /// `vapictl encrypt --recipient age1…` or `age -a -r age1…`. Plaintext is refused. Not with
+    /// `apiKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^\s*-----BEGIN AGE ENCRYPTED FILE-----"))]
-    pub auth_token: String,
+    pub auth_token: Option<String>,
+    /// A Twilio API key SID (`SK` followed by 32 hexadecimal characters), the alternative to
+    /// `authToken` for accounts whose policies forbid the root token. Needs `apiSecret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^SK[0-9a-fA-F]{32}$"))]
+    pub api_key: Option<String>,
+    /// The API key's secret, age-encrypted like `authToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\s*-----BEGIN AGE ENCRYPTED FILE-----"))]
+    pub api_secret: Option<String>,
 }
 
 /// The number's webhook settings (Vapi's `server` object).

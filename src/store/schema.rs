@@ -68,6 +68,13 @@ pub(crate) const PHONE_NUMBERS_ADDED: &[AddedColumn] = &[
         sqlite: "TEXT",
         postgres: "text",
     },
+    // The Twilio API key SID of a number on the API-key form (issue 12); its secret's ciphertext
+    // is in `twilio_auth_token`, where the token of the other form is.
+    AddedColumn {
+        name: "vapictl_twilio_api_key",
+        sqlite: "TEXT",
+        postgres: "text",
+    },
 ];
 
 /// The columns of [`PHONE_NUMBERS_ADDED`] that `present` (lowercase names) lacks.

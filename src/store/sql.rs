@@ -11,7 +11,7 @@ macro_rules! phone_columns {
     () => {
         "id, user_id, phone_number, friendly_name, provider, vapi_phone_id, vapi_credential_id, \
          twilio_account_sid, twilio_auth_token, assigned_assistant_id, notes, \
-         vapictl_token_digest, vapictl_protected, vapictl_applied"
+         vapictl_token_digest, vapictl_protected, vapictl_applied, vapictl_twilio_api_key"
     };
 }
 
@@ -45,28 +45,29 @@ pub(crate) const PG_SELECT_CLAIMS: &str = "SELECT phone_number, user_id, vapi_ph
 
 /// Inserts a row and returns its id. `$1` owner, `$2..$11` the [`RowWrite`](crate::state::RowWrite)
 /// fields (see [`UPDATE_ROW`] for the order), `$12` what was applied (`vapictl_applied`), `$13`
-/// created_at, `$14` updated_at, and `$15` the id when vapictl chooses it (`with_id`); otherwise
-/// the database assigns it.
+/// the API key SID (`vapictl_twilio_api_key`), `$14` created_at, `$15` updated_at, and `$16` the
+/// id when vapictl chooses it (`with_id`); otherwise the database assigns it.
 pub(crate) fn insert_row(with_id: bool) -> String {
     format!(
         "INSERT INTO phone_numbers (user_id, phone_number, friendly_name, provider, \
          vapi_phone_id, vapi_credential_id, twilio_account_sid, twilio_auth_token, \
          vapictl_token_digest, assigned_assistant_id, notes, vapictl_protected, vapictl_applied, \
-         created_at, updated_at{}) \
-         VALUES ($1, $2, $3, 'twilio', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14{}) \
+         vapictl_twilio_api_key, created_at, updated_at{}) \
+         VALUES ($1, $2, $3, 'twilio', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15{}) \
          RETURNING id",
         if with_id { ", id" } else { "" },
-        if with_id { ", $15" } else { "" },
+        if with_id { ", $16" } else { "" },
     )
 }
 
-/// `$1` owner, `$2..$11` the fields, `$12` what was applied, `$13` updated_at, `$14` id. Never touches `provider`,
-/// `user_id` or `created_at`, nor rows of another user.
+/// `$1` owner, `$2..$11` the fields, `$12` what was applied, `$13` the API key SID, `$14`
+/// updated_at, `$15` id. Never touches `provider`, `user_id` or `created_at`, nor rows of another
+/// user.
 pub(crate) const UPDATE_ROW: &str = "UPDATE phone_numbers SET phone_number = $2, \
      friendly_name = $3, vapi_phone_id = $4, vapi_credential_id = $5, twilio_account_sid = $6, \
      twilio_auth_token = $7, vapictl_token_digest = $8, assigned_assistant_id = $9, notes = $10, \
-     vapictl_protected = $11, vapictl_applied = $12, updated_at = $13 \
-     WHERE id = $14 AND user_id = $1";
+     vapictl_protected = $11, vapictl_applied = $12, vapictl_twilio_api_key = $13, \
+     updated_at = $14 WHERE id = $15 AND user_id = $1";
 
 /// A time as a timestamp column of the app wants it.
 pub(crate) enum TimeValue {
@@ -86,8 +87,9 @@ pub(crate) fn time_value(repr: TimeRepr, now: chrono::DateTime<chrono::Utc>) -> 
     }
 }
 
-/// Binds the owner (`$1`), the [`RowWrite`](crate::state::RowWrite) fields (`$2..$11`) and what
-/// was applied (`$12`) of [`insert_row`] and [`UPDATE_ROW`], each id in the app's own type.
+/// Binds the owner (`$1`), the [`RowWrite`](crate::state::RowWrite) fields (`$2..$11`), what
+/// was applied (`$12`) and the API key SID (`$13`) of [`insert_row`] and [`UPDATE_ROW`], each id
+/// in the app's own type.
 macro_rules! bind_fields {
     ($query:expr, $app:expr, $owner:expr, $row:expr) => {{
         let app: &$crate::store::schema::AppSchema = $app;
@@ -113,6 +115,7 @@ macro_rules! bind_fields {
             .bind(row.notes.clone())
             .bind(row.protected)
             .bind(row.applied.clone())
+            .bind(row.api_key.clone())
     }};
 }
 pub(crate) use bind_fields;
@@ -181,6 +184,7 @@ pub(crate) struct RawPhoneRow<U> {
     vapictl_token_digest: Option<String>,
     vapictl_protected: Option<bool>,
     vapictl_applied: Option<String>,
+    vapictl_twilio_api_key: Option<String>,
 }
 
 impl<U: Into<Uuid>> RawPhoneRow<U> {
@@ -212,6 +216,7 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
             token_digest: self.vapictl_token_digest,
             protected: self.vapictl_protected.unwrap_or(false),
             applied: self.vapictl_applied,
+            api_key: self.vapictl_twilio_api_key,
         })
     }
 }

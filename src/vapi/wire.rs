@@ -250,7 +250,15 @@ pub fn create_body(c: &VapiCreate, token: &SecretValue) -> Value {
     m.insert("provider".into(), "twilio".into());
     m.insert("number".into(), c.number.clone().into());
     m.insert("twilioAccountSid".into(), c.account_sid.clone().into());
-    m.insert("twilioAuthToken".into(), token.expose().into());
+    match &c.api_key {
+        Some(key) => {
+            m.insert("twilioApiKey".into(), key.clone().into());
+            m.insert("twilioApiSecret".into(), token.expose().into());
+        }
+        None => {
+            m.insert("twilioAuthToken".into(), token.expose().into());
+        }
+    }
     m.insert("name".into(), c.name.clone().into());
     if let Some(a) = &c.assistant_id {
         m.insert("assistantId".into(), a.clone().into());
@@ -315,7 +323,24 @@ pub fn patch_body(p: &VapiPatch, token: Option<&SecretValue>) -> Value {
         m.insert("twilioAccountSid".into(), sid.clone().into());
     }
     if let Some(t) = token {
-        m.insert("twilioAuthToken".into(), t.expose().into());
+        // The secret goes with its form; on a change of form the other form's fields are
+        // cleared (Vapi ignores an API key while an auth token is set).
+        match &p.api_key {
+            Some(key) => {
+                m.insert("twilioApiKey".into(), key.clone().into());
+                m.insert("twilioApiSecret".into(), t.expose().into());
+                if p.switch_form {
+                    m.insert("twilioAuthToken".into(), Value::Null);
+                }
+            }
+            None => {
+                m.insert("twilioAuthToken".into(), t.expose().into());
+                if p.switch_form {
+                    m.insert("twilioApiKey".into(), Value::Null);
+                    m.insert("twilioApiSecret".into(), Value::Null);
+                }
+            }
+        }
     }
     Value::Object(m)
 }

@@ -472,3 +472,123 @@ fn the_fleet_path_sees_the_whole_model_too() {
     assert_code(&o, 0);
     assert_code(&w.run(&["drift", d]), 2);
 }
+
+const API_KEY: &str = "SK0123456789abcdef0123456789abcdef";
+/// Canary API secrets (32 characters, as Twilio issues them).
+const API_SECRET: &str = "CANARYsec0123456789abcdef0123456";
+const API_SECRET2: &str = "CANARYsc2rotated0123456789abcdef";
+
+/// An entry on the API-key form, its secret encrypted as given.
+fn api_key_entry(armored_secret: &str) -> Entry {
+    let indented: String = armored_secret
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    Entry::new(N1, "Main").yaml(&format!(
+        "twilio:\n  accountSid: {SID}\n  apiKey: {API_KEY}\n  apiSecret: |\n{indented}"
+    ))
+}
+
+#[test]
+fn api_key_numbers_are_created_rotated_and_re_encrypted() {
+    let w = World::sqlite();
+    let secret = w.encrypt(API_SECRET);
+    let spec = w.write(&w.spec().with(api_key_entry(&secret)));
+    let mut all = String::new();
+    let o = w.run(&["-vvv", "apply", "--auto-approve", spec.to_str().unwrap()]);
+    assert_code(&o, 0);
+    all.push_str(&format!("{}{}", text(&o).0, text(&o).1));
+    let id = id_of(&w);
+    let secrets = w.vapi.secrets_of(&id).unwrap();
+    assert_eq!(secrets.api_key.as_deref(), Some(API_KEY));
+    assert_eq!(secrets.api_secret.as_deref(), Some(API_SECRET));
+    assert_eq!(secrets.auth_token, None, "one form only");
+    let row = &w.recorded().rows[N1];
+    assert_eq!(row.api_key.as_deref(), Some(API_KEY));
+    assert_eq!(row.twilio_auth_token.as_deref(), Some(secret.as_str()));
+    assert_converged(&w, &spec);
+
+    // Re-encrypted to the same value: the row only, nothing sent to Vapi.
+    let again = w.encrypt(API_SECRET);
+    let spec = w.write(&w.spec().with(api_key_entry(&again)));
+    let before = w.vapi.mutating_calls();
+    let o = w.run(&["apply", "--auto-approve", spec.to_str().unwrap()]);
+    assert_code(&o, 0);
+    assert!(text(&o).0.contains("re-encrypted"), "{}", text(&o).0);
+    assert_eq!(w.vapi.mutating_calls(), before, "nothing sent to Vapi");
+    assert_converged(&w, &spec);
+
+    // Rotated: a PATCH with the key and the new secret.
+    let rotated = w.encrypt(API_SECRET2);
+    let spec = w.write(&w.spec().with(api_key_entry(&rotated)));
+    let o = w.run(&["plan", spec.to_str().unwrap()]);
+    assert!(text(&o).0.contains("twilioApiSecret"), "{}", text(&o).0);
+    all.push_str(&text(&o).0);
+    assert_code(&w.apply(&spec), 0);
+    let secrets = w.vapi.secrets_of(&id).unwrap();
+    assert_eq!(secrets.api_secret.as_deref(), Some(API_SECRET2));
+    assert_eq!(secrets.api_key.as_deref(), Some(API_KEY));
+    assert_converged(&w, &spec);
+
+    // Import writes the API-key form back, and the plan stays empty.
+    let o = w.run(&["import", "--owner", OWNER]);
+    assert_code(&o, 0);
+    let yaml = text(&o).0;
+    assert!(
+        yaml.contains("apiKey") && !yaml.contains("authToken"),
+        "{yaml}"
+    );
+    let imported = w.path("imported.yaml");
+    std::fs::write(&imported, &yaml).unwrap();
+    assert_converged(&w, &imported);
+
+    // Back to the auth token: the API key is cleared in Vapi and in the row.
+    let spec = w.write(&w.spec().with(Entry::new(N1, "Main")));
+    assert_code(&w.apply(&spec), 0);
+    let secrets = w.vapi.secrets_of(&id).unwrap();
+    assert_eq!(secrets.auth_token.as_deref(), Some(TOKEN));
+    assert_eq!(secrets.api_key, None);
+    assert_eq!(secrets.api_secret, None);
+    assert_eq!(w.recorded().rows[N1].api_key, None);
+    assert_converged(&w, &spec);
+
+    all.push_str(&w.dump_db());
+    for s in [API_SECRET, API_SECRET2] {
+        assert!(!all.contains(s), "an API secret leaked");
+    }
+}
+
+#[test]
+fn both_auth_forms_in_one_entry_are_refused() {
+    let w = World::sqlite();
+    let secret = w.encrypt(API_SECRET);
+    let indented: String = secret.lines().map(|l| format!("    {l}\n")).collect();
+    let token: String = w
+        .token_armored
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    let spec = w.write(&w.spec().with(Entry::new(N1, "Main").yaml(&format!(
+        "twilio:\n  accountSid: {SID}\n  authToken: |\n{token}  apiKey: {API_KEY}\n  apiSecret: |\n{indented}"
+    ))));
+    let o = w.run(&["validate", spec.to_str().unwrap()]);
+    assert_code(&o, 1);
+    let err = text(&o).1;
+    assert!(
+        err.contains("phoneNumbers[0].twilio")
+            && err.contains("both an `authToken` and an API key"),
+        "{err}"
+    );
+    assert!(err.contains("hint: keep one form"), "{err}");
+    // A key without its secret.
+    let spec = w.write(&w.spec().with(Entry::new(N1, "Main").yaml(&format!(
+        "twilio:\n  accountSid: {SID}\n  apiKey: {API_KEY}"
+    ))));
+    let o = w.run(&["validate", spec.to_str().unwrap()]);
+    assert_code(&o, 1);
+    assert!(
+        text(&o).1.contains("needs its `apiSecret`"),
+        "{}",
+        text(&o).1
+    );
+}

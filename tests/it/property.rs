@@ -81,6 +81,7 @@ fn run_case(cases: &[Case]) {
                 vapi_credential_id: None,
                 twilio_account_sid: SID.into(),
                 twilio_auth_token: w.token_armored.clone(),
+                api_key: None,
                 token_digest: None,
                 assigned_assistant_id: None,
                 notes: None,

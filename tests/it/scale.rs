@@ -64,6 +64,7 @@ fn seed_converged(w: &World, store: &Store, desired: &DesiredState, assistant: (
             vapi_credential_id: None,
             twilio_account_sid: d.twilio.account_sid.clone(),
             twilio_auth_token: d.twilio.auth_token.armored.clone(),
+            api_key: None,
             token_digest: digest.clone(),
             assigned_assistant_id: Some(assistant.0),
             notes: None,

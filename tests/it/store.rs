@@ -260,6 +260,7 @@ fn write(number: &str) -> RowWrite {
         twilio_auth_token:
             "-----BEGIN AGE ENCRYPTED FILE-----\nciphertext\n-----END AGE ENCRYPTED FILE-----"
                 .to_owned(),
+        api_key: Some("SK0123456789abcdef0123456789abcdef".to_owned()),
         token_digest: Some("digest-1".to_owned()),
         assigned_assistant_id: None,
         notes: None,
@@ -357,6 +358,11 @@ async fn fresh_database_is_migrated_and_round_trips_every_column(db: &TestDb) {
     assert_eq!(
         got.twilio_auth_token.as_deref(),
         Some(row.twilio_auth_token.as_str())
+    );
+    assert_eq!(
+        got.api_key.as_deref(),
+        row.api_key.as_deref(),
+        "the API key SID round-trips in `vapictl_twilio_api_key`"
     );
     assert_eq!(got.token_digest.as_deref(), Some("digest-1"));
     assert_eq!(got.assigned_assistant_id, Some(assistant));

@@ -162,6 +162,7 @@ fn a_create_that_fails_with_5xx_is_reported_as_unknown_not_retried() {
             armored: String::new(),
             plaintext: None,
         },
+        api_key: None,
     };
     let err = rt()
         .block_on(c.create_phone_number(&create, &SecretValue::new("t".repeat(32))))
@@ -194,6 +195,7 @@ fn bad_key_and_bad_request_are_mapped() {
             armored: String::new(),
             plaintext: None,
         },
+        api_key: None,
     };
     let secret = "SECRETtoken0123456789abcdef012345";
     let err = rt()
@@ -309,6 +311,7 @@ fn a_401_a_403_and_a_409_are_told_apart_each_with_vapis_message_and_a_hint() {
             armored: String::new(),
             plaintext: None,
         },
+        api_key: None,
     };
     let conflict = rt()
         .block_on(c.create_phone_number(&create, &SecretValue::new("t".repeat(32))))
