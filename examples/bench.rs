@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use standin::vapi::{FaultConfig, StandIn, StandInConfig};
 use uuid::Uuid;
 use vapictl::apply::{Applier, ApplyOptions, NoProgress};
 use vapictl::pipeline;
 use vapictl::secrets::{Identities, SecretValue, encrypt, parse_recipients, token_digest};
-use vapictl::standin::{FaultConfig, StandIn, StandInConfig};
+use vapictl::spec::{self, Defaults, PhoneNumberSpec, Spec, TwilioSpec};
 use vapictl::state::{DesiredState, RowWrite};
 use vapictl::store::{LockHolder, Store, StoreOptions};
 use vapictl::validate::SecretMode;
@@ -293,23 +294,34 @@ impl World {
 
     /// A spec of `n` numbers sharing the default Twilio account, spread over the assistants.
     fn write_spec(&self, n: usize) -> Result<PathBuf, BoxError> {
-        let mut y = format!(
-            "version: 1\nowner: {OWNER}\ndefaults:\n  twilio:\n    accountSid: {ACCOUNT_SID}\n    authToken: |\n"
-        );
-        for line in self.armored.lines() {
-            y.push_str(&format!("      {line}\n"));
-        }
-        y.push_str("phoneNumbers:\n");
-        for i in 0..n {
-            y.push_str(&format!(
-                "  - number: \"{}\"\n    name: \"Line {i}\"\n    assistant: {}\n",
-                number(i),
-                ASSISTANTS[i % ASSISTANTS.len()]
-            ));
-        }
+        let entries = (0..n)
+            .map(|i| {
+                let mut e = entry(number(i), format!("Line {i}"));
+                e.assistant = Some(ASSISTANTS[i % ASSISTANTS.len()].to_owned());
+                e
+            })
+            .collect();
         let path = self.dir.path().join("spec.yaml");
-        std::fs::write(&path, y)?;
+        std::fs::write(&path, self.spec_yaml(OWNER, entries))?;
         Ok(path)
+    }
+
+    /// A spec whose entries share the default Twilio account, written by vapictl's own writer.
+    fn spec_yaml(&self, owner: &str, phone_numbers: Vec<PhoneNumberSpec>) -> String {
+        spec::to_yaml(&Spec {
+            version: 1,
+            owner: owner.to_owned(),
+            defaults: Some(Defaults {
+                twilio: Some(TwilioSpec {
+                    account_sid: ACCOUNT_SID.to_owned(),
+                    auth_token: Some(self.armored.clone()),
+                    api_key: None,
+                    api_secret: None,
+                }),
+                sms_enabled: None,
+            }),
+            phone_numbers,
+        })
     }
 
     fn desired(&self, spec: &Path) -> Result<DesiredState, BoxError> {
@@ -442,6 +454,15 @@ fn index_of(assistant: &Option<String>) -> usize {
 }
 
 /// A distinct, valid US number for each `i` below 20,000.
+/// An entry with a number and a name, nothing else.
+fn entry(number: String, name: String) -> PhoneNumberSpec {
+    PhoneNumberSpec {
+        number,
+        name,
+        ..PhoneNumberSpec::default()
+    }
+}
+
 fn number(i: usize) -> String {
     let area = [415, 628][i / 10_000 % 2];
     format!("+1{area}555{:04}", i % 10_000)
@@ -671,20 +692,10 @@ fn fleet_section(args: &Args, runtime: &tokio::runtime::Runtime) -> Result<(), B
 impl World {
     /// Owner `o`'s spec: 10 numbers of its own, no assistant.
     fn write_owner_spec(&self, dir: &Path, o: usize) -> Result<(), BoxError> {
-        let mut y = format!(
-            "version: 1\nowner: {}\ndefaults:\n  twilio:\n    accountSid: {ACCOUNT_SID}\n    authToken: |\n",
-            fleet_owner(o)
-        );
-        for line in self.armored.lines() {
-            y.push_str(&format!("      {line}\n"));
-        }
-        y.push_str("phoneNumbers:\n");
-        for i in o * FLEET_PER_OWNER..(o + 1) * FLEET_PER_OWNER {
-            y.push_str(&format!(
-                "  - number: \"{}\"\n    name: \"Line {i}\"\n",
-                fleet_number(i)
-            ));
-        }
+        let entries = (o * FLEET_PER_OWNER..(o + 1) * FLEET_PER_OWNER)
+            .map(|i| entry(fleet_number(i), format!("Line {i}")))
+            .collect();
+        let y = self.spec_yaml(&fleet_owner(o).to_string(), entries);
         std::fs::write(dir.join(format!("owner-{o:05}.yaml")), y)?;
         Ok(())
     }

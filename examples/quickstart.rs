@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use standin::vapi::{StandIn, StandInConfig};
 use vapictl::secrets::{SecretValue, encrypt, parse_recipients};
-use vapictl::standin::{StandIn, StandInConfig};
 use vapictl::store::{Store, StoreOptions};
 
 const OWNER: &str = "3f1c2b7e-0000-4000-8000-000000000001";

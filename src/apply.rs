@@ -338,7 +338,7 @@ fn plaintext(t: &EncryptedToken) -> Result<&SecretValue, ApplyError> {
 
 /// One number's failure.
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+enum ApplyError {
     #[error(transparent)]
     Vapi(#[from] VapiError),
     #[error(transparent)]

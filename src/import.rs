@@ -2,17 +2,19 @@
 //! numbers, in a stable order, so that `import` then `plan` shows no changes.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 
 use uuid::Uuid;
 
 use crate::diff::matching::{looks_canonical, match_numbers};
 use crate::diff::{AssistantIndex, TWILIO, row_in_scope};
 use crate::secrets::{Identities, SecretsError, encrypt};
+use crate::spec::{
+    BackoffPlan, Defaults, Hook, PhoneNumberSpec, SPEC_VERSION, ServerSpec, Spec,
+    TransferDestination, TwilioSpec, to_yaml,
+};
 use crate::state::{ObservedNumber, ObservedState, RecordedState};
 
-/// Marks a token `import` could not fill in; validation names it.
-pub const TOKEN_PLACEHOLDER: &str = "REPLACE-ME-encrypt-the-twilio-auth-token";
+pub use crate::secrets::TOKEN_PLACEHOLDER;
 
 /// Marks a secret webhook header value `import` could not encrypt (no `--recipient`); validation
 /// refuses it like any plaintext secret header.
@@ -56,8 +58,8 @@ struct Item {
     api_key: Option<String>,
     server: Option<crate::state::ServerConfig>,
     sms_enabled: bool,
-    fallback_destination: Option<serde_json::Value>,
-    hooks: Option<serde_json::Value>,
+    fallback_destination: Option<TransferDestination>,
+    hooks: Option<Vec<Hook>>,
     protected: bool,
 }
 
@@ -69,10 +71,10 @@ fn modelled<T: serde::de::DeserializeOwned>(
     field: &str,
     v: Option<&serde_json::Value>,
     warnings: &mut Vec<String>,
-) -> Option<serde_json::Value> {
+) -> Option<T> {
     let v = v?;
     match serde_json::from_value::<T>(v.clone()) {
-        Ok(_) => Some(v.clone()),
+        Ok(t) => Some(t),
         Err(e) => {
             warnings.push(format!(
                 "`{number}`: Vapi's `{field}` uses what the spec cannot express ({e}); it is left out of the spec, and vapictl leaves it as Vapi has it"
@@ -80,6 +82,36 @@ fn modelled<T: serde::de::DeserializeOwned>(
             None
         }
     }
+}
+
+/// Vapi's `hooks`, when there are any, in the spec's form.
+fn modelled_hooks(
+    number: &str,
+    o: &ObservedNumber,
+    warnings: &mut Vec<String>,
+) -> Option<Vec<Hook>> {
+    modelled::<Vec<Hook>>(
+        number,
+        "hooks",
+        o.hooks
+            .as_ref()
+            .filter(|h| h.as_array().is_none_or(|a| !a.is_empty())),
+        warnings,
+    )
+}
+
+/// Vapi's `fallbackDestination` in the spec's form.
+fn modelled_fallback(
+    number: &str,
+    o: &ObservedNumber,
+    warnings: &mut Vec<String>,
+) -> Option<TransferDestination> {
+    modelled::<TransferDestination>(
+        number,
+        "fallbackDestination",
+        o.fallback_destination.as_ref(),
+        warnings,
+    )
 }
 
 /// The server as the spec writes it: secret-looking header values are encrypted to the
@@ -94,13 +126,8 @@ fn imported_server(
         return Ok(None);
     };
     if let Some(b) = &s.backoff_plan
-        && modelled::<crate::spec::BackoffPlan>(
-            number,
-            "server.backoffPlan",
-            Some(b),
-            &mut out.warnings,
-        )
-        .is_none()
+        && modelled::<BackoffPlan>(number, "server.backoffPlan", Some(b), &mut out.warnings)
+            .is_none()
     {
         s.backoff_plan = None;
     }
@@ -133,20 +160,30 @@ fn imported_server(
     Ok(Some(s))
 }
 
-fn q(s: &str) -> String {
-    // A JSON string is a valid YAML double-quoted scalar.
-    serde_json::to_string(s).expect("strings serialize")
-}
-
-fn block(armored: &str, indent: usize) -> String {
-    if !armored.contains('\n') {
-        return format!(" {}\n", q(armored));
+/// The server in the spec's form (headers as written: plaintext, or the armored ciphertext).
+fn server_spec(s: &crate::state::ServerConfig) -> ServerSpec {
+    ServerSpec {
+        url: s.url.clone(),
+        credential_id: s.credential_id.clone(),
+        timeout_seconds: s.timeout_seconds,
+        headers: s.headers.as_ref().map(|h| {
+            h.iter()
+                .map(|(name, value)| {
+                    let v = match value {
+                        crate::state::HeaderValue::Plain(p) => p.clone(),
+                        crate::state::HeaderValue::Encrypted { armored, .. } => armored.clone(),
+                    };
+                    (name.clone(), v)
+                })
+                .collect()
+        }),
+        static_ip_addresses_enabled: s.static_ip_addresses_enabled,
+        encrypted_paths: s.encrypted_paths.clone(),
+        backoff_plan: s
+            .backoff_plan
+            .as_ref()
+            .and_then(|b| serde_json::from_value(b.clone()).ok()),
     }
-    let mut out = String::from(" |\n");
-    for line in armored.trim_end().lines() {
-        let _ = writeln!(out, "{}{line}", " ".repeat(indent));
-    }
-    out
 }
 
 /// Builds the spec.
@@ -268,24 +305,8 @@ pub fn import(
                 None => None,
             },
             sms_enabled: o.is_none_or(ObservedNumber::sms_enabled_effective),
-            fallback_destination: o.and_then(|o| {
-                modelled::<crate::spec::TransferDestination>(
-                    number,
-                    "fallbackDestination",
-                    o.fallback_destination.as_ref(),
-                    &mut out.warnings,
-                )
-            }),
-            hooks: o.and_then(|o| {
-                modelled::<Vec<crate::spec::Hook>>(
-                    number,
-                    "hooks",
-                    o.hooks
-                        .as_ref()
-                        .filter(|h| h.as_array().is_none_or(|a| !a.is_empty())),
-                    &mut out.warnings,
-                )
-            }),
+            fallback_destination: o.and_then(|o| modelled_fallback(number, o, &mut out.warnings)),
+            hooks: o.and_then(|o| modelled_hooks(number, o, &mut out.warnings)),
             protected: row.protected,
         });
     }
@@ -323,20 +344,8 @@ pub fn import(
                 api_key: None,
                 server: imported_server(number, o, tokens, &mut out)?,
                 sms_enabled: o.sms_enabled_effective(),
-                fallback_destination: modelled::<crate::spec::TransferDestination>(
-                    number,
-                    "fallbackDestination",
-                    o.fallback_destination.as_ref(),
-                    &mut out.warnings,
-                ),
-                hooks: modelled::<Vec<crate::spec::Hook>>(
-                    number,
-                    "hooks",
-                    o.hooks
-                        .as_ref()
-                        .filter(|h| h.as_array().is_none_or(|a| !a.is_empty())),
-                    &mut out.warnings,
-                ),
+                fallback_destination: modelled_fallback(number, o, &mut out.warnings),
+                hooks: modelled_hooks(number, o, &mut out.warnings),
                 protected: false,
             });
         }
@@ -352,106 +361,46 @@ pub fn import(
                 .iter()
                 .all(|i| &i.account_sid == sid && &i.token == tok && &i.api_key == key)
         });
-    // The secret under its form's name: `authToken`, or `apiKey` + `apiSecret`.
-    let credentials = |y: &mut String, key: &Option<String>, token: &str, indent: usize| {
-        let pad = " ".repeat(indent);
-        match key {
-            Some(k) => {
-                let _ = write!(
-                    y,
-                    "{pad}apiKey: {}\n{pad}apiSecret:{}",
-                    q(k),
-                    block(token, indent + 2)
-                );
-            }
-            None => {
-                let _ = write!(y, "{pad}authToken:{}", block(token, indent + 2));
-            }
-        }
-    };
 
-    let y = &mut out.yaml;
+    // The secret under its form's name: `authToken`, or `apiKey` + `apiSecret`.
+    let twilio = |account_sid: &str, token: &str, key: &Option<String>| TwilioSpec {
+        account_sid: account_sid.to_owned(),
+        auth_token: key.is_none().then(|| token.to_owned()),
+        api_key: key.clone(),
+        api_secret: key.is_some().then(|| token.to_owned()),
+    };
+    let spec = Spec {
+        version: SPEC_VERSION,
+        owner: owner.to_string(),
+        defaults: shared.as_ref().map(|(sid, token, key)| Defaults {
+            twilio: Some(twilio(sid, token, key)),
+            sms_enabled: None,
+        }),
+        phone_numbers: items
+            .iter()
+            .map(|i| PhoneNumberSpec {
+                number: i.number.clone(),
+                name: i.name.clone(),
+                assistant: i.assistant.clone(),
+                notes: i.notes.clone(),
+                twilio: shared
+                    .is_none()
+                    .then(|| twilio(&i.account_sid, &i.token, &i.api_key)),
+                server: i.server.as_ref().map(server_spec),
+                sms_enabled: (!i.sms_enabled).then_some(false),
+                fallback_destination: i.fallback_destination.clone(),
+                hooks: i.hooks.clone(),
+                protected: i.protected,
+                absent: false,
+            })
+            .collect(),
+    };
     // `vapictl schema > vapictl.schema.json` next to the spec gives editors completion.
-    let _ = writeln!(y, "# yaml-language-server: $schema=vapictl.schema.json");
-    let _ = writeln!(
-        y,
-        "# Written by `vapictl import`. Review it, then `vapictl plan` should show no changes."
+    out.yaml = format!(
+        "# yaml-language-server: $schema=vapictl.schema.json\n\
+         # Written by `vapictl import`. Review it, then `vapictl plan` should show no changes.\n{}",
+        to_yaml(&spec)
     );
-    let _ = writeln!(y, "version: 1\nowner: {owner}");
-    if let Some((sid, token, key)) = &shared {
-        let _ = write!(y, "defaults:\n  twilio:\n    accountSid: {}\n", q(sid));
-        credentials(y, key, token, 4);
-    }
-    if items.is_empty() {
-        let _ = writeln!(y, "phoneNumbers: []");
-    } else {
-        let _ = writeln!(y, "phoneNumbers:");
-    }
-    for i in &items {
-        let _ = writeln!(y, "  - number: {}\n    name: {}", q(&i.number), q(&i.name));
-        if let Some(a) = &i.assistant {
-            let _ = writeln!(y, "    assistant: {}", q(a));
-        }
-        if let Some(n) = &i.notes {
-            let _ = writeln!(y, "    notes: {}", q(n));
-        }
-        if shared.is_none() {
-            let _ = write!(y, "    twilio:\n      accountSid: {}\n", q(&i.account_sid));
-            credentials(y, &i.api_key, &i.token, 6);
-        }
-        if let Some(s) = &i.server {
-            let _ = writeln!(y, "    server:\n      url: {}", q(&s.url));
-            if let Some(c) = &s.credential_id {
-                let _ = writeln!(y, "      credentialId: {}", q(c));
-            }
-            if let Some(t) = s.timeout_seconds {
-                let _ = writeln!(y, "      timeoutSeconds: {t}");
-            }
-            if let Some(h) = &s.headers {
-                if h.is_empty() {
-                    let _ = writeln!(y, "      headers: {{}}");
-                } else {
-                    let _ = writeln!(y, "      headers:");
-                }
-                for (name, value) in h {
-                    match value {
-                        crate::state::HeaderValue::Plain(p) => {
-                            let _ = writeln!(y, "        {}: {}", q(name), q(p));
-                        }
-                        crate::state::HeaderValue::Encrypted { armored, .. } => {
-                            let _ = write!(y, "        {}:{}", q(name), block(armored, 10));
-                        }
-                    }
-                }
-            }
-            if let Some(b) = s.static_ip_addresses_enabled {
-                let _ = writeln!(y, "      staticIpAddressesEnabled: {b}");
-            }
-            if let Some(p) = &s.encrypted_paths {
-                // JSON is YAML: flow collections keep Vapi's values exactly.
-                let _ = writeln!(
-                    y,
-                    "      encryptedPaths: {}",
-                    serde_json::Value::from(p.clone())
-                );
-            }
-            if let Some(b) = &s.backoff_plan {
-                let _ = writeln!(y, "      backoffPlan: {b}");
-            }
-        }
-        if !i.sms_enabled {
-            let _ = writeln!(y, "    smsEnabled: false");
-        }
-        if let Some(f) = &i.fallback_destination {
-            let _ = writeln!(y, "    fallbackDestination: {f}");
-        }
-        if let Some(h) = &i.hooks {
-            let _ = writeln!(y, "    hooks: {h}");
-        }
-        if i.protected {
-            let _ = writeln!(y, "    protected: true");
-        }
-    }
     out.numbers = items.len();
     Ok(out)
 }

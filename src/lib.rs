@@ -27,7 +27,4 @@ pub mod store;
 pub mod validate;
 pub mod vapi;
 
-#[cfg(feature = "standin")]
-pub mod standin;
-
 pub use error::Error;

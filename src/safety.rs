@@ -41,7 +41,7 @@ pub enum GateRefusal {
 impl DeleteThreshold {
     /// Whether `count` implicit deletes out of `managed` numbers exceed the threshold. There is
     /// no small-set exemption: deleting 1 of 2 numbers is 50%.
-    pub fn exceeded(&self, count: usize, managed: usize) -> bool {
+    fn exceeded(&self, count: usize, managed: usize) -> bool {
         count > self.max_count || count * 100 > self.max_percent * managed.max(1)
     }
 

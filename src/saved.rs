@@ -14,7 +14,7 @@ use crate::render::fingerprint;
 use crate::state::{ObservedNumber, PhoneRow, RowWrite};
 
 /// Bumped on any incompatible change to the file.
-pub const SAVED_PLAN_VERSION: u32 = 1;
+const SAVED_PLAN_VERSION: u32 = 1;
 
 /// The saved-plan file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use crate::plan::Plan;
 use crate::saved::SavedPlan;
 
 /// Bumped on any incompatible change to the file.
-pub const SAVED_RUN_VERSION: u32 = 1;
+const SAVED_RUN_VERSION: u32 = 1;
 
 /// The saved-run file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

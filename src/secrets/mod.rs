@@ -2,6 +2,11 @@
 
 use std::fmt;
 
+mod tokens;
+
+pub(crate) use tokens::TokenCache;
+pub use tokens::{SecretMode, TOKEN_PLACEHOLDER};
+
 /// A decrypted secret. It cannot be printed, logged or serialized by accident: `Debug` and
 /// `Display` show `(sensitive)`, and there is no `Serialize`. Use [`SecretValue::expose`] at the
 /// one place the plaintext must leave the process (the Vapi request body).
@@ -102,10 +107,6 @@ impl Identities {
         self.keys.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
     /// Reads an identity file as `age-keygen` writes it (comments allowed, several keys allowed).
     pub fn add_file(&mut self, path: &std::path::Path) -> Result<(), SecretsError> {
         let bytes = std::fs::read(path).map_err(|source| SecretsError::IdentityFileUnreadable {
@@ -170,17 +171,6 @@ impl Identities {
         text.truncate(kept);
         Ok(SecretValue(text))
     }
-
-    /// The recipients (public keys) of the x25519 identities held, so that vapictl can encrypt
-    /// for the same people who can decrypt.
-    pub fn recipients_from_text(text: &SecretValue) -> Vec<String> {
-        text.expose()
-            .lines()
-            .map(str::trim)
-            .filter_map(|l| l.parse::<age::x25519::Identity>().ok())
-            .map(|i| i.to_public().to_string())
-            .collect()
-    }
 }
 
 fn map_decrypt_error(e: age::DecryptError) -> SecretsError {
@@ -207,7 +197,7 @@ const ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
 const ARMOR_END: &str = "-----END AGE ENCRYPTED FILE-----";
 
 /// True when the text is shaped like `age -a` output (begin line … end line).
-pub fn looks_armored(s: &str) -> bool {
+pub(crate) fn looks_armored(s: &str) -> bool {
     s.trim_start().starts_with(ARMOR_BEGIN)
 }
 
@@ -288,7 +278,7 @@ fn digest_with_salt(salt: &[u8], secret: &SecretValue) -> String {
 }
 
 /// Whether `digest` (from [`token_digest`]) was made from `secret`.
-pub fn digest_matches(digest: &str, secret: &SecretValue) -> bool {
+pub(crate) fn digest_matches(digest: &str, secret: &SecretValue) -> bool {
     let mut parts = digest.splitn(3, ':');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("sha256"), Some(salt), Some(_)) => match hex::decode(salt) {

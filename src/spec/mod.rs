@@ -4,10 +4,12 @@
 mod load;
 mod locations;
 mod structure;
+mod write;
 
 pub use load::{LoadedSpec, SpecError, load_file, load_str};
 pub use locations::{Location, Locations};
 pub use structure::StructureProblem;
+pub use write::to_yaml;
 
 use std::collections::BTreeMap;
 
@@ -55,7 +57,7 @@ pub struct Defaults {
 }
 
 /// One Twilio phone number imported into Vapi.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PhoneNumberSpec {
     /// The number in strict E.164: `+`, country code and subscriber number, no spaces
@@ -137,7 +139,7 @@ pub struct TwilioSpec {
 }
 
 /// The number's webhook settings (Vapi's `server` object).
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServerSpec {
     /// Webhook URL (`https://…`; `http://` only for localhost).

@@ -3,7 +3,7 @@
 //! [`Store::connect`] picks the backend from the URL (`postgres://` or `postgresql://` →
 //! PostgreSQL; `sqlite://path` or `sqlite::memory:` → SQLite, the file created when missing),
 //! migrates, and returns one [`Store`] whose methods behave the same on both. A single conformance
-//! suite (`tests/store.rs`) holds both backends to that.
+//! suite (`tests/it/store.rs`) holds both backends to that.
 //!
 //! # The app's schema, learned before anything changes
 //! The application may have created `phone_numbers` and `assistants` long before vapictl, in its
@@ -43,8 +43,8 @@
 //! missing ones among `notes`, `vapictl_token_digest`, `vapictl_protected` and `vapictl_applied`
 //! are added — each nullable or with a constant default, so no row is rewritten, and an
 //! up-to-date table is not even locked — and vapictl's own tables (`vapictl_locks`, `vapictl_changes`,
-//! `vapictl_applied_plans`) come from sqlx migrations, one set per backend
-//! (`migrations/sqlite`, `migrations/postgres`, embedded at build time), recorded in
+//! `vapictl_applied_plans`) come from sqlx migrations, one set per backend (`migrations/sqlite`,
+//! `migrations/postgres` beside this module, embedded at build time), recorded in
 //! `vapictl_schema_migrations` so they cannot collide with an application that uses sqlx's
 //! default `_sqlx_migrations`. All of it runs in one transaction, re-checked inside one mutual
 //! exclusion (PostgreSQL: a session advisory lock; SQLite: `BEGIN IMMEDIATE`), so concurrent
@@ -91,11 +91,24 @@
 //! at most three; [`Store::load_recorded_snapshot`], every owner's at once: two), and
 //! [`Store::queries_issued`] counts every statement issued after connecting,
 //! for benchmarks.
+//!
+//! # Where things are
+//! Each operation is written once (`pool.rs`, generic over the `Backend` trait of `backend.rs`,
+//! which names what the two engines spell differently: vapictl's own times and UUIDs, list
+//! parameters, the lease clock). `sqlite.rs` and `postgres.rs` hold only what truly differs:
+//! connecting, reading the catalog, adopting the schema and classifying the engine's errors.
+//! `sql.rs` lists a `phone_numbers` row's columns once (`PHONE_COLUMNS`): the statements, the
+//! `CREATE TABLE`, the columns vapictl adds and the schema's expectations all follow from it;
+//! a new column is one entry there plus its field in `RawPhoneRow`. `schema/` decides, purely,
+//! how to write to the tables as found; `ids.rs` spells ids in the app's types; `lock.rs`,
+//! `audit.rs` and `snapshot.rs` are the lease, the audit trail and the fleet read.
 
 mod audit;
+mod backend;
 mod error;
 mod ids;
 mod lock;
+mod pool;
 mod postgres;
 mod schema;
 mod snapshot;
@@ -112,6 +125,7 @@ use uuid::Uuid;
 pub use audit::ChangeRecord;
 pub use error::{DbCause, SchemaProblem, StoreError};
 pub use lock::{LOCK_PROGRESS_EVERY, LeaseHolder, LockHolder, LockWait, LockWaitEvent, OwnerLock};
+pub use pool::BackendStore;
 pub use postgres::PgStore;
 pub use snapshot::RecordedSnapshot;
 pub use sqlite::SqliteStore;
@@ -432,6 +446,19 @@ impl Store {
         dispatch!(self, s => s.lock_ttl())
     }
 
+    /// Every `phone_numbers` and `assistants` row as stored, in two statements.
+    pub(crate) async fn load_everything(
+        &self,
+    ) -> Result<
+        (
+            Vec<sql::RawPhoneRow<ids::DbId>>,
+            Vec<sql::RawAssistantRow<ids::DbId>>,
+        ),
+        StoreError,
+    > {
+        dispatch!(self, s => s.load_everything().await)
+    }
+
     pub(crate) async fn take_lease(
         &self,
         owner: Uuid,
@@ -545,28 +572,5 @@ pub(crate) fn write_error(err: sqlx::Error, number: &str, app: &schema::AppSchem
         table: "phone_numbers",
         cause: Box::new(cause),
         hint,
-    }
-}
-
-/// `id` as `kind` spells it, for a statement on `table.column`.
-pub(crate) fn id_param(
-    kind: ids::IdKind,
-    id: Uuid,
-    table: &'static str,
-    column: &'static str,
-) -> Result<ids::DbId, StoreError> {
-    kind.bind(id).ok_or_else(|| StoreError::UnreadableValue {
-        table,
-        column,
-        reason: format!("`{id}` is not one of this table's integer ids"),
-    })
-}
-
-/// Why a write guarded by `id AND user_id` matched nothing, given how many rows have the id.
-fn untouched_row_error(row_id: Uuid, rows_with_id: i64) -> StoreError {
-    if rows_with_id == 0 {
-        StoreError::RowNotFound { row_id }
-    } else {
-        StoreError::RowOwnedByAnotherUser { row_id }
     }
 }

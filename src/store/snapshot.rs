@@ -5,8 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use super::ids::DbId;
-use super::sql::{self, RawAssistantRow, RawPhoneRow};
+use super::sql::{self, RawAssistantRow};
 use super::{Lookup, Store, StoreError};
 use crate::state::{AssistantRow, PhoneRow, RecordedState};
 
@@ -191,29 +190,7 @@ impl Store {
     /// As for [`Store::load_recorded`], the two statements do not share one snapshot; and the
     /// whole table is read, which is what a run over every owner needs anyway.
     pub async fn load_recorded_snapshot(&self) -> Result<RecordedSnapshot, StoreError> {
-        const ALL_ROWS: &str = sql::SELECT_ALL_ROWS;
-        const ALL_ASSISTANTS: &str = "SELECT id, user_id, name, vapi_assistant_id FROM assistants";
-        let (raw_rows, raw_assistants): (Vec<RawPhoneRow<DbId>>, Vec<RawAssistantRow<DbId>>) =
-            match self {
-                Store::Sqlite(s) => {
-                    s.queries().tick();
-                    let rows = sqlx::query_as(ALL_ROWS).fetch_all(s.pool()).await?;
-                    s.queries().tick();
-                    (
-                        rows,
-                        sqlx::query_as(ALL_ASSISTANTS).fetch_all(s.pool()).await?,
-                    )
-                }
-                Store::Postgres(s) => {
-                    s.queries().tick();
-                    let rows = sqlx::query_as(ALL_ROWS).fetch_all(s.pool()).await?;
-                    s.queries().tick();
-                    (
-                        rows,
-                        sqlx::query_as(ALL_ASSISTANTS).fetch_all(s.pool()).await?,
-                    )
-                }
-            };
+        let (raw_rows, raw_assistants) = self.load_everything().await?;
         let mut rows = Vec::with_capacity(raw_rows.len());
         let mut numberless = Vec::new();
         for r in raw_rows {

@@ -1,136 +1,380 @@
-//! The statements both backends share (their placeholders, `$n`, mean the same in SQLite and
-//! PostgreSQL) and the raw row shapes they decode into.
+//! The columns of a `phone_numbers` row, listed once ([`PHONE_COLUMNS`]), and the statements
+//! both backends share (their placeholders, `$n`, mean the same in SQLite and PostgreSQL), with
+//! the raw row shapes they decode into.
+//!
+//! Everything about a column follows from its entry: whether vapictl reads it, writes it (and
+//! from which value), may write NULL into it, adds it to an app's table that lacks it, and how
+//! vapictl's own `CREATE TABLE` declares it. The select, insert and update statements and the
+//! schema's expectations (`schema::decide`) are derived from the list.
 
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::schema::TimeRepr;
-use crate::state::{AssistantRow, PhoneRow};
+use super::StoreError;
+use super::backend::{RowValue, TimeValue};
+use super::ids::{DbId, IdKind, NullableId};
+use super::schema::{AppSchema, Dialect};
+use crate::state::{AssistantRow, PhoneRow, RowWrite};
 
-/// Columns of a `phone_numbers` row as [`RawPhoneRow`] reads them.
-macro_rules! phone_columns {
-    () => {
-        "id, user_id, phone_number, friendly_name, provider, vapi_phone_id, vapi_credential_id, \
-         twilio_account_sid, twilio_auth_token, assigned_assistant_id, notes, \
-         vapictl_token_digest, vapictl_protected, vapictl_applied, vapictl_twilio_api_key"
-    };
+/// Where the value vapictl writes into a column comes from.
+pub(crate) enum Source {
+    /// The row's id: vapictl's choice for UUID ids (bound last, on insert), else the database's.
+    Id,
+    /// The owner: written on insert, never changed (an update matches on it instead).
+    Owner,
+    /// A constant, as an SQL literal, written on insert only.
+    Constant(&'static str),
+    /// A field of the [`RowWrite`], written on insert and on every update.
+    Field(fn(&RowWrite) -> RowValue),
+    /// A text field of the [`RowWrite`], written on insert and on every update.
+    Text(fn(&RowWrite) -> Option<String>),
+    /// The assigned assistant, an `assistants.id` in the app's type.
+    Assistant,
+    /// The time of the insert; never read.
+    CreatedAt,
+    /// The time of every write; never read.
+    UpdatedAt,
 }
 
-/// The owner's rows. `$1` owner.
-pub(crate) const SELECT_OWNER_ROWS: &str = concat!(
-    "SELECT ",
-    phone_columns!(),
-    " FROM phone_numbers WHERE user_id = $1"
-);
-
-/// Every row, for a run over many owners.
-pub(crate) const SELECT_ALL_ROWS: &str =
-    concat!("SELECT ", phone_columns!(), " FROM phone_numbers");
-
-/// Other users' rows that may hold the numbers in question. `$1` numbers (JSON array), `$2`
-/// owner, `$3` Vapi ids (JSON array), `$4` whether to add every row whose number is not
-/// canonical-looking (`+` then 7 to 15 digits, the first not 0).
-pub(crate) const SQLITE_SELECT_CLAIMS: &str = "SELECT phone_number, user_id, vapi_phone_id \
-     FROM phone_numbers WHERE user_id IS NOT $2 AND ( \
-     phone_number IN (SELECT value FROM json_each($1)) \
-     OR vapi_phone_id IN (SELECT value FROM json_each($3)) \
-     OR ($4 AND NOT (phone_number GLOB '+[1-9]*' \
-         AND substr(phone_number, 2) NOT GLOB '*[^0-9]*' \
-         AND length(phone_number) BETWEEN 8 AND 16)))";
-
-/// [`SQLITE_SELECT_CLAIMS`] for PostgreSQL: `$1` and `$3` are text arrays.
-pub(crate) const PG_SELECT_CLAIMS: &str = "SELECT phone_number, user_id, vapi_phone_id \
-     FROM phone_numbers WHERE user_id IS DISTINCT FROM $2 AND ( \
-     phone_number = ANY($1) OR vapi_phone_id = ANY($3) \
-     OR ($4 AND phone_number !~ '^\\+[1-9][0-9]{6,14}$'))";
-
-/// Inserts a row and returns its id. `$1` owner, `$2..$11` the [`RowWrite`](crate::state::RowWrite)
-/// fields (see [`UPDATE_ROW`] for the order), `$12` what was applied (`vapictl_applied`), `$13`
-/// the API key SID (`vapictl_twilio_api_key`), `$14` created_at, `$15` updated_at, and `$16` the
-/// id when vapictl chooses it (`with_id`); otherwise the database assigns it.
-pub(crate) fn insert_row(with_id: bool) -> String {
-    format!(
-        "INSERT INTO phone_numbers (user_id, phone_number, friendly_name, provider, \
-         vapi_phone_id, vapi_credential_id, twilio_account_sid, twilio_auth_token, \
-         vapictl_token_digest, assigned_assistant_id, notes, vapictl_protected, vapictl_applied, \
-         vapictl_twilio_api_key, created_at, updated_at{}) \
-         VALUES ($1, $2, $3, 'twilio', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15{}) \
-         RETURNING id",
-        if with_id { ", id" } else { "" },
-        if with_id { ", $16" } else { "" },
-    )
+/// One column of `phone_numbers`.
+pub(crate) struct PhoneColumn {
+    pub name: &'static str,
+    pub source: Source,
+    /// The column in vapictl's own `CREATE TABLE` (and its `ADD COLUMN`): SQLite, PostgreSQL.
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+    /// vapictl adds the column to an app's table that lacks it (it is nullable or has a constant
+    /// default, so adding it rewrites no rows); otherwise the app's table must have it.
+    pub added: bool,
+    /// When vapictl writes NULL into it, for a column that may be NULL.
+    pub null_when: Option<&'static str>,
 }
 
-/// `$1` owner, `$2..$11` the fields, `$12` what was applied, `$13` the API key SID, `$14`
-/// updated_at, `$15` id. Never touches `provider`, `user_id` or `created_at`, nor rows of another
-/// user.
-pub(crate) const UPDATE_ROW: &str = "UPDATE phone_numbers SET phone_number = $2, \
-     friendly_name = $3, vapi_phone_id = $4, vapi_credential_id = $5, twilio_account_sid = $6, \
-     twilio_auth_token = $7, vapictl_token_digest = $8, assigned_assistant_id = $9, notes = $10, \
-     vapictl_protected = $11, vapictl_applied = $12, vapictl_twilio_api_key = $13, \
-     updated_at = $14 WHERE id = $15 AND user_id = $1";
-
-/// A time as a timestamp column of the app wants it.
-pub(crate) enum TimeValue {
-    Native(chrono::DateTime<chrono::Utc>),
-    Text(String),
-    Int(i64),
+/// A text field of the [`RowWrite`].
+const fn text(get: fn(&RowWrite) -> Option<String>) -> Source {
+    Source::Text(get)
 }
 
-/// `now` in the representation `repr`.
-pub(crate) fn time_value(repr: TimeRepr, now: chrono::DateTime<chrono::Utc>) -> TimeValue {
-    match repr {
-        TimeRepr::Native => TimeValue::Native(now),
-        TimeRepr::Rfc3339 => TimeValue::Text(now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
-        TimeRepr::SqlText => TimeValue::Text(now.format("%Y-%m-%d %H:%M:%S").to_string()),
-        TimeRepr::EpochSeconds => TimeValue::Int(now.timestamp()),
-        TimeRepr::EpochMillis => TimeValue::Int(now.timestamp_millis()),
+/// A column vapictl needs in the app's table, declared as `sqlite` and `postgres`.
+const fn column(
+    name: &'static str,
+    source: Source,
+    sqlite: &'static str,
+    postgres: &'static str,
+) -> PhoneColumn {
+    PhoneColumn {
+        name,
+        source,
+        sqlite,
+        postgres,
+        added: false,
+        null_when: None,
     }
 }
 
-/// Binds the owner (`$1`), the [`RowWrite`](crate::state::RowWrite) fields (`$2..$11`), what
-/// was applied (`$12`) and the API key SID (`$13`) of [`insert_row`] and [`UPDATE_ROW`], each id
-/// in the app's own type.
-macro_rules! bind_fields {
-    ($query:expr, $app:expr, $owner:expr, $row:expr) => {{
-        let app: &$crate::store::schema::AppSchema = $app;
-        let row: &$crate::state::RowWrite = $row;
-        let owner = $crate::store::id_param(app.phone_user, $owner, "phone_numbers", "user_id")?;
-        let assistant = $crate::store::ids::NullableId {
+impl PhoneColumn {
+    /// vapictl adds the column when the app's table lacks it.
+    const fn added(self) -> Self {
+        PhoneColumn {
+            added: true,
+            ..self
+        }
+    }
+
+    /// vapictl writes NULL into it `when`.
+    const fn null_when(self, when: &'static str) -> Self {
+        PhoneColumn {
+            null_when: Some(when),
+            ..self
+        }
+    }
+
+    /// Whether [`RawPhoneRow`] reads it.
+    pub(crate) fn is_read(&self) -> bool {
+        !matches!(self.source, Source::CreatedAt | Source::UpdatedAt)
+    }
+
+    /// Its definition in `dialect`.
+    pub(crate) fn definition(&self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Sqlite => self.sqlite,
+            Dialect::Postgres => self.postgres,
+        }
+    }
+}
+
+/// Every column of `phone_numbers` vapictl reads or writes, in the order of its `CREATE TABLE`:
+/// name, where its value comes from, its declaration in SQLite and in PostgreSQL.
+#[rustfmt::skip]
+pub(crate) const PHONE_COLUMNS: &[PhoneColumn] = &[
+    column("id", Source::Id, "TEXT PRIMARY KEY NOT NULL", "uuid PRIMARY KEY"),
+    column("user_id", Source::Owner, "TEXT NOT NULL", "uuid NOT NULL"),
+    column("phone_number", text(|r| Some(r.phone_number.clone())),
+        "TEXT NOT NULL UNIQUE", "text NOT NULL UNIQUE"),
+    column("friendly_name", text(|r| Some(r.friendly_name.clone())), "TEXT", "text"),
+    column("provider", Source::Constant("'twilio'"),
+        "TEXT DEFAULT 'twilio'", "text DEFAULT 'twilio'"),
+    column("vapi_phone_id", text(|r| r.vapi_phone_id.clone()), "TEXT", "text"),
+    column("vapi_credential_id", text(|r| r.vapi_credential_id.clone()), "TEXT", "text")
+        .null_when("Vapi reports no credential"),
+    column("twilio_account_sid", text(|r| Some(r.twilio_account_sid.clone())), "TEXT", "text"),
+    column("twilio_auth_token", text(|r| Some(r.twilio_auth_token.clone())), "TEXT", "text"),
+    column("assigned_assistant_id", Source::Assistant, "TEXT", "uuid")
+        .null_when("a number has no assistant"),
+    column("notes", text(|r| r.notes.clone()), "TEXT", "text")
+        .added()
+        .null_when("an entry has no `notes`"),
+    column("created_at", Source::CreatedAt,
+        "TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        "timestamptz NOT NULL DEFAULT now()"),
+    column("updated_at", Source::UpdatedAt,
+        "TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        "timestamptz NOT NULL DEFAULT now()"),
+    // vapictl's own columns, added to an app's table that lacks them.
+    column("vapictl_token_digest", text(|r| r.token_digest.clone()), "TEXT", "text")
+        .added()
+        .null_when("the token's digest is not known yet"),
+    column("vapictl_protected", Source::Field(|r| RowValue::Bool(r.protected)),
+        "INTEGER NOT NULL DEFAULT 0", "boolean NOT NULL DEFAULT false")
+        .added(),
+    // What vapictl last applied to `server` and `smsEnabled`, which the row has no column for:
+    // it tells a spec edit from an edit in Vapi (issue 9).
+    column("vapictl_applied", text(|r| r.applied.clone()), "TEXT", "text").added(),
+    // The Twilio API key SID of a number on the API-key form (issue 12); its secret's ciphertext
+    // is in `twilio_auth_token`, where the token of the other form is.
+    column("vapictl_twilio_api_key", text(|r| r.api_key.clone()), "TEXT", "text")
+        .added()
+        .null_when("a number is on the auth-token form"),
+];
+
+/// vapictl's `CREATE TABLE phone_numbers` (with its index on `user_id`) in `dialect`.
+pub(crate) fn create_phone_numbers(dialect: Dialect) -> String {
+    let columns: Vec<String> = PHONE_COLUMNS
+        .iter()
+        .map(|c| format!("    {} {}", c.name, c.definition(dialect)))
+        .collect();
+    format!(
+        "CREATE TABLE phone_numbers (\n{}\n);\n\
+         CREATE INDEX phone_numbers_user_id ON phone_numbers (user_id);",
+        columns.join(",\n")
+    )
+}
+
+/// Every column of `assistants` vapictl reads (it never writes there), as vapictl's own
+/// `CREATE TABLE` declares it: name, SQLite, PostgreSQL.
+#[rustfmt::skip]
+pub(crate) const ASSISTANT_COLUMNS: &[(&str, &str, &str)] = &[
+    ("id", "TEXT PRIMARY KEY NOT NULL", "uuid PRIMARY KEY"),
+    ("user_id", "TEXT NOT NULL", "uuid NOT NULL"),
+    ("name", "TEXT", "text"),
+    ("vapi_assistant_id", "TEXT", "text"),
+];
+
+/// An `assistants` column's declaration in `dialect`.
+pub(crate) fn assistant_definition(
+    &(_, sqlite, postgres): &(&str, &'static str, &'static str),
+    dialect: Dialect,
+) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => sqlite,
+        Dialect::Postgres => postgres,
+    }
+}
+
+/// vapictl's `CREATE TABLE assistants` (with its index on `user_id`) in `dialect`.
+pub(crate) fn create_assistants(dialect: Dialect) -> String {
+    let columns: Vec<String> = ASSISTANT_COLUMNS
+        .iter()
+        .map(|c| format!("    {} {}", c.0, assistant_definition(c, dialect)))
+        .collect();
+    format!(
+        "CREATE TABLE assistants (\n{}\n);\n\
+         CREATE INDEX assistants_user_id ON assistants (user_id);",
+        columns.join(",\n")
+    )
+}
+
+/// The assistants `filter` (a `WHERE` clause, or nothing) selects, as [`RawAssistantRow`] reads
+/// them.
+pub(crate) fn select_assistants(filter: &str) -> String {
+    let columns: Vec<&str> = ASSISTANT_COLUMNS.iter().map(|c| c.0).collect();
+    format!("SELECT {} FROM assistants {filter}", columns.join(", "))
+        .trim_end()
+        .to_owned()
+}
+
+/// The columns of a row as [`RawPhoneRow`] reads them.
+fn read_columns() -> String {
+    PHONE_COLUMNS
+        .iter()
+        .filter(|c| c.is_read())
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The owner's rows. `$1` owner.
+pub(crate) fn select_owner_rows() -> &'static str {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM phone_numbers WHERE user_id = $1",
+            read_columns()
+        )
+    });
+    &SQL
+}
+
+/// Every row, for a run over many owners.
+pub(crate) fn select_all_rows() -> &'static str {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {} FROM phone_numbers", read_columns()));
+    &SQL
+}
+
+/// The columns an insert writes, in the order of [`inserted_values`] (the id, when vapictl
+/// chooses it, comes last), with the SQL of each value (a placeholder or a constant).
+fn insert_statement(with_id: bool) -> String {
+    let mut names = Vec::new();
+    let mut values = Vec::new();
+    let mut bound = 0;
+    let mut placeholder = || {
+        bound += 1;
+        format!("${bound}")
+    };
+    for c in PHONE_COLUMNS {
+        match c.source {
+            Source::Id => continue,
+            Source::Constant(literal) => values.push(literal.to_owned()),
+            _ => values.push(placeholder()),
+        }
+        names.push(c.name);
+    }
+    if with_id {
+        names.push("id");
+        values.push(placeholder());
+    }
+    format!(
+        "INSERT INTO phone_numbers ({}) VALUES ({}) RETURNING id",
+        names.join(", "),
+        values.join(", ")
+    )
+}
+
+/// Inserts a row and returns its id: [`inserted_values`] in order, then the id when vapictl
+/// chooses it (`with_id`); otherwise the database assigns it.
+pub(crate) fn insert_row(with_id: bool) -> &'static str {
+    static WITH_ID: LazyLock<String> = LazyLock::new(|| insert_statement(true));
+    static WITHOUT_ID: LazyLock<String> = LazyLock::new(|| insert_statement(false));
+    if with_id { &WITH_ID } else { &WITHOUT_ID }
+}
+
+/// Overwrites the fields and `updated_at` of the row with the id and owner of the last two
+/// parameters ([`updated_values`] gives them all, in order). Never touches `provider`, `user_id` or `created_at`, nor rows of another
+/// user.
+pub(crate) fn update_row() -> &'static str {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let set: Vec<String> = PHONE_COLUMNS
+            .iter()
+            .filter(|c| is_updated(&c.source))
+            .enumerate()
+            .map(|(i, c)| format!("{} = ${}", c.name, i + 1))
+            .collect();
+        format!(
+            "UPDATE phone_numbers SET {} WHERE id = ${} AND user_id = ${}",
+            set.join(", "),
+            set.len() + 1,
+            set.len() + 2
+        )
+    });
+    &SQL
+}
+
+fn is_updated(source: &Source) -> bool {
+    matches!(
+        source,
+        Source::Field(_) | Source::Text(_) | Source::Assistant | Source::UpdatedAt
+    )
+}
+
+/// The value of a column written from `row` for `owner` at `now`; `None` for the id and
+/// constants, which are not bound here.
+fn value(
+    source: &Source,
+    app: &AppSchema,
+    owner: Uuid,
+    row: &RowWrite,
+    now: DateTime<Utc>,
+) -> Result<Option<RowValue>, StoreError> {
+    Ok(Some(match source {
+        Source::Id | Source::Constant(_) => return Ok(None),
+        Source::Owner => RowValue::Id(NullableId {
+            kind: app.phone_user,
+            value: Some(id_param(app.phone_user, owner, "phone_numbers", "user_id")?),
+        }),
+        Source::Field(get) => get(row),
+        Source::Text(get) => RowValue::Text(get(row)),
+        Source::Assistant => RowValue::Id(NullableId {
             kind: app.phone_assistant,
             value: row
                 .assigned_assistant_id
-                .map(|a| $crate::store::id_param(app.phone_assistant, a, "assistants", "id"))
+                .map(|a| id_param(app.phone_assistant, a, "assistants", "id"))
                 .transpose()?,
-        };
-        $query
-            .bind(owner)
-            .bind(row.phone_number.clone())
-            .bind(row.friendly_name.clone())
-            .bind(row.vapi_phone_id.clone())
-            .bind(row.vapi_credential_id.clone())
-            .bind(row.twilio_account_sid.clone())
-            .bind(row.twilio_auth_token.clone())
-            .bind(row.token_digest.clone())
-            .bind(assistant)
-            .bind(row.notes.clone())
-            .bind(row.protected)
-            .bind(row.applied.clone())
-            .bind(row.api_key.clone())
-    }};
+        }),
+        Source::CreatedAt => RowValue::Time(TimeValue::new(app.created_at, now)),
+        Source::UpdatedAt => RowValue::Time(TimeValue::new(app.updated_at, now)),
+    }))
 }
-pub(crate) use bind_fields;
 
-/// Binds a [`TimeValue`] as the next parameter.
-macro_rules! bind_time {
-    ($query:expr, $value:expr) => {
-        match $value {
-            $crate::store::sql::TimeValue::Native(t) => $query.bind(t),
-            $crate::store::sql::TimeValue::Text(t) => $query.bind(t),
-            $crate::store::sql::TimeValue::Int(t) => $query.bind(t),
-        }
-    };
+/// The parameters of [`insert_row`] but the id, each in the app's own type.
+pub(crate) fn inserted_values(
+    app: &AppSchema,
+    owner: Uuid,
+    row: &RowWrite,
+    now: DateTime<Utc>,
+) -> Result<Vec<RowValue>, StoreError> {
+    let mut values = Vec::new();
+    for c in PHONE_COLUMNS {
+        values.extend(value(&c.source, app, owner, row, now)?);
+    }
+    Ok(values)
 }
-pub(crate) use bind_time;
+
+/// The parameters of [`update_row`] for the row `id` (as the app spells it) of `owner`, each in
+/// the app's own type.
+pub(crate) fn updated_values(
+    app: &AppSchema,
+    id: DbId,
+    owner: Uuid,
+    row: &RowWrite,
+    now: DateTime<Utc>,
+) -> Result<Vec<RowValue>, StoreError> {
+    let mut values = Vec::new();
+    for c in PHONE_COLUMNS.iter().filter(|c| is_updated(&c.source)) {
+        values.extend(value(&c.source, app, owner, row, now)?);
+    }
+    values.push(RowValue::Id(NullableId {
+        kind: app.phone_id,
+        value: Some(id),
+    }));
+    values.extend(value(&Source::Owner, app, owner, row, now)?);
+    Ok(values)
+}
+
+/// `id` as `kind` spells it, for a statement on `table.column`.
+pub(crate) fn id_param(
+    kind: IdKind,
+    id: Uuid,
+    table: &'static str,
+    column: &'static str,
+) -> Result<DbId, StoreError> {
+    kind.bind(id).ok_or_else(|| StoreError::UnreadableValue {
+        table,
+        column,
+        reason: format!("`{id}` is not one of this table's integer ids"),
+    })
+}
 
 /// `$1` id, `$2` owner.
 pub(crate) const DELETE_ROW: &str = "DELETE FROM phone_numbers WHERE id = $1 AND user_id = $2";
@@ -155,19 +399,20 @@ pub(crate) const SELECT_CHANGES: &str = "SELECT run_id, at, user_id, number_mask
 pub(crate) const DELETE_LEASE: &str =
     "DELETE FROM vapictl_locks WHERE owner = $1 AND lease_token = $2";
 
-/// SQLite's takeover of a dead holder's lease, whatever its expiry. `$1` owner, `$2` the stale
-/// lease's token, `$3` host, `$4` pid, `$5` run, `$6` new token, `$7` acquired, `$8` expires,
-/// `$9` pid namespace. (PostgreSQL's reads the server's clock instead.)
-pub(crate) const TAKE_OVER_LEASE: &str = "UPDATE vapictl_locks SET holder_host = $3, \
-     holder_pid = $4, run_id = $5, lease_token = $6, acquired_at = $7, expires_at = $8, \
-     holder_pid_namespace = $9 WHERE owner = $1 AND lease_token = $2";
-
 /// `$1` owner.
 pub(crate) const SELECT_LEASE: &str = "SELECT holder_host, holder_pid, run_id, acquired_at, \
      expires_at, lease_token, holder_pid_namespace FROM vapictl_locks WHERE owner = $1";
 
-/// A `phone_numbers` row as stored, before the NULLs of messy app data are given meaning.
-/// `U` is how the backend spells a UUID.
+/// Claims a saved plan for one run; no row is inserted when it was claimed before.
+pub(crate) const CLAIM_PLAN: &str = "INSERT INTO vapictl_applied_plans (plan_id, user_id, run_id, \
+     applied_at) VALUES ($1, $2, $3, $4) ON CONFLICT (plan_id) DO NOTHING";
+
+/// Whether a saved plan was applied.
+pub(crate) const PLAN_CLAIMED: &str =
+    "SELECT count(*) FROM vapictl_applied_plans WHERE plan_id = $1";
+
+/// A `phone_numbers` row as stored, before the NULLs of messy app data are given meaning: one
+/// field for each column of [`PHONE_COLUMNS`] that is read. `U` is how the backend spells a UUID.
 #[derive(sqlx::FromRow)]
 pub(crate) struct RawPhoneRow<U> {
     id: U,
@@ -221,7 +466,7 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
     }
 }
 
-/// An `assistants` row as stored.
+/// An `assistants` row as stored: one field for each of [`ASSISTANT_COLUMNS`].
 #[derive(sqlx::FromRow)]
 pub(crate) struct RawAssistantRow<U> {
     id: U,
@@ -248,14 +493,6 @@ pub(crate) fn sorted_assistants(mut rows: Vec<AssistantRow>) -> Vec<AssistantRow
     rows
 }
 
-/// Claims a saved plan for one run; no row is inserted when it was claimed before.
-pub(crate) const CLAIM_PLAN: &str = "INSERT INTO vapictl_applied_plans (plan_id, user_id, run_id, \
-     applied_at) VALUES ($1, $2, $3, $4) ON CONFLICT (plan_id) DO NOTHING";
-
-/// Whether a saved plan was applied.
-pub(crate) const PLAN_CLAIMED: &str =
-    "SELECT count(*) FROM vapictl_applied_plans WHERE plan_id = $1";
-
 /// The references as written plus their lowercase forms (ids are stored lowercase).
 pub(crate) fn lowercase_too(refs: &[String]) -> Vec<String> {
     let mut all: Vec<String> = refs.to_vec();
@@ -263,4 +500,93 @@ pub(crate) fn lowercase_too(refs: &[String]) -> Vec<String> {
     all.sort();
     all.dedup();
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_insert_binds_one_value_per_written_column_and_the_id_last() {
+        let sql = insert_row(true);
+        assert!(
+            sql.starts_with(
+                "INSERT INTO phone_numbers (user_id, phone_number, friendly_name, provider, \
+                 vapi_phone_id, vapi_credential_id, twilio_account_sid, twilio_auth_token, \
+                 assigned_assistant_id, notes, created_at, updated_at, vapictl_token_digest, \
+                 vapictl_protected, vapictl_applied, vapictl_twilio_api_key, id) VALUES ($1, $2, $3, 'twilio', $4, "
+            ),
+            "{sql}"
+        );
+        assert!(sql.ends_with("$15, $16) RETURNING id"), "{sql}");
+        assert!(insert_row(false).ends_with("$15) RETURNING id"));
+    }
+
+    #[test]
+    fn an_update_never_writes_the_owner_provider_or_creation_time() {
+        let sql = update_row();
+        for untouched in ["user_id =", "provider", "created_at", "SET id"] {
+            assert!(
+                !sql.split(" WHERE ").next().unwrap().contains(untouched),
+                "{sql}"
+            );
+        }
+        assert!(sql.ends_with("WHERE id = $14 AND user_id = $15"), "{sql}");
+    }
+
+    #[test]
+    fn values_match_the_statements_placeholders() {
+        let app = AppSchema {
+            phone_id: IdKind::Uuid,
+            phone_user: IdKind::Uuid,
+            phone_assistant: IdKind::Uuid,
+            assistant_user: IdKind::Uuid,
+            created_at: crate::store::schema::TimeRepr::Native,
+            updated_at: crate::store::schema::TimeRepr::Native,
+            checks: Vec::new(),
+        };
+        let row = RowWrite {
+            phone_number: "+15551230001".into(),
+            friendly_name: "Main".into(),
+            vapi_phone_id: None,
+            vapi_credential_id: None,
+            twilio_account_sid: "AC1".into(),
+            twilio_auth_token: "ciphertext".into(),
+            token_digest: None,
+            assigned_assistant_id: None,
+            notes: None,
+            protected: false,
+            applied: None,
+            api_key: None,
+        };
+        let now = Utc::now();
+        let inserted = inserted_values(&app, Uuid::new_v4(), &row, now).unwrap();
+        assert_eq!(inserted.len(), 15, "$1..$15 before the id");
+        let id = DbId::Uuid(Uuid::new_v4());
+        let updated = updated_values(&app, id, Uuid::new_v4(), &row, now).unwrap();
+        assert_eq!(updated.len(), 15, "$1..$13, then id and owner");
+        assert_eq!(updated[0], RowValue::Text(Some("+15551230001".into())));
+    }
+
+    #[test]
+    fn the_created_table_declares_every_column() {
+        let ddl = create_phone_numbers(Dialect::Postgres);
+        for c in PHONE_COLUMNS {
+            assert!(
+                ddl.contains(&format!("    {} {}", c.name, c.postgres)),
+                "{ddl}"
+            );
+        }
+        assert!(ddl.ends_with("ON phone_numbers (user_id);"), "{ddl}");
+        assert_eq!(
+            create_assistants(Dialect::Sqlite),
+            "CREATE TABLE assistants (\n    id TEXT PRIMARY KEY NOT NULL,\n    \
+             user_id TEXT NOT NULL,\n    name TEXT,\n    vapi_assistant_id TEXT\n);\n\
+             CREATE INDEX assistants_user_id ON assistants (user_id);"
+        );
+        assert_eq!(
+            select_assistants(""),
+            "SELECT id, user_id, name, vapi_assistant_id FROM assistants"
+        );
+    }
 }

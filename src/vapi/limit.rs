@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The lowest rate a run of 429s can push the limiter to, in calls per second.
-pub const MIN_RPS: f64 = 0.5;
+const MIN_RPS: f64 = 0.5;
 
 /// How fast the rate climbs back: this fraction of the maximum, per second of successful calls.
 const RECOVERY_PER_SECOND: f64 = 0.1;

@@ -1,15 +1,26 @@
 //! The Vapi REST API: complete listings of phone numbers and assistants, and the create, patch
 //! and delete calls the applier makes. Retries never duplicate a create; creates, patches and
 //! deletes are paced by a client-side limit that slows down on 429 ([`RateLimitState`]).
+//!
+//! Where each concern lives:
+//! - `client.rs`: [`VapiClient`], its configuration and counters, and `observe`;
+//! - `transport.rs`: sending one call, the one retry policy (a create is retried only on 429),
+//!   classifying answers into [`VapiError`], backoff, and scrubbing what a failure shows;
+//! - `listing.rs`: complete paging, the v2 first page with its total, same-instant reads;
+//! - `resources.rs`: create, update and delete of a phone number;
+//! - `wire.rs`: Vapi's JSON shapes, read and written, apart from the domain types;
+//! - `limit.rs`: the adaptive limit on the rate of mutating calls.
 
-mod http;
+mod client;
 mod limit;
+mod listing;
+mod resources;
+mod transport;
 mod wire;
 
-pub use http::{Counters, DEFAULT_MAX_RPS, VapiClient, VapiConfig};
-pub use limit::{MIN_RPS, RateLimitState};
-
-use std::time::Duration;
+pub use client::{Counters, DEFAULT_MAX_RPS, VapiClient, VapiConfig};
+pub use limit::RateLimitState;
+pub use transport::RetryPolicy;
 
 /// What a Vapi call can fail with. Messages never contain the API key or a token.
 #[derive(Debug, thiserror::Error)]
@@ -102,27 +113,5 @@ impl VapiError {
                 | VapiError::OutcomeUnknown { .. }
                 | VapiError::IncompleteListing { .. }
         )
-    }
-}
-
-/// How idempotent calls are retried.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// Longest `Retry-After` honoured; a longer one ends the retries.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(8),
-            max_retry_after: Duration::from_secs(60),
-        }
     }
 }

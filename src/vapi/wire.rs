@@ -195,6 +195,79 @@ pub struct PageMeta {
     pub total_pages: Option<u64>,
 }
 
+// ---------------------------------------------------------------------------------------------
+// Request bodies. Each field Vapi takes is declared once, in [`PhoneNumberFields`], which both the
+// create and the update body carry: adding a field vapictl manages is one line there and one line
+// in each `From` below.
+// ---------------------------------------------------------------------------------------------
+
+/// The fields of a Twilio phone number that vapictl writes, shared by the POST and the PATCH body.
+/// A field left `None` is not sent; `Some(None)` sends `null`, which clears it (the contract marks
+/// clearing unconfirmed; the applier checks Vapi's answer).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneNumberFields<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assistant_id: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub squad_id: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<Option<ServerBody<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_destination: Option<Option<&'a Value>>,
+    /// Vapi's hooks are an array; clearing sends `[]` (an empty list is what "no hooks" is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twilio_account_sid: Option<&'a str>,
+    /// Write-only in Vapi, like the two below; the only places a secret's plaintext is serialized.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_secret"
+    )]
+    pub twilio_auth_token: Option<Option<&'a SecretValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twilio_api_key: Option<Option<&'a str>>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_secret"
+    )]
+    pub twilio_api_secret: Option<Option<&'a SecretValue>>,
+}
+
+/// `hooks: []`, what clearing the hooks sends.
+static NO_HOOKS: Value = Value::Array(Vec::new());
+
+/// `server` as vapictl sends it: the spec's [`ServerConfig`] written over Vapi's current object
+/// (`base`), with `clear` removed. Built only when serialized, so that an encrypted header's
+/// plaintext appears in the request body and nowhere else (its `Debug` shows none).
+#[derive(Debug)]
+pub struct ServerBody<'a> {
+    pub config: &'a ServerConfig,
+    pub base: Option<&'a Map<String, Value>>,
+    pub clear: &'a [String],
+}
+
+impl Serialize for ServerBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        server_json(self.config, self.base, self.clear).serialize(s)
+    }
+}
+
+impl<'a> From<&'a ServerConfig> for ServerBody<'a> {
+    fn from(config: &'a ServerConfig) -> Self {
+        ServerBody {
+            config,
+            base: None,
+            clear: &[],
+        }
+    }
+}
+
 /// The `server` object to send: Vapi's current object (`base`, when there is one) with what the
 /// spec owns written over it, so that sub-fields vapictl does not model are kept. `clear` names
 /// sub-fields vapictl set before and the spec no longer declares: they are removed.
@@ -244,109 +317,110 @@ fn server_json(s: &ServerConfig, base: Option<&Map<String, Value>>, clear: &[Str
     Value::Object(m)
 }
 
-/// The POST body (CreateTwilioPhoneNumberDTO).
-pub fn create_body(c: &VapiCreate, token: &SecretValue) -> Value {
-    let mut m = Map::new();
-    m.insert("provider".into(), "twilio".into());
-    m.insert("number".into(), c.number.clone().into());
-    m.insert("twilioAccountSid".into(), c.account_sid.clone().into());
-    match &c.api_key {
-        Some(key) => {
-            m.insert("twilioApiKey".into(), key.clone().into());
-            m.insert("twilioApiSecret".into(), token.expose().into());
-        }
-        None => {
-            m.insert("twilioAuthToken".into(), token.expose().into());
-        }
+/// The two secret fields of the form `api_key` says (the auth token without one), and, on a
+/// change of form (`switch`), the other form's fields cleared (Vapi ignores an API key while an
+/// auth token is set).
+type SecretFields<'a> = (
+    Option<Option<&'a SecretValue>>,
+    Option<Option<&'a str>>,
+    Option<Option<&'a SecretValue>>,
+);
+
+fn secret_fields<'a>(
+    api_key: Option<&'a str>,
+    secret: &'a SecretValue,
+    switch: bool,
+) -> SecretFields<'a> {
+    match api_key {
+        Some(key) => (switch.then_some(None), Some(Some(key)), Some(Some(secret))),
+        None => (
+            Some(Some(secret)),
+            switch.then_some(None),
+            switch.then_some(None),
+        ),
     }
-    m.insert("name".into(), c.name.clone().into());
-    if let Some(a) = &c.assistant_id {
-        m.insert("assistantId".into(), a.clone().into());
-    }
-    if let Some(s) = &c.server {
-        m.insert("server".into(), server_json(s, None, &[]));
-    }
-    m.insert("smsEnabled".into(), c.sms_enabled.into());
-    if let Some(f) = &c.fallback_destination {
-        m.insert("fallbackDestination".into(), f.clone());
-    }
-    if let Some(h) = &c.hooks {
-        m.insert("hooks".into(), h.clone());
-    }
-    Value::Object(m)
 }
 
-/// The PATCH body (UpdateTwilioPhoneNumberDTO): only the fields that changed. Clearing sends
-/// `null` (the contract marks this unconfirmed; the applier checks Vapi's answer).
-pub fn patch_body(p: &VapiPatch, token: Option<&SecretValue>) -> Value {
-    let mut m = Map::new();
-    if let Some(n) = &p.name {
-        m.insert("name".into(), n.clone().into());
-    }
-    if let Some(a) = &p.assistant_id {
-        m.insert(
-            "assistantId".into(),
-            a.clone().map_or(Value::Null, Value::String),
-        );
-    }
-    if let Some(sq) = &p.squad_id {
-        m.insert(
-            "squadId".into(),
-            sq.clone().map_or(Value::Null, Value::String),
-        );
-    }
-    if let Some(s) = &p.server {
-        m.insert(
-            "server".into(),
-            s.as_ref().map_or(Value::Null, |s| {
-                server_json(s, p.server_base.as_ref(), &p.server_clear)
-            }),
-        );
-    }
-    if let Some(b) = p.sms_enabled {
-        m.insert("smsEnabled".into(), b.into());
-    }
-    if let Some(f) = &p.fallback_destination {
-        m.insert(
-            "fallbackDestination".into(),
-            f.clone().unwrap_or(Value::Null),
-        );
-    }
-    if let Some(h) = &p.hooks {
-        // Vapi's hooks are an array; clearing sends `[]` (an empty list is what "no hooks" is).
-        m.insert(
-            "hooks".into(),
-            h.clone().unwrap_or_else(|| Value::Array(Vec::new())),
-        );
-    }
-    if let Some(sid) = &p.account_sid {
-        m.insert("twilioAccountSid".into(), sid.clone().into());
-    }
-    if let Some(t) = token {
-        // The secret goes with its form; on a change of form the other form's fields are
-        // cleared (Vapi ignores an API key while an auth token is set).
-        match &p.api_key {
-            Some(key) => {
-                m.insert("twilioApiKey".into(), key.clone().into());
-                m.insert("twilioApiSecret".into(), t.expose().into());
-                if p.switch_form {
-                    m.insert("twilioAuthToken".into(), Value::Null);
-                }
-            }
-            None => {
-                m.insert("twilioAuthToken".into(), t.expose().into());
-                if p.switch_form {
-                    m.insert("twilioApiKey".into(), Value::Null);
-                    m.insert("twilioApiSecret".into(), Value::Null);
-                }
-            }
+/// The POST body (CreateTwilioPhoneNumberDTO): every field vapictl manages, an unset assistant
+/// and server left out.
+#[derive(Debug, Serialize)]
+pub struct CreatePhoneNumber<'a> {
+    provider: &'static str,
+    number: &'a str,
+    #[serde(flatten)]
+    fields: PhoneNumberFields<'a>,
+}
+
+impl<'a> CreatePhoneNumber<'a> {
+    pub fn new(c: &'a VapiCreate, token: &'a SecretValue) -> Self {
+        let (twilio_auth_token, twilio_api_key, twilio_api_secret) =
+            secret_fields(c.api_key.as_deref(), token, false);
+        CreatePhoneNumber {
+            provider: "twilio",
+            number: &c.number,
+            fields: PhoneNumberFields {
+                name: Some(&c.name),
+                assistant_id: c.assistant_id.as_deref().map(Some),
+                squad_id: None,
+                server: c.server.as_ref().map(|s| Some(s.into())),
+                sms_enabled: Some(c.sms_enabled),
+                fallback_destination: c.fallback_destination.as_ref().map(Some),
+                hooks: c.hooks.as_ref(),
+                twilio_account_sid: Some(&c.account_sid),
+                twilio_auth_token,
+                twilio_api_key,
+                twilio_api_secret,
+            },
         }
     }
-    Value::Object(m)
+}
+
+/// The PATCH body (UpdateTwilioPhoneNumberDTO): only the fields that changed.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct UpdatePhoneNumber<'a>(PhoneNumberFields<'a>);
+
+impl<'a> UpdatePhoneNumber<'a> {
+    pub fn new(p: &'a VapiPatch, token: Option<&'a SecretValue>) -> Self {
+        let (twilio_auth_token, twilio_api_key, twilio_api_secret) = match token {
+            Some(t) => secret_fields(p.api_key.as_deref(), t, p.switch_form),
+            None => (None, None, None),
+        };
+        UpdatePhoneNumber(PhoneNumberFields {
+            name: p.name.as_deref(),
+            assistant_id: p.assistant_id.as_ref().map(Option::as_deref),
+            squad_id: p.squad_id.as_ref().map(Option::as_deref),
+            server: p.server.as_ref().map(|s| {
+                s.as_ref().map(|config| ServerBody {
+                    config,
+                    base: p.server_base.as_ref(),
+                    clear: &p.server_clear,
+                })
+            }),
+            sms_enabled: p.sms_enabled,
+            fallback_destination: p.fallback_destination.as_ref().map(Option::as_ref),
+            hooks: p.hooks.as_ref().map(|h| h.as_ref().unwrap_or(&NO_HOOKS)),
+            twilio_account_sid: p.account_sid.as_deref(),
+            twilio_auth_token,
+            twilio_api_key,
+            twilio_api_secret,
+        })
+    }
+}
+
+/// [`SecretValue`] has no `Serialize` on purpose: only a request body may expose it.
+fn expose_secret<S: serde::Serializer>(
+    secret: &Option<Option<&SecretValue>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(Some(v)) => s.serialize_str(v.expose()),
+        _ => s.serialize_none(),
+    }
 }
 
 /// A list response: a plain array (the documented shape) or `{results: [...]}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum ListShape {
     Plain(Vec<Value>),
@@ -392,7 +466,74 @@ mod tests {
             name: Some("n".into()),
             ..VapiPatch::default()
         };
-        let body = patch_body(&p, None);
+        let body = serde_json::to_value(UpdatePhoneNumber::new(&p, None)).unwrap();
         assert_eq!(body, serde_json::json!({"name": "n", "assistantId": null}));
+    }
+
+    fn create() -> VapiCreate {
+        VapiCreate {
+            number: "+14155550002".into(),
+            name: "Main".into(),
+            assistant_id: None,
+            server: None,
+            sms_enabled: false,
+            fallback_destination: None,
+            hooks: None,
+            account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+            token: crate::state::EncryptedToken {
+                armored: String::new(),
+                plaintext: None,
+            },
+            api_key: None,
+        }
+    }
+
+    #[test]
+    fn create_body_sends_every_managed_field_and_leaves_unset_ones_out() {
+        let token = SecretValue::new("t".repeat(32));
+        let c = create();
+        let body = serde_json::to_value(CreatePhoneNumber::new(&c, &token)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "provider": "twilio",
+                "number": "+14155550002",
+                "name": "Main",
+                "smsEnabled": false,
+                "twilioAccountSid": "AC0123456789abcdef0123456789abcdef",
+                "twilioAuthToken": "t".repeat(32),
+            })
+        );
+        let c = VapiCreate {
+            assistant_id: Some("a1".into()),
+            server: Some(ServerConfig {
+                timeout_seconds: Some(20),
+                ..ServerConfig::with_url("https://example.com/hook")
+            }),
+            ..create()
+        };
+        let body = serde_json::to_value(CreatePhoneNumber::new(&c, &token)).unwrap();
+        assert_eq!(body["assistantId"], "a1");
+        assert_eq!(
+            body["server"],
+            serde_json::json!({"url": "https://example.com/hook", "timeoutSeconds": 20})
+        );
+    }
+
+    #[test]
+    fn patch_body_clears_the_server_with_null_and_carries_a_new_token() {
+        let token = SecretValue::new("n".repeat(32));
+        let p = VapiPatch {
+            server: Some(None),
+            sms_enabled: Some(true),
+            ..VapiPatch::default()
+        };
+        let body = serde_json::to_value(UpdatePhoneNumber::new(&p, Some(&token))).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"server": null, "smsEnabled": true, "twilioAuthToken": "n".repeat(32)})
+        );
+        let shown = format!("{:?}", UpdatePhoneNumber::new(&p, Some(&token)));
+        assert!(!shown.contains(&"n".repeat(32)), "{shown}");
     }
 }

@@ -166,13 +166,10 @@ both_backends!(
         assert_code(&o, 0);
         assert!(text(&o).0.contains("No changes"), "{}", text(&o).0);
 
-        let stored = strings(
-            &w,
-            &format!(
-                "SELECT CAST(id AS TEXT), CAST(assigned_assistant_id AS TEXT), \
+        let stored = w.strings(&format!(
+            "SELECT CAST(id AS TEXT), CAST(assigned_assistant_id AS TEXT), \
                  CAST(created_at AS TEXT) FROM phone_numbers WHERE phone_number = '{N1}'"
-            ),
-        );
+        ));
         let [id, assistant, created] = &stored[0][..] else {
             panic!("{stored:?}")
         };
@@ -219,24 +216,3 @@ both_backends!(
         );
     }
 );
-
-/// The rows of a query whose columns are all text (use `CAST(x AS TEXT)`).
-fn strings(w: &World, sql: &str) -> Vec<Vec<Option<String>>> {
-    let (url, sql) = (w.db_url.clone(), sqlx::AssertSqlSafe(sql.to_owned()));
-    w.block_on(async move {
-        use sqlx::{Connection, Row};
-        if url.starts_with("sqlite") {
-            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
-            rows.iter()
-                .map(|r| (0..r.len()).map(|i| r.try_get(i).unwrap()).collect())
-                .collect()
-        } else {
-            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-            let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
-            rows.iter()
-                .map(|r| (0..r.len()).map(|i| r.try_get(i).unwrap()).collect())
-                .collect()
-        }
-    })
-}

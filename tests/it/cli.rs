@@ -101,6 +101,7 @@ fn validation_lists_every_problem_with_file_line_and_hint() {
         !err.contains("plaintext-token-is-refused"),
         "a plaintext token is never echoed"
     );
+    insta::assert_snapshot!(w.seen(&err));
 }
 
 #[test]
@@ -120,6 +121,7 @@ fn unknown_field_is_named_with_its_position() {
         "{err}"
     );
     assert!(err.contains("hint:"), "{err}");
+    insta::assert_snapshot!(w.seen(&err));
 }
 
 #[test]

@@ -259,30 +259,13 @@ fn send_signal(child: &std::process::Child, signal: &str) {
 /// The owner's lease as stored: (holder pid, holder pid namespace).
 fn lease_row(w: &World) -> Option<(i64, Option<String>)> {
     // Each world has its own database, and these tests lock one owner only.
-    let url = w.db_url.clone();
-    w.block_on(async move {
-        use sqlx::{Connection, Row};
-        let sql = "SELECT holder_pid, holder_pid_namespace FROM vapictl_locks";
-        if url.starts_with("sqlite") {
-            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::query(sql)
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-                .into_iter()
-                .next()
-                .map(|r| (r.get::<i64, _>(0), r.get::<Option<String>, _>(1)))
-        } else {
-            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query(sql)
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-                .into_iter()
-                .next()
-                .map(|r| (r.get::<i64, _>(0), r.get::<Option<String>, _>(1)))
-        }
-    })
+    w.strings("SELECT CAST(holder_pid AS TEXT), holder_pid_namespace FROM vapictl_locks")
+        .into_iter()
+        .next()
+        .map(|r| {
+            let pid = r[0].as_deref().expect("holder_pid").parse().unwrap();
+            (pid, r[1].clone())
+        })
 }
 
 fn a_signal_while_waiting_for_the_lock_exits_at_once(w: World, signal: &str) {
@@ -459,7 +442,7 @@ both_backends!(
         let spec = w.write(&s);
         // A slow Vapi keeps the first apply busy under the lock; SIGKILL leaves its lease behind
         // (lease TTL 30 s, just renewed).
-        w.vapi.set_faults(vapictl::standin::FaultConfig {
+        w.vapi.set_faults(standin::vapi::FaultConfig {
             latency_ms: 300,
             ..Default::default()
         });
@@ -484,7 +467,7 @@ both_backends!(
         };
         child.kill().unwrap();
         child.wait().unwrap();
-        w.vapi.set_faults(vapictl::standin::FaultConfig::default());
+        w.vapi.set_faults(standin::vapi::FaultConfig::default());
 
         // Recorded by another pid namespace (or machine): never judged from here, so it waits.
         w.exec_sql(
@@ -504,12 +487,13 @@ both_backends!(
         w.exec_sql(&format!(
             "UPDATE vapictl_locks SET holder_pid_namespace = '{namespace}'"
         ));
-        let started = std::time::Instant::now();
+        // A lock timeout well below the 30 s lease: waiting for the TTL would fail the apply,
+        // so success means the lease was taken over at once (no wall-clock assertion).
         let o = w.run(&[
             "apply",
             "--auto-approve",
             "--lock-timeout",
-            "5",
+            "10",
             spec.to_str().unwrap(),
         ]);
         assert_code(&o, 0);
@@ -517,10 +501,6 @@ both_backends!(
         assert!(
             err.contains("took over the lock") && err.contains(&format!("pid {pid}")),
             "{err}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no wait for the TTL"
         );
         for n in &numbers {
             assert_eq!(w.vapi.find_by_number(n).len(), 1, "{n} once in Vapi");

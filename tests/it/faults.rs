@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use vapictl::standin::{FaultConfig, FaultScope};
+use standin::vapi::{FaultConfig, FaultScope};
 
 use crate::common::*;
 

@@ -16,6 +16,5 @@ mod property;
 mod reconcile;
 mod scale;
 mod scope;
-mod standin;
 mod store;
 mod vapi_client;

@@ -38,6 +38,7 @@ both_backends!(create_apply_then_nothing_to_do, |w: World| {
         out.contains("Plan: 2 to create, 0 to adopt, 0 to update, 0 to delete."),
         "{out}"
     );
+    insta::assert_snapshot!("plan_of_two_creates", w.seen(&out));
     assert_eq!(w.vapi.mutating_calls(), 0, "plan changes nothing");
 
     assert_code(&w.apply(&spec), 0);
@@ -91,6 +92,7 @@ both_backends!(spec_edit_patches_only_what_changed, |w: World| {
         "{out}"
     );
     assert!(out.contains("\"Main\" → \"Renamed\""), "{out}");
+    insta::assert_snapshot!("plan_of_a_spec_edit", w.seen(&out));
     w.vapi.reset_log();
     assert_code(&w.apply(&spec), 0);
     let patches: Vec<_> = w
@@ -185,6 +187,7 @@ both_backends!(
             out.contains("keep") && out.contains(N2) && out.contains("protected"),
             "{out}"
         );
+        insta::assert_snapshot!("plan_of_a_delete_and_a_protected_keep", w.seen(&out));
         // 1 of 3 managed numbers is over 25%: the gate asks for the exact count.
         assert_code(&w.apply(&spec), 3);
         let o = w.run(&[
@@ -218,6 +221,7 @@ both_backends!(
             "{out}"
         );
         assert!(out.contains("not managed by this spec"), "{out}");
+        insta::assert_snapshot!("plan_of_an_adopt_beside_an_unmanaged_number", w.seen(&out));
         w.vapi.reset_log();
         assert_code(&w.apply(&spec), 0);
         assert_eq!(w.vapi.calls("POST"), 0, "adopting never POSTs");

@@ -419,3 +419,108 @@ both_backends!(other_users_numbers_never_appear_in_a_plan, |w: World| {
             .contains("2 numbers in Vapi belong to other users")
     );
 });
+
+// ---------------------------------------------------------------------------------------------
+// Defect 3 in a fleet run: the run's one observation is narrowed per owner; rows in another
+// form, and Vapi ids recorded for another user, must read exactly as in one spec's plan.
+// ---------------------------------------------------------------------------------------------
+
+/// Writes `spec` beside a second, unrelated owner's spec in a directory, for a fleet run.
+fn fleet_dir(w: &World, spec: &SpecFile) -> std::path::PathBuf {
+    let dir = w.path("fleet");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("owner.yaml"), spec.to_yaml()).unwrap();
+    std::fs::write(
+        dir.join("bystander.yaml"),
+        SpecFile::new(
+            "3f1c2b7e-0000-4000-8000-00000000b0b0",
+            SID,
+            &w.token_armored,
+        )
+        .with(Entry::new("+14155559999", "Bystander"))
+        .to_yaml(),
+    )
+    .unwrap();
+    dir
+}
+
+both_backends!(
+    fleet_another_users_row_in_any_form_or_by_vapi_id_is_theirs,
+    |w: World| {
+        for (number, stored) in FORMS {
+            seed(&w, number, "twilio");
+            app_row(&w, OTHER_USER, stored, "twilio", None);
+        }
+        let id = seed(&w, N1, "twilio");
+        app_row(&w, OTHER_USER, "see notes", "twilio", Some(&id));
+
+        let mut spec = w.spec();
+        for number in FORMS.iter().map(|(n, _)| *n).chain([N1]) {
+            spec = spec.with(Entry::new(number, "Mine"));
+        }
+        let dir = fleet_dir(&w, &spec);
+        let o = w.run(&["apply", "--auto-approve", dir.to_str().unwrap()]);
+        assert_code(&o, 1);
+        let (out, err) = text(&o);
+        let all = format!("{out}{err}");
+        for number in FORMS.iter().map(|(n, _)| *n).chain([N1]) {
+            assert!(all.contains(number), "{number} is refused by name:\n{all}");
+        }
+        assert!(all.contains(OTHER_USER), "{all}");
+        // The owner was refused as a whole; the bystander was applied.
+        let rec = w.recorded();
+        assert!(rec.rows.is_empty(), "no insert for the owner");
+        assert_eq!(w.vapi.find_by_number("+14155559999").len(), 1);
+        let patched = w
+            .vapi
+            .request_log()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .count();
+        assert_eq!(patched, 0, "no other user's number was PATCHed");
+    }
+);
+
+both_backends!(
+    fleet_owners_row_in_another_form_is_updated_in_place,
+    |w: World| {
+        let mut spec = w.spec();
+        let mut rows = Vec::new();
+        for (number, stored) in FORMS {
+            let id = seed(&w, number, "twilio");
+            rows.push((app_row(&w, OWNER, stored, "twilio", Some(&id)), number));
+            spec = spec.with(Entry::new(number, "Main"));
+        }
+        let dir = fleet_dir(&w, &spec);
+        let o = w.run(&["plan", "--format", "json", dir.to_str().unwrap()]);
+        assert_code(&o, 0);
+        let run: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let mine = run["plans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["owner"] == OWNER)
+            .unwrap_or_else(|| panic!("{run:#}"))
+            .clone();
+        let changes = mine["changes"].as_array().unwrap();
+        assert_eq!(changes.len(), FORMS.len(), "{mine:#}");
+        for c in changes {
+            assert_eq!(c["action"], "update", "{c:#}");
+            assert_eq!(c["fields"][0]["field"], "phoneNumber", "{c:#}");
+            assert_eq!(c["fields"][0]["after"], c["number"]);
+        }
+        assert_code(
+            &w.run(&["apply", "--auto-approve", dir.to_str().unwrap()]),
+            0,
+        );
+        let rec = w.recorded();
+        for (row_id, number) in rows {
+            assert_eq!(rec.rows[number].id.to_string(), row_id, "the same row");
+        }
+        assert_eq!(
+            w.vapi.numbers().len(),
+            FORMS.len() + 1,
+            "only the bystander created"
+        );
+    }
+);

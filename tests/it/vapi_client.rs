@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use standin::vapi::{FaultConfig, FaultScope, StandIn, StandInConfig};
 use vapictl::secrets::SecretValue;
-use vapictl::standin::{FaultConfig, FaultScope, StandIn, StandInConfig};
 use vapictl::vapi::{RetryPolicy, VapiClient, VapiConfig, VapiError};
 
 fn fast_retries() -> RetryPolicy {
@@ -381,4 +381,69 @@ fn a_failed_lookup_by_number_never_shows_the_number() {
         "the number is masked: {text}"
     );
     assert!(text.contains("GET /v2/phone-number"), "{text}");
+}
+
+/// A create of `number` with what Vapi requires.
+fn create_of(number: &str) -> vapictl::plan::VapiCreate {
+    vapictl::plan::VapiCreate {
+        number: number.into(),
+        name: "x".into(),
+        assistant_id: None,
+        server: None,
+        sms_enabled: true,
+        fallback_destination: None,
+        hooks: None,
+        account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+        token: vapictl::state::EncryptedToken {
+            armored: String::new(),
+            plaintext: None,
+        },
+        api_key: None,
+    }
+}
+
+#[test]
+fn a_create_is_sent_again_only_after_a_429_while_updates_and_deletes_retry_through_any_failure() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    let c = client(&v, 1000);
+    let token = SecretValue::new("t".repeat(32));
+    let rt = rt();
+
+    // A 429 proves the create was not carried out: it is sent again.
+    v.fail_next("POST", "/phone-number", 429, 2);
+    let created = rt
+        .block_on(c.create_phone_number(&create_of("+14155550002"), &token))
+        .unwrap();
+    assert_eq!(v.calls("POST"), 3);
+
+    // A lost answer may hide a create that happened: it is never sent again.
+    v.lose_next("POST", "/phone-number", 1);
+    let err = rt
+        .block_on(c.create_phone_number(&create_of("+14155550003"), &token))
+        .unwrap_err();
+    assert!(matches!(err, VapiError::OutcomeUnknown { .. }), "{err}");
+    assert_eq!(v.calls("POST"), 4);
+
+    // The same failures on an update or a delete are retried: repeating them is safe.
+    let patch = vapictl::plan::VapiPatch {
+        name: Some("Renamed".into()),
+        ..Default::default()
+    };
+    v.fail_next("PATCH", "/phone-number/", 503, 1);
+    v.lose_next("PATCH", "/phone-number/", 1);
+    let got = rt
+        .block_on(c.update_phone_number(&created.id, "+14155550002", &patch, None))
+        .unwrap();
+    assert_eq!(got.name.as_deref(), Some("Renamed"));
+    assert_eq!(v.calls("PATCH"), 3);
+    v.fail_next("DELETE", "/phone-number/", 502, 1);
+    rt.block_on(c.delete_phone_number(&created.id, "+14155550002"))
+        .unwrap();
+    assert_eq!(v.calls("DELETE"), 2);
+    assert!(v.find_by_number("+14155550002").is_empty());
+
+    // Each call counts once; its repeats count as retries.
+    assert_eq!(c.counters().mutating_requests.load(Relaxed), 4);
+    assert_eq!(c.counters().retries.load(Relaxed), 2 + 2 + 1);
 }

@@ -3,17 +3,19 @@
 
 #![allow(dead_code)]
 
+pub mod db;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use standin::vapi::{StandIn, StandInConfig};
 use uuid::Uuid;
 use vapictl::secrets::{SecretValue, encrypt, parse_recipients};
-use vapictl::standin::{StandIn, StandInConfig};
 use vapictl::state::RecordedState;
 use vapictl::store::{Store, StoreOptions};
 
+pub use db::{Backend, TestDb};
 pub use spec::{Entry, SpecFile};
 
 pub const OWNER: &str = "3f1c2b7e-0000-4000-8000-000000000001";
@@ -22,13 +24,6 @@ pub const SID: &str = "AC0123456789abcdef0123456789abcdef";
 /// Canary secrets: no output, log, plan or row may ever contain them.
 pub const TOKEN: &str = "CANARYtok0123456789abcdef01234567";
 pub const TOKEN2: &str = "CANARYrot0123456789abcdef01234567";
-
-/// Which database a test runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// A fresh, isolated world for one test.
 pub struct World {
@@ -40,6 +35,8 @@ pub struct World {
     pub recipient: String,
     pub owner: Uuid,
     pub backend: Backend,
+    /// The world's database (a PostgreSQL one is dropped with the world).
+    pub db: TestDb,
     /// TOKEN encrypted once, so that specs written twice carry the same ciphertext.
     pub token_armored: String,
     rt: tokio::runtime::Runtime,
@@ -66,9 +63,9 @@ impl World {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let rt = runtime();
-        let db_url = match backend {
-            Backend::Sqlite => format!("sqlite://{}", dir.path().join("app.db").display()),
-            Backend::Postgres => rt.block_on(fresh_postgres_database())?,
+        let db = match backend {
+            Backend::Sqlite => TestDb::sqlite_in(dir.path()),
+            Backend::Postgres => rt.block_on(TestDb::postgres())?,
         };
         let vapi = StandIn::start_background(StandInConfig::default()).unwrap();
         use age::secrecy::ExposeSecret;
@@ -88,7 +85,8 @@ impl World {
             identity_file,
             identity_text,
             vapi,
-            db_url,
+            db_url: db.url.clone(),
+            db,
             owner: Uuid::parse_str(OWNER).unwrap(),
             backend,
             rt,
@@ -164,6 +162,15 @@ impl World {
         self.vapictl().args(args).output().unwrap()
     }
 
+    /// Output as the user sees it, for snapshots: what differs from run to run (the world's
+    /// temporary directory, the stand-in's address) reads `[DIR]` and `[VAPI]`.
+    pub fn seen(&self, output: &str) -> String {
+        let dir = self.dir.path().display().to_string();
+        output
+            .replace(&dir, "[DIR]")
+            .replace(&self.vapi.base_url(), "[VAPI]")
+    }
+
     pub fn plan(&self, spec: &Path) -> Output {
         self.run(&["plan", "--detailed-exitcode", spec.to_str().unwrap()])
     }
@@ -201,109 +208,21 @@ impl World {
         (row_id, vapi_id)
     }
 
-    /// Runs one SQL statement on the world's database (seeding app data, out-of-band edits).
+    /// Runs SQL (one or more statements) on the world's database (seeding app data, out-of-band
+    /// edits).
     pub fn exec_sql(&self, sql: &str) {
-        let url = self.db_url.clone();
-        let sql = sql.to_string();
-        self.rt.block_on(async move {
-            use sqlx::Connection;
-            if url.starts_with("sqlite") {
-                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-            } else {
-                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-            }
-        });
+        self.rt.block_on(self.db.execute(sql))
+    }
+
+    /// The rows of a query whose columns are all text (use `CAST(x AS TEXT)`).
+    pub fn strings(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.rt.block_on(self.db.strings(sql))
     }
 
     /// Everything the database holds, as text (for leak scans).
     pub fn dump_db(&self) -> String {
-        let url = self.db_url.clone();
-        self.rt.block_on(async move {
-            use sqlx::{Connection, Row};
-            let mut out = String::new();
-            if url.starts_with("sqlite") {
-                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                let tables: Vec<String> =
-                    sqlx::query("SELECT name FROM sqlite_master WHERE type='table'")
-                        .fetch_all(&mut c)
-                        .await
-                        .unwrap()
-                        .iter()
-                        .map(|r| r.get::<String, _>(0))
-                        .collect();
-                for t in tables {
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM \"{t}\"")))
-                        .fetch_all(&mut c)
-                        .await
-                        .unwrap();
-                    for r in rows {
-                        for i in 0..r.len() {
-                            let v: Option<String> =
-                                r.try_get::<Option<String>, _>(i).ok().flatten();
-                            out.push_str(&v.unwrap_or_default());
-                            out.push('\t');
-                        }
-                        out.push('\n');
-                    }
-                }
-            } else {
-                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-                let tables: Vec<String> = sqlx::query(
-                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
-                )
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect();
-                for t in tables {
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT row_to_json(x)::text FROM \"{t}\" x"
-                    )))
-                    .fetch_all(&mut c)
-                    .await
-                    .unwrap();
-                    for r in rows {
-                        out.push_str(&r.get::<String, _>(0));
-                        out.push('\n');
-                    }
-                }
-            }
-            out
-        })
+        self.rt.block_on(self.db.dump())
     }
-}
-
-/// A new empty database on the test PostgreSQL server, or None (skip) when none is configured.
-async fn fresh_postgres_database() -> Option<String> {
-    let Ok(base) = std::env::var("VAPICTL_TEST_POSTGRES_URL") else {
-        if std::env::var("VAPICTL_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-            panic!("VAPICTL_REQUIRE_POSTGRES=1 but VAPICTL_TEST_POSTGRES_URL is not set");
-        }
-        eprintln!("skipped: VAPICTL_TEST_POSTGRES_URL not set");
-        return None;
-    };
-    use sqlx::Connection;
-    let name = format!("vapictl_it_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("postgres reachable");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut url = reqwest::Url::parse(&base).unwrap();
-    url.set_path(&format!("/{name}"));
-    Some(url.to_string())
 }
 
 /// stdout and stderr as text.
@@ -325,7 +244,13 @@ pub fn assert_code(o: &Output, code: i32) {
     );
 }
 
-/// Runs a test body on SQLite and, when configured, on PostgreSQL.
+/// Declares tests that run once on SQLite and once on PostgreSQL (skipped with a line on stderr
+/// when no server is configured, failing when `VAPICTL_REQUIRE_POSTGRES=1`), as modules `sqlite`
+/// and `postgres` holding one test each.
+///
+/// - `both_backends!(name, |w: World| { … })`: an end-to-end test in a fresh [`World`];
+/// - `both_backends!(async: test_a, test_b, …)`: each `async fn test_a(db: &TestDb)` of the
+///   calling module on a fresh, empty [`TestDb`] (the store's conformance tests).
 #[macro_export]
 macro_rules! both_backends {
     ($name:ident, $body:expr) => {
@@ -342,6 +267,26 @@ macro_rules! both_backends {
                     ($body)(w);
                 }
             }
+        }
+    };
+    (async: $($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(&$crate::common::TestDb::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if let Some(db) = $crate::common::TestDb::postgres().await {
+                        super::$test(&db).await;
+                    }
+                }
+            )*
         }
     };
 }

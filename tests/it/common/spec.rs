@@ -1,5 +1,7 @@
 //! Building spec files for tests.
 
+use vapictl::spec::{Defaults, PhoneNumberSpec, ServerSpec, Spec, TwilioSpec, to_yaml};
+
 /// One `phoneNumbers` entry.
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
@@ -13,7 +15,7 @@ pub struct Entry {
     pub absent: bool,
     /// An entry-level token (armored) instead of the default.
     pub token: Option<String>,
-    /// More of the entry, as YAML lines indented under it (`server:`, `hooks:`, …).
+    /// More of the entry, as YAML (`server:`, `hooks:`, …): its keys are set on the entry.
     pub extra: Option<String>,
 }
 
@@ -31,12 +33,29 @@ impl Entry {
         self
     }
 
-    /// Adds YAML to the entry; each line is indented to the entry's fields.
+    /// Adds YAML to the entry: a mapping whose keys are set on it (over what it has).
     pub fn yaml(mut self, y: &str) -> Entry {
-        let lines: String = y.lines().map(|l| format!("    {l}\n")).collect();
-        self.extra = Some(self.extra.unwrap_or_default() + &lines);
+        self.extra = Some(
+            self.extra
+                .map_or_else(|| y.to_owned(), |x| format!("{x}\n{y}")),
+        );
         self
     }
+}
+
+/// `e` with the keys of its [`Entry::extra`] set on it.
+fn with_extra(entry: PhoneNumberSpec, e: &Entry) -> PhoneNumberSpec {
+    let Some(extra) = &e.extra else {
+        return entry;
+    };
+    let mut value = serde_yaml::to_value(&entry).expect("an entry serializes");
+    let extra: serde_yaml::Mapping =
+        serde_yaml::from_str(extra).expect("the extra YAML is a mapping");
+    let map = value.as_mapping_mut().expect("an entry is a mapping");
+    for (k, v) in extra {
+        map.insert(k, v);
+    }
+    serde_yaml::from_value(value).expect("the extra YAML has the spec's fields")
 }
 
 /// A whole spec.
@@ -46,13 +65,6 @@ pub struct SpecFile {
     pub sid: String,
     pub token: String,
     pub entries: Vec<Entry>,
-}
-
-fn block(armored: &str, indent: usize) -> String {
-    armored
-        .lines()
-        .map(|l| format!("{}{l}\n", " ".repeat(indent)))
-        .collect()
 }
 
 impl SpecFile {
@@ -70,52 +82,48 @@ impl SpecFile {
         self
     }
 
+    /// The spec as vapictl's own writer lays it out (`vapictl::spec::to_yaml`), with the schema
+    /// line editors use.
     pub fn to_yaml(&self) -> String {
-        let mut y = format!(
-            "# yaml-language-server: $schema=../schema/vapictl.schema.json\nversion: 1\nowner: {}\ndefaults:\n  twilio:\n    accountSid: {}\n    authToken: |\n{}phoneNumbers:",
-            self.owner,
-            self.sid,
-            block(&self.token, 6)
-        );
-        if self.entries.is_empty() {
-            y.push_str(" []\n");
-            return y;
-        }
-        y.push('\n');
-        for e in &self.entries {
-            y.push_str(&format!(
-                "  - number: \"{}\"\n    name: {:?}\n",
-                e.number, e.name
-            ));
-            if let Some(a) = &e.assistant {
-                y.push_str(&format!("    assistant: {a}\n"));
-            }
-            if let Some(n) = &e.notes {
-                y.push_str(&format!("    notes: {n:?}\n"));
-            }
-            if let Some(u) = &e.server_url {
-                y.push_str(&format!("    server:\n      url: {u}\n"));
-            }
-            if let Some(s) = e.sms_enabled {
-                y.push_str(&format!("    smsEnabled: {s}\n"));
-            }
-            if e.protected {
-                y.push_str("    protected: true\n");
-            }
-            if e.absent {
-                y.push_str("    absent: true\n");
-            }
-            if let Some(x) = &e.extra {
-                y.push_str(x);
-            }
-            if let Some(t) = &e.token {
-                y.push_str(&format!(
-                    "    twilio:\n      accountSid: {}\n      authToken: |\n{}",
-                    self.sid,
-                    block(t, 8)
-                ));
-            }
-        }
-        y
+        let twilio = |token: &str| TwilioSpec {
+            account_sid: self.sid.clone(),
+            auth_token: Some(token.to_owned()),
+            api_key: None,
+            api_secret: None,
+        };
+        let spec = Spec {
+            version: 1,
+            owner: self.owner.clone(),
+            defaults: Some(Defaults {
+                twilio: Some(twilio(&self.token)),
+                sms_enabled: None,
+            }),
+            phone_numbers: self
+                .entries
+                .iter()
+                .map(|e| {
+                    let entry = PhoneNumberSpec {
+                        number: e.number.clone(),
+                        name: e.name.clone(),
+                        assistant: e.assistant.clone(),
+                        notes: e.notes.clone(),
+                        twilio: e.token.as_deref().map(twilio),
+                        server: e.server_url.as_ref().map(|url| ServerSpec {
+                            url: url.clone(),
+                            ..ServerSpec::default()
+                        }),
+                        sms_enabled: e.sms_enabled,
+                        protected: e.protected,
+                        absent: e.absent,
+                        ..PhoneNumberSpec::default()
+                    };
+                    with_extra(entry, e)
+                })
+                .collect(),
+        };
+        format!(
+            "# yaml-language-server: $schema=../schema/vapictl.schema.json\n{}",
+            to_yaml(&spec)
+        )
     }
 }

@@ -1,5 +1,7 @@
-//! Request validation in the style of Vapi's NestJS/class-validator backend: every problem is
-//! collected into one list of messages, so clients see the same 400 shape as from the real API.
+//! Vapi's request DTOs as the stand-in checks them, in the style of Vapi's NestJS/class-validator
+//! backend: every problem is collected into one list of messages, so clients see the same 400
+//! shape as from the real API. Also the list queries (paging, sorting, date filters) the routes
+//! accept.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};

@@ -1,4 +1,4 @@
-//! A local stand-in for the Vapi API, for tests and the quickstart; never part of `vapictl`.
+//! The Vapi stand-in: a local, in-memory Vapi API for tests and the quickstart.
 //!
 //! It serves the phone-number and assistant routes on a loopback port, keeps one in-memory org,
 //! can misbehave on purpose (latency, 5xx, 429, hangs, lost responses) deterministically, and
@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use vapictl::standin::{StandIn, StandInConfig};
+//! use standin::vapi::{StandIn, StandInConfig};
 //! let vapi = StandIn::start(StandInConfig::default()).await?;
 //! let assistant = vapi.seed_assistant("Reception");
 //! vapi.seed_twilio_number("+14155550100", "Front desk", Some(&assistant));
@@ -14,11 +14,11 @@
 //! # Ok(()) }
 //! ```
 
+mod dto;
 mod faults;
 mod model;
 mod openapi;
-mod server;
-mod validate;
+mod routes;
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,14 +29,14 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
+pub use dto::looks_e164;
 pub use faults::{FaultConfig, FaultScope, InjectedFault};
 pub use model::{TwilioSecrets, format_ts};
-pub use server::LoggedRequest;
-pub use validate::looks_e164;
+pub use routes::LoggedRequest;
 
 use faults::{Faults, OneShotAction};
 use model::{Model, Snapshot};
-use server::{Shared, lock};
+use routes::{Shared, lock};
 
 /// The API key a stand-in expects unless configured otherwise.
 pub const DEFAULT_API_KEY: &str = "standin-private-key";
@@ -157,8 +157,8 @@ impl StandIn {
         let shared = prepare(&config)?;
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let app = server::router(shared.clone());
-        let handle = tokio::spawn(server::accept_loop(
+        let app = routes::router(shared.clone());
+        let handle = tokio::spawn(crate::conn::accept_loop(
             listener,
             app,
             std::future::pending::<()>(),
@@ -181,7 +181,7 @@ impl StandIn {
             .enable_all()
             .build()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = server::router(shared.clone());
+        let app = routes::router(shared.clone());
         let thread = std::thread::Builder::new()
             .name(format!("vapi-standin-{}", addr.port()))
             .spawn(move || {
@@ -189,7 +189,7 @@ impl StandIn {
                     let Ok(listener) = TcpListener::from_std(std_listener) else {
                         return;
                     };
-                    server::accept_loop(listener, app, async {
+                    crate::conn::accept_loop(listener, app, async {
                         let _ = stopped.await;
                     })
                     .await;

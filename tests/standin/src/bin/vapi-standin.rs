@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use vapictl::standin::{DEFAULT_API_KEY, FaultConfig, StandIn, StandInConfig};
+use standin::vapi::{DEFAULT_API_KEY, FaultConfig, StandIn, StandInConfig};
 
 /// A local stand-in for the Vapi API (phone numbers and assistants), on loopback only.
 #[derive(Debug, Parser)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use vapictl::standin::{FaultConfig, FaultScope, InjectedFault, StandIn, StandInConfig};
+use standin::vapi::{FaultConfig, FaultScope, InjectedFault, StandIn, StandInConfig};
 
 fn client_with_timeout(timeout: Duration) -> reqwest::Client {
     // reqwest is built without a default crypto provider; another test may have installed it.

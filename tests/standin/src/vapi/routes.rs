@@ -1,16 +1,10 @@
-//! The HTTP face of the stand-in: the Vapi routes, the auth/log/fault pipeline in front of them,
-//! and a connection loop that can drop a single connection on purpose.
-//!
-//! The loop is hand-rolled on hyper rather than `axum::serve` for two reasons: a "lost response"
-//! must close the TCP connection without writing a byte, and stopping the stand-in must also
-//! close kept-alive connections, which `axum::serve` leaves running.
+//! The HTTP face of the Vapi stand-in: the Vapi routes and the front door (log, latency, auth,
+//! faults) every request passes first. Connections are served by [`crate::conn`].
 
 use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,14 +15,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use super::dto;
 use super::faults::{Faults, InjectedFault};
 use super::model::{Model, SECRET_FIELDS, SortOrder, format_ts};
-use super::validate;
+use crate::conn::ConnCtl;
 
 /// Bodies above this are refused; Vapi's own limit is unknown and nothing legitimate comes near.
 const MAX_BODY: usize = 2 * 1024 * 1024;
@@ -297,10 +289,10 @@ fn authorized(headers: &HeaderMap, key: &str) -> bool {
     scheme.eq_ignore_ascii_case("bearer") && token.trim() == key
 }
 
-// ---- pipeline ---------------------------------------------------------------------------------
+// ---- front door -------------------------------------------------------------------------------
 
 /// Runs in front of every route: log, latency, auth, faults.
-async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+async fn front_door(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -386,7 +378,7 @@ type Pairs = Query<Vec<(String, String)>>;
 
 async fn create_number(State(sh): State<Arc<Shared>>, body: Bytes) -> ApiResult {
     let body = json_object(&body)?;
-    validate::create_phone_number(&body).map_err(ApiError::bad_request)?;
+    dto::create_phone_number(&body).map_err(ApiError::bad_request)?;
     let mut model = lock(&sh.model);
     let out = model.create_number(body);
     sh.committed(&model)?;
@@ -394,20 +386,20 @@ async fn create_number(State(sh): State<Arc<Shared>>, body: Bytes) -> ApiResult 
 }
 
 async fn list_numbers(State(sh): State<Arc<Shared>>, Query(pairs): Pairs) -> ApiResult {
-    let q = validate::list_query(&pairs).map_err(ApiError::bad_request)?;
+    let q = dto::list_query(&pairs).map_err(ApiError::bad_request)?;
     let page = lock(&sh.model).page_numbers(&q.filter, SortOrder::Desc, 0, q.limit, &|_| true);
     sh.lists.fetch_add(1, Ordering::SeqCst);
     ok(StatusCode::OK, Value::Array(page.items))
 }
 
 async fn list_numbers_v2(State(sh): State<Arc<Shared>>, Query(pairs): Pairs) -> ApiResult {
-    let q = validate::page_query(&pairs).map_err(ApiError::bad_request)?;
+    let q = dto::page_query(&pairs).map_err(ApiError::bad_request)?;
     let search = q.search.clone().filter(|s| !s.is_empty());
     let offset = (q.page - 1).saturating_mul(q.limit);
     let page = lock(&sh.model).page_numbers(&q.filter, q.order, offset, q.limit, &|doc| {
         search
             .as_deref()
-            .is_none_or(|s| validate::search_matches(doc, s))
+            .is_none_or(|s| dto::search_matches(doc, s))
     });
     sh.lists.fetch_add(1, Ordering::SeqCst);
     let skew = lock(&sh.faults).config().total_items_skew;
@@ -453,14 +445,14 @@ async fn update_number(
 ) -> ApiResult {
     let id = parse_id(&id)?;
     let body = json_object(&body)?;
-    let checked = validate::update_phone_number(&body);
+    let checked = dto::update_phone_number(&body);
     let mut model = lock(&sh.model);
     let current = match (model.get_number(&id), checked) {
         (None, Err(errs)) => return Err(ApiError::bad_request(errs)),
         (None, Ok(())) => return Err(ApiError::not_found("Phone number")),
         (Some(current), checked) => {
             checked
-                .or_else(|errs| validate::known_to_vapi(errs, &current))
+                .or_else(|errs| dto::known_to_vapi(errs, &current))
                 .map_err(ApiError::bad_request)?;
             current
         }
@@ -491,7 +483,7 @@ async fn delete_number(State(sh): State<Arc<Shared>>, Path(id): Path<String>) ->
 
 async fn create_assistant(State(sh): State<Arc<Shared>>, body: Bytes) -> ApiResult {
     let body = json_object(&body)?;
-    validate::create_assistant(&body).map_err(ApiError::bad_request)?;
+    dto::create_assistant(&body).map_err(ApiError::bad_request)?;
     let mut model = lock(&sh.model);
     let out = model.create_assistant(body);
     sh.committed(&model)?;
@@ -499,7 +491,7 @@ async fn create_assistant(State(sh): State<Arc<Shared>>, body: Bytes) -> ApiResu
 }
 
 async fn list_assistants(State(sh): State<Arc<Shared>>, Query(pairs): Pairs) -> ApiResult {
-    let q = validate::list_query(&pairs).map_err(ApiError::bad_request)?;
+    let q = dto::list_query(&pairs).map_err(ApiError::bad_request)?;
     let page = lock(&sh.model).page_assistants(&q.filter, SortOrder::Desc, 0, q.limit);
     sh.lists.fetch_add(1, Ordering::SeqCst);
     ok(StatusCode::OK, Value::Array(page.items))
@@ -534,134 +526,6 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         .route("/assistant/{id}", get(get_assistant))
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
-        .layer(middleware::from_fn_with_state(sh.clone(), pipeline))
+        .layer(middleware::from_fn_with_state(sh.clone(), front_door))
         .with_state(sh)
-}
-
-// ---- connections ------------------------------------------------------------------------------
-
-/// Per-connection switch that the pipeline flips to lose a response.
-#[derive(Debug, Default)]
-pub(crate) struct ConnCtl {
-    killed: AtomicBool,
-}
-
-impl ConnCtl {
-    fn kill(&self) {
-        self.killed.store(true, Ordering::SeqCst);
-    }
-
-    fn is_killed(&self) -> bool {
-        self.killed.load(Ordering::SeqCst)
-    }
-}
-
-/// A TCP stream that fails every read and write once its connection is killed, so hyper gives
-/// up on the connection and drops the socket before writing the response.
-struct KillableStream {
-    inner: TcpStream,
-    ctl: Arc<ConnCtl>,
-}
-
-fn killed_error() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "response dropped on purpose",
-    )
-}
-
-impl AsyncRead for KillableStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.ctl.is_killed() {
-            return Poll::Ready(Err(killed_error()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for KillableStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.ctl.is_killed() {
-            return Poll::Ready(Err(killed_error()));
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        if self.ctl.is_killed() {
-            return Poll::Ready(Err(killed_error()));
-        }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.ctl.is_killed() {
-            return Poll::Ready(Err(killed_error()));
-        }
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-async fn serve_connection(stream: TcpStream, app: Router) {
-    let ctl = Arc::new(ConnCtl::default());
-    let io = hyper_util::rt::TokioIo::new(KillableStream {
-        inner: stream,
-        ctl: ctl.clone(),
-    });
-    let svc = hyper_util::service::TowerToHyperService::new(app);
-    let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ctl.clone());
-        hyper::service::Service::call(&svc, req)
-    });
-    // No header-read timeout: an idle kept-alive connection closing under a client's feet would
-    // make tests flaky for no gain.
-    let _ = hyper::server::conn::http1::Builder::new()
-        .header_read_timeout(None)
-        .serve_connection(io, svc)
-        .await;
-}
-
-/// Accepts connections until `shutdown` resolves; then every open connection is closed too
-/// (dropping the JoinSet aborts its tasks).
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let mut conns = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_connection(stream, app.clone()));
-                }
-                // Typically out of file descriptors: back off instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
 }
