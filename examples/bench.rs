@@ -378,6 +378,7 @@ impl World {
                 api_key: None,
                 token_digest: Some(token_digest(&plaintext)),
                 assigned_assistant_id: Some(*row_id),
+                assigned_squad_id: None,
                 notes: None,
                 protected: false,
                 applied: None,

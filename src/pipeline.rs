@@ -264,6 +264,7 @@ mod tests {
             twilio_auth_token: Some(armored.into()),
             api_key: None,
             assigned_assistant_id: None,
+            assigned_squad_id: None,
             notes: None,
             token_digest: None,
             protected: false,

@@ -317,6 +317,9 @@ pub struct PhoneRow {
     /// `vapictl_twilio_api_key`: the API key SID for a number on the API-key form.
     pub api_key: Option<String>,
     pub assigned_assistant_id: Option<Uuid>,
+    /// The `squads.id` the number is routed to (`vapictl_squad_id`, vapictl's column; issue
+    /// 12); `None` when unset or not a UUID.
+    pub assigned_squad_id: Option<Uuid>,
     pub notes: Option<String>,
     /// `vapictl_token_digest`: salted SHA-256 of the plaintext token, to tell a rotation.
     pub token_digest: Option<String>,
@@ -351,6 +354,8 @@ pub struct RowWrite {
     pub api_key: Option<String>,
     pub token_digest: Option<String>,
     pub assigned_assistant_id: Option<Uuid>,
+    /// `vapictl_squad_id` (see [`PhoneRow::assigned_squad_id`]).
+    pub assigned_squad_id: Option<Uuid>,
     pub notes: Option<String>,
     pub protected: bool,
     /// `vapictl_applied` (see [`PhoneRow::applied`]).

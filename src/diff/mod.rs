@@ -413,6 +413,8 @@ fn plan_present(
         api_key: d.twilio.api_key.clone(),
         token_digest: None,
         assigned_assistant_id: assistant_row_id,
+        // The spec routes to an assistant or to nothing: a squad in Vapi is cleared (below).
+        assigned_squad_id: None,
         notes: d.notes.clone(),
         protected: d.protected,
         applied: Some(Applied::of(d).to_json()),

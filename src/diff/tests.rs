@@ -81,6 +81,7 @@ fn row(n: &str, vapi_id: Option<&str>) -> PhoneRow {
         twilio_auth_token: Some("ARMOR-A".into()),
         api_key: None,
         assigned_assistant_id: None,
+        assigned_squad_id: None,
         notes: None,
         token_digest: Some(token_digest(&SecretValue::new("a".repeat(32)))),
         protected: false,

@@ -147,6 +147,10 @@ pub(crate) const PHONE_COLUMNS: &[PhoneColumn] = &[
     column("vapictl_twilio_api_key", text(|r| r.api_key.clone()), "TEXT", "text")
         .added()
         .null_when("a number is on the auth-token form"),
+    // The `squads.id` a number is routed to (issue 12), as text whatever the id's type.
+    column("vapictl_squad_id", text(|r| r.assigned_squad_id.map(|s| s.to_string())), "TEXT", "text")
+        .added()
+        .null_when("a number has no squad"),
 ];
 
 /// vapictl's `CREATE TABLE phone_numbers` (with its index on `user_id`) in `dialect`.
@@ -430,6 +434,7 @@ pub(crate) struct RawPhoneRow<U> {
     vapictl_protected: Option<bool>,
     vapictl_applied: Option<String>,
     vapictl_twilio_api_key: Option<String>,
+    vapictl_squad_id: Option<String>,
 }
 
 impl<U: Into<Uuid>> RawPhoneRow<U> {
@@ -457,6 +462,9 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
             twilio_account_sid: self.twilio_account_sid,
             twilio_auth_token: self.twilio_auth_token,
             assigned_assistant_id: self.assigned_assistant_id.map(Into::into),
+            assigned_squad_id: self
+                .vapictl_squad_id
+                .and_then(|s| Uuid::parse_str(s.trim()).ok()),
             notes: self.notes,
             token_digest: self.vapictl_token_digest,
             protected: self.vapictl_protected.unwrap_or(false),
@@ -514,12 +522,12 @@ mod tests {
                 "INSERT INTO phone_numbers (user_id, phone_number, friendly_name, provider, \
                  vapi_phone_id, vapi_credential_id, twilio_account_sid, twilio_auth_token, \
                  assigned_assistant_id, notes, created_at, updated_at, vapictl_token_digest, \
-                 vapictl_protected, vapictl_applied, vapictl_twilio_api_key, id) VALUES ($1, $2, $3, 'twilio', $4, "
+                 vapictl_protected, vapictl_applied, vapictl_twilio_api_key, vapictl_squad_id, id) VALUES ($1, $2, $3, 'twilio', $4, "
             ),
             "{sql}"
         );
-        assert!(sql.ends_with("$15, $16) RETURNING id"), "{sql}");
-        assert!(insert_row(false).ends_with("$15) RETURNING id"));
+        assert!(sql.ends_with("$16, $17) RETURNING id"), "{sql}");
+        assert!(insert_row(false).ends_with("$16) RETURNING id"));
     }
 
     #[test]
@@ -531,7 +539,7 @@ mod tests {
                 "{sql}"
             );
         }
-        assert!(sql.ends_with("WHERE id = $14 AND user_id = $15"), "{sql}");
+        assert!(sql.ends_with("WHERE id = $15 AND user_id = $16"), "{sql}");
     }
 
     #[test]
@@ -554,6 +562,7 @@ mod tests {
             twilio_auth_token: "ciphertext".into(),
             token_digest: None,
             assigned_assistant_id: None,
+            assigned_squad_id: None,
             notes: None,
             protected: false,
             applied: None,
@@ -561,10 +570,10 @@ mod tests {
         };
         let now = Utc::now();
         let inserted = inserted_values(&app, Uuid::new_v4(), &row, now).unwrap();
-        assert_eq!(inserted.len(), 15, "$1..$15 before the id");
+        assert_eq!(inserted.len(), 16, "$1..$16 before the id");
         let id = DbId::Uuid(Uuid::new_v4());
         let updated = updated_values(&app, id, Uuid::new_v4(), &row, now).unwrap();
-        assert_eq!(updated.len(), 15, "$1..$13, then id and owner");
+        assert_eq!(updated.len(), 16, "$1..$14, then id and owner");
         assert_eq!(updated[0], RowValue::Text(Some("+15551230001".into())));
     }
 

@@ -84,6 +84,7 @@ fn run_case(cases: &[Case]) {
                 api_key: None,
                 token_digest: None,
                 assigned_assistant_id: None,
+                assigned_squad_id: None,
                 notes: None,
                 protected: false,
                 applied: None,

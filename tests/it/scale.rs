@@ -67,6 +67,7 @@ fn seed_converged(w: &World, store: &Store, desired: &DesiredState, assistant: (
             api_key: None,
             token_digest: digest.clone(),
             assigned_assistant_id: Some(assistant.0),
+            assigned_squad_id: None,
             notes: None,
             protected: false,
             applied: None,
