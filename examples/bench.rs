@@ -429,19 +429,20 @@ impl World {
                 .filter(|r| r.method == "GET" && r.path == path)
                 .count()
         };
-        let (pages, v2, assistants) = (
+        let (pages, v2, assistants, squads) = (
             gets("/phone-number"),
             gets("/v2/phone-number"),
             gets("/assistant"),
+            gets("/squad"),
         );
-        let seen = pages + v2 + assistants;
+        let seen = pages + v2 + assistants + squads;
         let mismatch = if seen as u64 == counted {
             String::new()
         } else {
             format!(" (client counted {counted})")
         };
         format!(
-            "{seen}: {} of numbers ({v2} numbered, with the total) + {assistants} of assistants{mismatch}",
+            "{seen}: {} of numbers ({v2} numbered, with the total) + {assistants} of assistants + {squads} of squads{mismatch}",
             pages + v2
         )
     }

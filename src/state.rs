@@ -373,6 +373,8 @@ pub struct ObservedState {
     pub numbers: Vec<ObservedNumber>,
     /// Assistants by Vapi id.
     pub assistants: BTreeMap<String, ObservedAssistant>,
+    /// Squads by Vapi id (`GET /squad`, complete).
+    pub squads: BTreeMap<String, ObservedSquad>,
 }
 
 /// One phone number in Vapi, reduced to the fields vapictl reads.
@@ -411,6 +413,13 @@ impl ObservedNumber {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedAssistant {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// A squad in Vapi: a routing target like an assistant (issue 12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedSquad {
     pub id: String,
     pub name: Option<String>,
 }

@@ -124,7 +124,7 @@ fn seen(n: &str, id: &str) -> ObservedNumber {
 fn observed(numbers: Vec<ObservedNumber>) -> ObservedState {
     ObservedState {
         numbers,
-        assistants: BTreeMap::new(),
+        ..ObservedState::default()
     }
 }
 

@@ -5,7 +5,9 @@ use serde_json::{Map, Value};
 
 use crate::plan::{VapiCreate, VapiPatch};
 use crate::secrets::SecretValue;
-use crate::state::{HeaderValue, ObservedAssistant, ObservedNumber, ServerConfig, canonical_json};
+use crate::state::{
+    HeaderValue, ObservedAssistant, ObservedNumber, ObservedSquad, ServerConfig, canonical_json,
+};
 
 /// A phone number as any provider returns it; unknown fields are ignored.
 #[derive(Debug, Deserialize)]
@@ -146,6 +148,23 @@ pub struct AssistantDto {
 impl From<AssistantDto> for ObservedAssistant {
     fn from(d: AssistantDto) -> Self {
         ObservedAssistant {
+            id: d.id,
+            name: d.name,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SquadDto {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl From<SquadDto> for ObservedSquad {
+    fn from(d: SquadDto) -> Self {
+        ObservedSquad {
             id: d.id,
             name: d.name,
         }

@@ -103,7 +103,7 @@ fn a_plan_over_2500_numbers_costs_pages_not_numbers() {
     );
     let lists = vapi.counters().list_requests.load(Ordering::Relaxed);
     // 3 pages of phone numbers (the first carries the total; each next one re-reads the edge of
-    // the one before) and 1 page of assistants.
+    // the one before), 1 page of assistants and 1 of squads.
     assert!(lists <= 6, "{lists} list requests for {N} numbers");
     assert_eq!(
         w.vapi.list_calls() as u64,

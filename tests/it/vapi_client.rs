@@ -447,3 +447,20 @@ fn a_create_is_sent_again_only_after_a_429_while_updates_and_deletes_retry_throu
     assert_eq!(c.counters().mutating_requests.load(Relaxed), 4);
     assert_eq!(c.counters().retries.load(Relaxed), 2 + 2 + 1);
 }
+
+#[test]
+fn squads_are_listed_completely_with_their_names() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    let ids: Vec<String> = (0..25)
+        .map(|i| v.seed_squad(&format!("Squad {i}")))
+        .collect();
+    let c = client(&v, 10);
+    let observed = rt().block_on(c.observe()).unwrap();
+    assert_eq!(observed.squads.len(), 25, "every squad, across pages");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            observed.squads[id].name.as_deref(),
+            Some(format!("Squad {i}").as_str())
+        );
+    }
+}

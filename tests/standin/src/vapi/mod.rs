@@ -246,6 +246,15 @@ impl StandIn {
         id_of(&out)
     }
 
+    /// Creates a squad with this name (one member, no assistant of its own) and returns its id.
+    pub fn seed_squad(&self, name: &str) -> String {
+        let mut body = serde_json::Map::new();
+        body.insert("name".into(), Value::String(name.to_owned()));
+        body.insert("members".into(), Value::Array(Vec::new()));
+        let out = self.mutate(|m| m.create_squad(body));
+        id_of(&out)
+    }
+
     /// The id of the oldest assistant with this name, creating one if there is none.
     pub fn ensure_assistant(&self, name: &str) -> String {
         if let Some(id) = lock(&self.shared.model).assistants_named(name).first() {
