@@ -329,7 +329,9 @@ impl World {
             defaults: Some(Defaults {
                 twilio: Some(TwilioSpec {
                     account_sid: ACCOUNT_SID.to_owned(),
-                    auth_token: self.armored.clone(),
+                    auth_token: Some(self.armored.clone()),
+                    api_key: None,
+                    api_secret: None,
                 }),
                 sms_enabled: None,
             }),
@@ -388,8 +390,10 @@ impl World {
                 vapi_credential_id: None,
                 twilio_account_sid: d.twilio.account_sid.clone(),
                 twilio_auth_token: d.twilio.auth_token.armored.clone(),
+                api_key: None,
                 token_digest: Some(token_digest(&plaintext)),
                 assigned_assistant_id: Some(*row_id),
+                assigned_squad_id: None,
                 notes: None,
                 protected: false,
                 applied: None,
@@ -441,19 +445,20 @@ impl World {
                 .filter(|r| r.method == "GET" && r.path == path)
                 .count()
         };
-        let (pages, v2, assistants) = (
+        let (pages, v2, assistants, squads) = (
             gets("/phone-number"),
             gets("/v2/phone-number"),
             gets("/assistant"),
+            gets("/squad"),
         );
-        let seen = pages + v2 + assistants;
+        let seen = pages + v2 + assistants + squads;
         let mismatch = if seen as u64 == counted {
             String::new()
         } else {
             format!(" (client counted {counted})")
         };
         format!(
-            "{seen}: {} of numbers ({v2} numbered, with the total) + {assistants} of assistants{mismatch}",
+            "{seen}: {} of numbers ({v2} numbered, with the total) + {assistants} of assistants + {squads} of squads{mismatch}",
             pages + v2
         )
     }

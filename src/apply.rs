@@ -184,6 +184,13 @@ impl Applier<'_> {
             VapiStep::Create(create) => Some(self.create(create).await?),
             VapiStep::Update { id, patch } => {
                 let token = patch.token.as_ref().map(plaintext).transpose()?;
+                if patch
+                    .server
+                    .as_ref()
+                    .is_some_and(|s| s.as_ref().is_some_and(|s| s.needs_key()))
+                {
+                    return Err(ApplyError::NeedsKey);
+                }
                 Some(
                     self.vapi
                         .update_phone_number(id, &c.number, patch, token)
@@ -261,6 +268,9 @@ impl Applier<'_> {
     /// POST, and when the outcome is unknown, look the number up before any new attempt.
     async fn create(&self, c: &VapiCreate) -> Result<ObservedNumber, ApplyError> {
         let token = plaintext(&c.token)?;
+        if c.server.as_ref().is_some_and(|s| s.needs_key()) {
+            return Err(ApplyError::NeedsKey);
+        }
         let mut last = None;
         for attempt in 1..=CREATE_ATTEMPTS {
             match self.vapi.create_phone_number(c, token).await {

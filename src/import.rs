@@ -8,10 +8,17 @@ use uuid::Uuid;
 use crate::diff::matching::{looks_canonical, match_numbers};
 use crate::diff::{AssistantIndex, TWILIO, row_in_scope};
 use crate::secrets::{Identities, SecretsError, encrypt};
-use crate::spec::{Defaults, PhoneNumberSpec, SPEC_VERSION, ServerSpec, Spec, TwilioSpec, to_yaml};
+use crate::spec::{
+    BackoffPlan, Defaults, Hook, PhoneNumberSpec, SPEC_VERSION, ServerSpec, Spec,
+    TransferDestination, TwilioSpec, to_yaml,
+};
 use crate::state::{ObservedNumber, ObservedState, RecordedState};
 
 pub use crate::secrets::TOKEN_PLACEHOLDER;
+
+/// Marks a secret webhook header value `import` could not encrypt (no `--recipient`); validation
+/// refuses it like any plaintext secret header.
+pub const HEADER_PLACEHOLDER: &str = "REPLACE-ME-encrypt-this-header-value";
 
 /// How to write tokens.
 pub enum Tokens<'a> {
@@ -47,9 +54,136 @@ struct Item {
     notes: Option<String>,
     account_sid: String,
     token: String,
+    /// The API key SID when the number is on the API-key form (`token` is then its secret).
+    api_key: Option<String>,
     server: Option<crate::state::ServerConfig>,
     sms_enabled: bool,
+    fallback_destination: Option<TransferDestination>,
+    hooks: Option<Vec<Hook>>,
     protected: bool,
+}
+
+/// A value of Vapi's in the spec's form, or `None` with a warning when the spec cannot express
+/// it (a field vapictl does not model): then it stays out of the spec, and vapictl leaves it as
+/// Vapi has it.
+fn modelled<T: serde::de::DeserializeOwned>(
+    number: &str,
+    field: &str,
+    v: Option<&serde_json::Value>,
+    warnings: &mut Vec<String>,
+) -> Option<T> {
+    let v = v?;
+    match serde_json::from_value::<T>(v.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            warnings.push(format!(
+                "`{number}`: Vapi's `{field}` uses what the spec cannot express ({e}); it is left out of the spec, and vapictl leaves it as Vapi has it"
+            ));
+            None
+        }
+    }
+}
+
+/// Vapi's `hooks`, when there are any, in the spec's form.
+fn modelled_hooks(
+    number: &str,
+    o: &ObservedNumber,
+    warnings: &mut Vec<String>,
+) -> Option<Vec<Hook>> {
+    modelled::<Vec<Hook>>(
+        number,
+        "hooks",
+        o.hooks
+            .as_ref()
+            .filter(|h| h.as_array().is_none_or(|a| !a.is_empty())),
+        warnings,
+    )
+}
+
+/// Vapi's `fallbackDestination` in the spec's form.
+fn modelled_fallback(
+    number: &str,
+    o: &ObservedNumber,
+    warnings: &mut Vec<String>,
+) -> Option<TransferDestination> {
+    modelled::<TransferDestination>(
+        number,
+        "fallbackDestination",
+        o.fallback_destination.as_ref(),
+        warnings,
+    )
+}
+
+/// The server as the spec writes it: secret-looking header values are encrypted to the
+/// recipients, or replaced by a placeholder that fails validation until filled in.
+fn imported_server(
+    number: &str,
+    o: &ObservedNumber,
+    tokens: &Tokens<'_>,
+    out: &mut Imported,
+) -> Result<Option<crate::state::ServerConfig>, (String, SecretsError)> {
+    let Some(mut s) = o.server.clone() else {
+        return Ok(None);
+    };
+    if let Some(b) = &s.backoff_plan
+        && modelled::<BackoffPlan>(number, "server.backoffPlan", Some(b), &mut out.warnings)
+            .is_none()
+    {
+        s.backoff_plan = None;
+    }
+    if let Some(h) = &mut s.headers {
+        for (name, value) in h.iter_mut() {
+            if !crate::validate::looks_secret_header(name) {
+                continue;
+            }
+            let crate::state::HeaderValue::Plain(plain) = value else {
+                continue;
+            };
+            let armored = match tokens {
+                Tokens::ReEncrypt { recipients, .. } => {
+                    encrypt(recipients, &crate::secrets::SecretValue::new(plain.clone()))
+                        .map_err(|e| (number.to_string(), e))?
+                }
+                Tokens::Keep => {
+                    out.warnings.push(format!(
+                        "`{number}`: the webhook header `{name}` holds a secret; its value is a placeholder: encrypt it with `vapictl encrypt` (or import with `--recipient`)"
+                    ));
+                    HEADER_PLACEHOLDER.to_string()
+                }
+            };
+            *value = crate::state::HeaderValue::Encrypted {
+                armored,
+                plaintext: None,
+            };
+        }
+    }
+    Ok(Some(s))
+}
+
+/// The server in the spec's form (headers as written: plaintext, or the armored ciphertext).
+fn server_spec(s: &crate::state::ServerConfig) -> ServerSpec {
+    ServerSpec {
+        url: s.url.clone(),
+        credential_id: s.credential_id.clone(),
+        timeout_seconds: s.timeout_seconds,
+        headers: s.headers.as_ref().map(|h| {
+            h.iter()
+                .map(|(name, value)| {
+                    let v = match value {
+                        crate::state::HeaderValue::Plain(p) => p.clone(),
+                        crate::state::HeaderValue::Encrypted { armored, .. } => armored.clone(),
+                    };
+                    (name.clone(), v)
+                })
+                .collect()
+        }),
+        static_ip_addresses_enabled: s.static_ip_addresses_enabled,
+        encrypted_paths: s.encrypted_paths.clone(),
+        backoff_plan: s
+            .backoff_plan
+            .as_ref()
+            .and_then(|b| serde_json::from_value(b.clone()).ok()),
+    }
 }
 
 /// Builds the spec.
@@ -165,8 +299,14 @@ pub fn import(
                 .or_else(|| row.twilio_account_sid.clone())
                 .unwrap_or_default(),
             token,
-            server: o.and_then(|o| o.server.clone()),
+            api_key: row.api_key.clone(),
+            server: match o {
+                Some(o) => imported_server(number, o, tokens, &mut out)?,
+                None => None,
+            },
             sms_enabled: o.is_none_or(ObservedNumber::sms_enabled_effective),
+            fallback_destination: o.and_then(|o| modelled_fallback(number, o, &mut out.warnings)),
+            hooks: o.and_then(|o| modelled_hooks(number, o, &mut out.warnings)),
             protected: row.protected,
         });
     }
@@ -201,8 +341,11 @@ pub fn import(
                 notes: None,
                 account_sid: o.twilio_account_sid.clone().unwrap_or_default(),
                 token: TOKEN_PLACEHOLDER.to_string(),
-                server: o.server.clone(),
+                api_key: None,
+                server: imported_server(number, o, tokens, &mut out)?,
                 sms_enabled: o.sms_enabled_effective(),
+                fallback_destination: modelled_fallback(number, o, &mut out.warnings),
+                hooks: modelled_hooks(number, o, &mut out.warnings),
                 protected: false,
             });
         }
@@ -212,22 +355,25 @@ pub fn import(
     // One shared account and token go into `defaults`.
     let shared = items
         .first()
-        .map(|f| (f.account_sid.clone(), f.token.clone()))
-        .filter(|(sid, tok)| {
+        .map(|f| (f.account_sid.clone(), f.token.clone(), f.api_key.clone()))
+        .filter(|(sid, tok, key)| {
             items
                 .iter()
-                .all(|i| &i.account_sid == sid && &i.token == tok)
+                .all(|i| &i.account_sid == sid && &i.token == tok && &i.api_key == key)
         });
 
-    let twilio = |account_sid: &str, token: &str| TwilioSpec {
+    // The secret under its form's name: `authToken`, or `apiKey` + `apiSecret`.
+    let twilio = |account_sid: &str, token: &str, key: &Option<String>| TwilioSpec {
         account_sid: account_sid.to_owned(),
-        auth_token: token.to_owned(),
+        auth_token: key.is_none().then(|| token.to_owned()),
+        api_key: key.clone(),
+        api_secret: key.is_some().then(|| token.to_owned()),
     };
     let spec = Spec {
         version: SPEC_VERSION,
         owner: owner.to_string(),
-        defaults: shared.as_ref().map(|(sid, token)| Defaults {
-            twilio: Some(twilio(sid, token)),
+        defaults: shared.as_ref().map(|(sid, token, key)| Defaults {
+            twilio: Some(twilio(sid, token, key)),
             sms_enabled: None,
         }),
         phone_numbers: items
@@ -237,13 +383,13 @@ pub fn import(
                 name: i.name.clone(),
                 assistant: i.assistant.clone(),
                 notes: i.notes.clone(),
-                twilio: shared.is_none().then(|| twilio(&i.account_sid, &i.token)),
-                server: i.server.as_ref().map(|s| ServerSpec {
-                    url: s.url.clone(),
-                    credential_id: s.credential_id.clone(),
-                    timeout_seconds: s.timeout_seconds,
-                }),
+                twilio: shared
+                    .is_none()
+                    .then(|| twilio(&i.account_sid, &i.token, &i.api_key)),
+                server: i.server.as_ref().map(server_spec),
                 sms_enabled: (!i.sms_enabled).then_some(false),
+                fallback_destination: i.fallback_destination.clone(),
+                hooks: i.hooks.clone(),
                 protected: i.protected,
                 absent: false,
             })

@@ -112,8 +112,15 @@ pub struct VapiCreate {
     pub assistant_id: Option<String>,
     pub server: Option<ServerConfig>,
     pub sms_enabled: bool,
+    /// `fallbackDestination` as Vapi's JSON.
+    pub fallback_destination: Option<serde_json::Value>,
+    /// `hooks` as Vapi's JSON (an array).
+    pub hooks: Option<serde_json::Value>,
     pub account_sid: String,
+    /// The auth token, or the API key's secret when `api_key` is set.
     pub token: EncryptedToken,
+    /// The API key SID (`twilioApiKey`) of the API-key form.
+    pub api_key: Option<String>,
 }
 
 /// The fields of a Vapi PATCH: only those vapictl owns and that changed.
@@ -122,11 +129,27 @@ pub struct VapiPatch {
     pub name: Option<String>,
     /// `Some(None)` clears the assistant.
     pub assistant_id: Option<Option<String>>,
+    /// `Some(None)` clears the squad.
+    pub squad_id: Option<Option<String>>,
     /// `Some(None)` clears the server.
     pub server: Option<Option<ServerConfig>>,
+    /// Vapi's `server` object before the PATCH: what is sent starts from it (sub-fields vapictl
+    /// does not model are kept).
+    pub server_base: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Sub-fields of `server` vapictl applied before and the spec no longer declares: removed.
+    pub server_clear: Vec<String>,
     pub sms_enabled: Option<bool>,
+    /// `Some(None)` removes the fallback destination.
+    pub fallback_destination: Option<Option<serde_json::Value>>,
+    /// `Some(None)` removes every hook.
+    pub hooks: Option<Option<serde_json::Value>>,
     pub account_sid: Option<String>,
+    /// The secret to send: the auth token, or the API key's secret when `api_key` is set.
     pub token: Option<EncryptedToken>,
+    /// The API key SID sent with the secret (the API-key form).
+    pub api_key: Option<String>,
+    /// The number changes form (token ↔ API key): the other form's fields are cleared.
+    pub switch_form: bool,
 }
 
 impl PartialEq for EncryptedToken {
@@ -139,8 +162,11 @@ impl VapiPatch {
     pub fn is_empty(&self) -> bool {
         self.name.is_none()
             && self.assistant_id.is_none()
+            && self.squad_id.is_none()
             && self.server.is_none()
             && self.sms_enabled.is_none()
+            && self.fallback_destination.is_none()
+            && self.hooks.is_none()
             && self.account_sid.is_none()
             && self.token.is_none()
     }
@@ -207,6 +233,19 @@ pub struct OutOfScope {
     pub reason: String,
 }
 
+/// A number of the owner that Vapi reports as `blocked`: a drift finding of its own (vapictl
+/// cannot unblock it), shown in plans and drift with a warning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blocked {
+    pub number: String,
+    /// The number's Vapi id.
+    pub id: String,
+    /// Vapi's `status`.
+    pub status: String,
+    /// Always `blocked_in_vapi`.
+    pub cause: &'static str,
+}
+
 /// The whole plan for one owner.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -221,6 +260,8 @@ pub struct Plan {
     /// How many Vapi numbers are recorded for other users (never shown).
     pub other_users_count: usize,
     pub warnings: Vec<String>,
+    /// The owner's numbers that Vapi reports as blocked (see [`Blocked`]).
+    pub blocked: Vec<Blocked>,
     pub spec_digest: String,
     /// How many numbers the owner manages now (rows within vapictl's scope).
     pub managed_count: usize,
@@ -251,9 +292,10 @@ impl Plan {
         self.changes.is_empty()
     }
 
-    /// Whether `drift` has something to report: a change, or a Twilio-side finding.
+    /// Whether `drift` has something to report: a change, a Twilio-side finding, or a number
+    /// Vapi blocked (which no apply can fix).
     pub fn has_drift(&self) -> bool {
-        !self.changes.is_empty() || !self.twilio_drift.is_empty()
+        !self.changes.is_empty() || !self.twilio_drift.is_empty() || !self.blocked.is_empty()
     }
 
     pub fn summary(&self) -> Summary {

@@ -101,6 +101,7 @@ fn row_digest(r: &PhoneRow) -> String {
         &opt(&r.notes),
         &opt(&r.token_digest),
         &r.protected.to_string(),
+        &opt(&r.api_key),
     ])
 }
 
@@ -125,8 +126,11 @@ fn steps_digest(c: &Change) -> String {
             opt(create.assistant_id.as_deref()),
             json(&create.server),
             create.sms_enabled.to_string(),
+            json(&create.fallback_destination),
+            json(&create.hooks),
             create.account_sid.clone(),
             sha(&[&create.token.armored]),
+            json(&create.api_key),
         ]),
         VapiStep::Update { id, patch } => {
             let without_token = crate::plan::VapiPatch {
@@ -141,8 +145,12 @@ fn steps_digest(c: &Change) -> String {
                     id.clone(),
                     json(&patch.name),
                     set(patch.assistant_id.as_ref()),
+                    set(patch.squad_id.as_ref()),
                     set(patch.server.as_ref()),
+                    json(&patch.server_clear),
                     json(&patch.sms_enabled),
+                    set(patch.fallback_destination.as_ref()),
+                    set(patch.hooks.as_ref()),
                     json(&patch.account_sid),
                 ]);
             }
@@ -157,6 +165,7 @@ fn steps_digest(c: &Change) -> String {
             opt(v.vapi_credential_id.as_deref()),
             v.twilio_account_sid.clone(),
             sha(&[&v.twilio_auth_token]),
+            json(&v.api_key),
             json(&v.assigned_assistant_id),
             opt(v.notes.as_deref()),
             v.protected.to_string(),

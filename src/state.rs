@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::secrets::SecretValue;
@@ -111,6 +112,11 @@ pub struct DesiredNumber {
     pub server: Option<ServerConfig>,
     /// `smsEnabled` from the entry, else `defaults.smsEnabled`, else Vapi's default (`true`).
     pub sms_enabled: bool,
+    /// `fallbackDestination` in Vapi's JSON form ([`canonical_json`]); `None`: not declared
+    /// (not owned, unless vapictl applied one before).
+    pub fallback_destination: Option<Value>,
+    /// `hooks` in Vapi's JSON form (an array); `None`: not declared.
+    pub hooks: Option<Value>,
     pub protected: bool,
     /// `absent: true`: the number must not exist (an explicit, reviewed delete).
     pub absent: bool,
@@ -135,7 +141,10 @@ impl DesiredNumber {
 #[derive(Debug, Clone)]
 pub struct DesiredTwilio {
     pub account_sid: String,
+    /// The secret Vapi gets: the auth token, or the API key's secret when `api_key` is set.
     pub auth_token: EncryptedToken,
+    /// The API key SID (`SK…`) of the API-key form; `None`: the auth-token form.
+    pub api_key: Option<String>,
 }
 
 /// A Twilio auth token as the spec carries it: age ciphertext, plus the plaintext when an identity
@@ -147,7 +156,10 @@ pub struct EncryptedToken {
     pub plaintext: Option<SecretValue>,
 }
 
-/// The webhook settings vapictl owns on a number (`server` in Vapi).
+/// The webhook settings vapictl models on a number (`server` in Vapi). `url`, `credentialId`
+/// and `timeoutSeconds` are owned whenever the spec declares `server`; the other fields only
+/// when declared (`None`: left as Vapi has them). Sub-fields vapictl does not model are never
+/// part of this type: a PATCH starts from Vapi's object and keeps them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerConfig {
@@ -156,6 +168,103 @@ pub struct ServerConfig {
     pub credential_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, HeaderValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_ip_addresses_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_paths: Option<Vec<String>>,
+    /// Vapi's `BackoffPlan`, as [`canonical_json`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_plan: Option<Value>,
+}
+
+impl ServerConfig {
+    /// A server with only a URL.
+    pub fn with_url(url: impl Into<String>) -> Self {
+        ServerConfig {
+            url: url.into(),
+            credential_id: None,
+            timeout_seconds: None,
+            headers: None,
+            static_ip_addresses_enabled: None,
+            encrypted_paths: None,
+            backoff_plan: None,
+        }
+    }
+
+    /// The decrypted values of encrypted headers (for scrubbing error messages).
+    pub fn secrets(&self) -> Vec<&SecretValue> {
+        self.headers
+            .iter()
+            .flat_map(|h| h.values())
+            .filter_map(|v| match v {
+                HeaderValue::Encrypted { plaintext, .. } => plaintext.as_ref(),
+                HeaderValue::Plain(_) => None,
+            })
+            .collect()
+    }
+
+    /// Whether an encrypted header could not be decrypted (a keyless plan).
+    pub fn needs_key(&self) -> bool {
+        self.headers.iter().flat_map(|h| h.values()).any(|v| {
+            matches!(
+                v,
+                HeaderValue::Encrypted {
+                    plaintext: None,
+                    ..
+                }
+            )
+        })
+    }
+}
+
+/// A webhook header's value: plain text, or an age ciphertext from the spec (decrypted when an
+/// identity could; serialized — into `vapictl_applied` — as its ciphertext only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    Plain(String),
+    Encrypted {
+        armored: String,
+        #[serde(skip)]
+        plaintext: Option<SecretValue>,
+    },
+}
+
+impl PartialEq for HeaderValue {
+    /// Encrypted values are equal when their ciphertexts are (what the spec wrote).
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (HeaderValue::Plain(a), HeaderValue::Plain(b)) => a == b,
+            (
+                HeaderValue::Encrypted { armored: a, .. },
+                HeaderValue::Encrypted { armored: b, .. },
+            ) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for HeaderValue {}
+
+/// A JSON value in one canonical form, so that Vapi's `3` and the spec's `3.0` compare equal:
+/// integral numbers become integers; objects are already ordered (serde_json's `Map` is a
+/// `BTreeMap` without `preserve_order`).
+pub fn canonical_json(v: Value) -> Value {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(canonical_json).collect()),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k, canonical_json(v)))
+                .collect::<Map<String, Value>>(),
+        ),
+        other => other,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,9 +311,15 @@ pub struct PhoneRow {
     pub vapi_phone_id: Option<String>,
     pub vapi_credential_id: Option<String>,
     pub twilio_account_sid: Option<String>,
-    /// age ciphertext (armored); never plaintext.
+    /// age ciphertext (armored) of the number's Twilio secret — the auth token, or for a number
+    /// on an API key the key's secret; never plaintext.
     pub twilio_auth_token: Option<String>,
+    /// `vapictl_twilio_api_key`: the API key SID for a number on the API-key form.
+    pub api_key: Option<String>,
     pub assigned_assistant_id: Option<Uuid>,
+    /// The `squads.id` the number is routed to (`vapictl_squad_id`, vapictl's column; issue
+    /// 12); `None` when unset or not a UUID.
+    pub assigned_squad_id: Option<Uuid>,
     pub notes: Option<String>,
     /// `vapictl_token_digest`: salted SHA-256 of the plaintext token, to tell a rotation.
     pub token_digest: Option<String>,
@@ -233,10 +348,14 @@ pub struct RowWrite {
     pub vapi_phone_id: Option<String>,
     pub vapi_credential_id: Option<String>,
     pub twilio_account_sid: String,
-    /// age ciphertext (armored).
+    /// age ciphertext (armored) of the auth token or the API key's secret.
     pub twilio_auth_token: String,
+    /// `vapictl_twilio_api_key` (see [`PhoneRow::api_key`]).
+    pub api_key: Option<String>,
     pub token_digest: Option<String>,
     pub assigned_assistant_id: Option<Uuid>,
+    /// `vapictl_squad_id` (see [`PhoneRow::assigned_squad_id`]).
+    pub assigned_squad_id: Option<Uuid>,
     pub notes: Option<String>,
     pub protected: bool,
     /// `vapictl_applied` (see [`PhoneRow::applied`]).
@@ -254,6 +373,8 @@ pub struct ObservedState {
     pub numbers: Vec<ObservedNumber>,
     /// Assistants by Vapi id.
     pub assistants: BTreeMap<String, ObservedAssistant>,
+    /// Squads by Vapi id (`GET /squad`, complete).
+    pub squads: BTreeMap<String, ObservedSquad>,
 }
 
 /// One phone number in Vapi, reduced to the fields vapictl reads.
@@ -267,8 +388,17 @@ pub struct ObservedNumber {
     pub squad_id: Option<String>,
     pub workflow_id: Option<String>,
     pub server: Option<ServerConfig>,
+    /// Vapi's `server` object exactly as listed, with the sub-fields vapictl does not model:
+    /// a PATCH of `server` starts from it.
+    pub server_raw: Option<Map<String, Value>>,
     /// Absent in a response means Vapi's default, `true`.
     pub sms_enabled: Option<bool>,
+    /// `fallbackDestination`, as [`canonical_json`].
+    pub fallback_destination: Option<Value>,
+    /// `hooks`, as [`canonical_json`].
+    pub hooks: Option<Value>,
+    /// `active`, `activating` or `blocked` (absent: not reported).
+    pub status: Option<String>,
     pub twilio_account_sid: Option<String>,
     pub credential_id: Option<String>,
     pub created_at: String,
@@ -283,6 +413,13 @@ impl ObservedNumber {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedAssistant {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// A squad in Vapi: a routing target like an assistant (issue 12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedSquad {
     pub id: String,
     pub name: Option<String>,
 }

@@ -17,9 +17,10 @@
 //! value, the spec added it (spec edit); otherwise someone set it in Vapi.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::plan::{Cause, FieldChange, Target};
-use crate::state::{DesiredNumber, ServerConfig};
+use crate::state::{DesiredNumber, HeaderValue, ServerConfig};
 
 /// Vapi's default webhook timeout: an observed `20` equals an unset `timeoutSeconds`.
 const DEFAULT_SERVER_TIMEOUT: u32 = 20;
@@ -27,19 +28,25 @@ const DEFAULT_SERVER_TIMEOUT: u32 = 20;
 /// `server` as compared: an explicit default timeout equals an unset one.
 pub(crate) fn normalized_server(s: Option<&ServerConfig>) -> Option<ServerConfig> {
     s.map(|s| ServerConfig {
-        url: s.url.clone(),
-        credential_id: s.credential_id.clone(),
         timeout_seconds: s.timeout_seconds.filter(|t| *t != DEFAULT_SERVER_TIMEOUT),
+        ..s.clone()
     })
 }
 
 /// What vapictl applied to the fields only Vapi keeps, as the row's `vapictl_applied` stores it
-/// (JSON: `{"server":…,"smsEnabled":…}`).
+/// (JSON: `{"server":…,"smsEnabled":…,"fallbackDestination":…,"hooks":…}`). Encrypted header
+/// values are recorded as their ciphertext, never in plaintext. Fields the spec did not declare
+/// are absent; one that was recorded and is no longer declared is removed from Vapi (a visible
+/// line of the plan).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Applied {
     pub server: Option<ServerConfig>,
     pub sms_enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_destination: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Value>,
 }
 
 impl Applied {
@@ -47,6 +54,8 @@ impl Applied {
         Applied {
             server: normalized_server(d.server.as_ref()),
             sms_enabled: d.sms_enabled,
+            fallback_destination: d.fallback_destination.clone(),
+            hooks: d.hooks.clone(),
         }
     }
 
@@ -113,12 +122,239 @@ pub(crate) const ASSISTANT: Field = both("assistantId", "assignedAssistantId");
 pub(crate) const ACCOUNT_SID: Field = both("twilioAccountSid", "twilioAccountSid");
 pub(crate) const SERVER: Field = vapi_only("server");
 pub(crate) const SMS_ENABLED: Field = vapi_only("smsEnabled");
+/// A squad set in Vapi as the routing target: the spec routes to an assistant or to nothing,
+/// so it is cleared (Vapi routes to one target).
+pub(crate) const SQUAD: Field = vapi_only("squadId");
+pub(crate) const FALLBACK_DESTINATION: Field = vapi_only("fallbackDestination");
+pub(crate) const HOOKS: Field = vapi_only("hooks");
+pub(crate) const SERVER_URL: Field = vapi_only("server.url");
+pub(crate) const SERVER_CREDENTIAL: Field = vapi_only("server.credentialId");
+pub(crate) const SERVER_TIMEOUT: Field = vapi_only("server.timeoutSeconds");
+pub(crate) const SERVER_HEADERS: Field = vapi_only("server.headers");
+pub(crate) const SERVER_STATIC_IPS: Field = vapi_only("server.staticIpAddressesEnabled");
+pub(crate) const SERVER_ENCRYPTED_PATHS: Field = vapi_only("server.encryptedPaths");
+pub(crate) const SERVER_BACKOFF: Field = vapi_only("server.backoffPlan");
 pub(crate) const NOTES: Field = row_only("notes", Cause::SpecEdit);
 pub(crate) const PROTECTED: Field = row_only("protected", Cause::SpecEdit);
 /// The row keeps Vapi's credential id; it differs when the row has not kept up.
 pub(crate) const CREDENTIAL: Field = row_only("vapiCredentialId", Cause::DatabaseEditedOutOfBand);
 /// The application stored the number in another form than E.164; it is canonicalized.
 pub(crate) const PHONE_NUMBER: Field = row_only("phoneNumber", Cause::DatabaseEditedOutOfBand);
+
+/// One sub-field of `server` as the spec, Vapi and the last apply have it, for display and
+/// comparison (values are display strings; secret header values are never in them).
+#[derive(Debug, Clone)]
+pub(crate) struct SubField {
+    pub field: Field,
+    /// The sub-field's key in Vapi's object (what a removal deletes).
+    pub key: &'static str,
+    /// The spec declares it, or vapictl applied it before (then the spec's `None` removes it).
+    pub owned: bool,
+    pub declared: bool,
+    pub differs: bool,
+    pub vapi: Option<String>,
+    pub desired: Option<String>,
+    /// Vapi has no value and the spec sets one.
+    pub vapi_lacks: bool,
+    /// The spec differs from the last apply (when recorded).
+    pub spec_changed: Option<bool>,
+}
+
+/// Compares the sub-fields of two servers that both exist. `last` is what vapictl last applied
+/// (for ownership of the optional sub-fields and for comparing encrypted headers without a key).
+pub(crate) fn server_sub_fields(
+    desired: &ServerConfig,
+    observed: &ServerConfig,
+    last: Option<Option<&ServerConfig>>,
+) -> Vec<SubField> {
+    let d = normalized_server(Some(desired)).expect("some");
+    let o = normalized_server(Some(observed)).expect("some");
+    let last_server = last.flatten().and_then(|l| normalized_server(Some(l)));
+    let spec_changed = |same: &dyn Fn(&ServerConfig) -> bool| -> Option<bool> {
+        match last {
+            None => None,
+            Some(None) => Some(true),
+            Some(Some(_)) => Some(!last_server.as_ref().is_some_and(same)),
+        }
+    };
+    let json = |v: &Value| v.to_string();
+    let secret_names = secret_header_names(&d);
+    let show_headers = |h: &Option<_>| h.as_ref().map(|h| show_headers(h, &secret_names));
+    let mut out = Vec::new();
+    let mut push = |field: Field,
+                    key: &'static str,
+                    always: bool,
+                    declared: bool,
+                    was_applied: bool,
+                    differs: bool,
+                    vapi: Option<String>,
+                    desired: Option<String>,
+                    spec_changed: Option<bool>| {
+        let owned = always || declared || was_applied;
+        out.push(SubField {
+            field,
+            key,
+            owned,
+            declared,
+            differs: owned && differs,
+            vapi_lacks: vapi.is_none() && desired.is_some(),
+            vapi,
+            desired,
+            spec_changed,
+        });
+    };
+    let ls = last_server.as_ref();
+    push(
+        SERVER_URL,
+        "url",
+        true,
+        true,
+        false,
+        d.url != o.url,
+        Some(o.url.clone()),
+        Some(d.url.clone()),
+        spec_changed(&|l| l.url == d.url),
+    );
+    push(
+        SERVER_CREDENTIAL,
+        "credentialId",
+        true,
+        d.credential_id.is_some(),
+        false,
+        d.credential_id != o.credential_id,
+        o.credential_id.clone(),
+        d.credential_id.clone(),
+        spec_changed(&|l| l.credential_id == d.credential_id),
+    );
+    push(
+        SERVER_TIMEOUT,
+        "timeoutSeconds",
+        true,
+        d.timeout_seconds.is_some(),
+        false,
+        d.timeout_seconds != o.timeout_seconds,
+        o.timeout_seconds.map(|t| t.to_string()),
+        d.timeout_seconds.map(|t| t.to_string()),
+        spec_changed(&|l| l.timeout_seconds == d.timeout_seconds),
+    );
+    push(
+        SERVER_HEADERS,
+        "headers",
+        false,
+        d.headers.is_some(),
+        ls.is_some_and(|l| l.headers.is_some()),
+        !headers_equal(
+            d.headers.as_ref(),
+            o.headers.as_ref(),
+            ls.and_then(|l| l.headers.as_ref()),
+        ),
+        show_headers(&o.headers),
+        show_headers(&d.headers),
+        spec_changed(&|l| l.headers == d.headers),
+    );
+    push(
+        SERVER_STATIC_IPS,
+        "staticIpAddressesEnabled",
+        false,
+        d.static_ip_addresses_enabled.is_some(),
+        ls.is_some_and(|l| l.static_ip_addresses_enabled.is_some()),
+        d.static_ip_addresses_enabled.unwrap_or(false)
+            != o.static_ip_addresses_enabled.unwrap_or(false)
+            || (d.static_ip_addresses_enabled.is_none() && o.static_ip_addresses_enabled.is_some()),
+        o.static_ip_addresses_enabled.map(|b| b.to_string()),
+        d.static_ip_addresses_enabled.map(|b| b.to_string()),
+        spec_changed(&|l| l.static_ip_addresses_enabled == d.static_ip_addresses_enabled),
+    );
+    push(
+        SERVER_ENCRYPTED_PATHS,
+        "encryptedPaths",
+        false,
+        d.encrypted_paths.is_some(),
+        ls.is_some_and(|l| l.encrypted_paths.is_some()),
+        d.encrypted_paths != o.encrypted_paths,
+        o.encrypted_paths.as_ref().map(|p| p.join(", ")),
+        d.encrypted_paths.as_ref().map(|p| p.join(", ")),
+        spec_changed(&|l| l.encrypted_paths == d.encrypted_paths),
+    );
+    push(
+        SERVER_BACKOFF,
+        "backoffPlan",
+        false,
+        d.backoff_plan.is_some(),
+        ls.is_some_and(|l| l.backoff_plan.is_some()),
+        d.backoff_plan != o.backoff_plan,
+        o.backoff_plan.as_ref().map(json),
+        d.backoff_plan.as_ref().map(json),
+        spec_changed(&|l| l.backoff_plan == d.backoff_plan),
+    );
+    out
+}
+
+/// Header names whose values are secrets in this server: encrypted in the spec, or named like
+/// a secret (`Authorization`, `X-Api-Key`, …).
+fn secret_header_names(s: &ServerConfig) -> Vec<String> {
+    s.headers
+        .iter()
+        .flatten()
+        .filter(|(_, v)| matches!(v, HeaderValue::Encrypted { .. }))
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .collect()
+}
+
+/// `{Name: value, Authorization: (sensitive)}`: secret values are never shown.
+pub(crate) fn show_headers(
+    h: &std::collections::BTreeMap<String, HeaderValue>,
+    secret_names: &[String],
+) -> String {
+    let parts: Vec<String> = h
+        .iter()
+        .map(|(k, v)| {
+            let secret = matches!(v, HeaderValue::Encrypted { .. })
+                || secret_names.contains(&k.to_ascii_lowercase())
+                || crate::validate::looks_secret_header(k);
+            match v {
+                HeaderValue::Plain(p) if !secret => format!("{k}: {p}"),
+                _ => format!("{k}: (sensitive)"),
+            }
+        })
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// Whether Vapi's headers are the spec's. An encrypted value is compared in plaintext when it
+/// was decrypted; without a key, it counts as equal when vapictl applied that same ciphertext
+/// last and Vapi still has the header.
+fn headers_equal(
+    desired: Option<&std::collections::BTreeMap<String, HeaderValue>>,
+    observed: Option<&std::collections::BTreeMap<String, HeaderValue>>,
+    last: Option<&std::collections::BTreeMap<String, HeaderValue>>,
+) -> bool {
+    let empty = std::collections::BTreeMap::new();
+    let d = desired.unwrap_or(&empty);
+    let o = observed.unwrap_or(&empty);
+    if d.len() != o.len() {
+        return false;
+    }
+    d.iter().all(|(k, dv)| {
+        let Some(HeaderValue::Plain(ov)) = o.get(k) else {
+            return false;
+        };
+        match dv {
+            HeaderValue::Plain(p) => p == ov,
+            HeaderValue::Encrypted {
+                plaintext: Some(p), ..
+            } => p.expose() == ov,
+            HeaderValue::Encrypted {
+                plaintext: None, ..
+            } => last.and_then(|l| l.get(k)) == Some(dv),
+        }
+    })
+}
+
+/// Display of a JSON value owned as a whole (`fallbackDestination`, `hooks`).
+pub(crate) fn show_json(v: Option<&Value>) -> Option<String> {
+    v.map(Value::to_string)
+}
 
 /// How the number is being planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,8 +43,8 @@ pub use assistants::{AssistantIndex, Resolved};
 pub use refusal::{FieldAt, Refusal, RefusalReason, Refusals};
 
 use crate::plan::{
-    Action, Cause, Change, FieldChange, Kept, OutOfScope, Plan, RowStep, Target, Unmanaged,
-    VapiCreate, VapiPatch, VapiStep,
+    Action, Blocked, Cause, Change, FieldChange, Kept, OutOfScope, Plan, RowStep, Target,
+    Unmanaged, VapiCreate, VapiPatch, VapiStep,
 };
 use crate::secrets::digest_matches;
 use crate::state::{
@@ -53,6 +53,9 @@ use crate::state::{
 };
 use fields::{Applied, Mode, Views, judge, normalized_server};
 use matching::{match_numbers, pick_observed};
+
+/// Vapi's `status` of a number that takes no calls.
+pub const BLOCKED: &str = "blocked";
 
 /// The only provider vapictl manages.
 pub const TWILIO: &str = "twilio";
@@ -204,6 +207,24 @@ pub fn diff(
             }
         }
 
+        // A number Vapi blocked takes no calls, whatever is applied: a finding of its own and a
+        // warning in every plan of the owner (issue 12).
+        if let Some(o) = o
+            && o.status.as_deref() == Some(BLOCKED)
+            && (d.is_some() || r.is_some())
+        {
+            plan.blocked.push(Blocked {
+                number: key.to_string(),
+                id: o.id.clone(),
+                status: BLOCKED.to_string(),
+                cause: "blocked_in_vapi",
+            });
+            plan.warnings.push(format!(
+                "`{key}` is blocked in Vapi (status `blocked`, id `{}`): it takes no calls whatever vapictl applies; see the number in the Vapi dashboard or ask Vapi support",
+                o.id
+            ));
+        }
+
         match d {
             Some(d) if !d.absent => {
                 let assistant = match d.assistant.as_deref() {
@@ -300,6 +321,18 @@ fn show_server(s: Option<&ServerConfig>) -> Option<String> {
         if let Some(t) = s.timeout_seconds {
             out.push_str(&format!(" timeoutSeconds={t}"));
         }
+        if let Some(h) = &s.headers {
+            out.push_str(&format!(" headers={}", fields::show_headers(h, &[])));
+        }
+        if let Some(b) = s.static_ip_addresses_enabled {
+            out.push_str(&format!(" staticIpAddressesEnabled={b}"));
+        }
+        if let Some(p) = &s.encrypted_paths {
+            out.push_str(&format!(" encryptedPaths=[{}]", p.join(", ")));
+        }
+        if let Some(b) = &s.backoff_plan {
+            out.push_str(&format!(" backoffPlan={b}"));
+        }
         out
     })
 }
@@ -377,8 +410,11 @@ fn plan_present(
             .or_else(|| r.and_then(|r| r.vapi_credential_id.clone())),
         twilio_account_sid: d.twilio.account_sid.clone(),
         twilio_auth_token: token.armored.clone(),
+        api_key: d.twilio.api_key.clone(),
         token_digest: None,
         assigned_assistant_id: assistant_row_id,
+        // The spec routes to an assistant or to nothing: a squad in Vapi is cleared (below).
+        assigned_squad_id: None,
         notes: d.notes.clone(),
         protected: d.protected,
         applied: Some(Applied::of(d).to_json()),
@@ -388,8 +424,11 @@ fn plan_present(
 
     // The token: unchanged when the row holds the same ciphertext, or a digest of the same
     // plaintext (re-encrypted to other recipients) — for the copy the row records.
+    // A change of form (auth token ↔ API key) or of API key sends the secret again.
+    let form_changed = r.is_some_and(|r| r.api_key != d.twilio.api_key);
     let row_token = match r {
         None => TokenState::Unknown,
+        Some(_) if form_changed => TokenState::Rotated,
         Some(r) => {
             if r.twilio_auth_token.as_deref() == Some(token.armored.as_str()) {
                 TokenState::Same
@@ -469,20 +508,128 @@ fn plan_present(
     if take(assistant, &mut fields) == Some(true) {
         patch.assistant_id = Some(assistant_vapi_id.clone());
     }
-    let server = judge(
-        fields::SERVER,
+    // One routing target: a squad set in Vapi (the dashboard) beside or instead of the spec's
+    // assistant is shown with its cause and cleared, never left routing calls unannounced.
+    let squad = judge(
+        fields::SQUAD,
         mode,
         Views {
-            vapi: Some(show_server(o.server.as_ref())),
-            vapi_differs: !server_eq(d.server.as_ref(), o.server.as_ref()),
-            spec_sets_what_vapi_lacks: o.server.is_none() && d.server.is_some(),
-            spec_changed: last_applied.as_ref().map(|l| l.server != applied.server),
-            desired: show_server(d.server.as_ref()),
+            vapi: Some(o.squad_id.clone()),
+            vapi_differs: o.squad_id.is_some(),
+            desired: None,
             ..Views::default()
         },
     );
-    if take(server, &mut fields) == Some(true) {
-        patch.server = Some(d.server.clone());
+    if take(squad, &mut fields) == Some(true) {
+        patch.squad_id = Some(None);
+    }
+    match (&d.server, &o.server) {
+        // Both have a server: each sub-field the spec owns is compared and shown on its own, and
+        // the PATCH starts from Vapi's object, so that what the spec does not own is kept.
+        (Some(ds), Some(os)) => {
+            let last = last_applied.as_ref().map(|l| l.server.as_ref());
+            let mut send = false;
+            let mut clear = Vec::new();
+            for sub in fields::server_sub_fields(ds, os, last) {
+                if !sub.owned || !sub.differs {
+                    continue;
+                }
+                if !sub.declared && sub.vapi.is_some() && sub.field.home == fields::Home::VapiOnly {
+                    clear.push(sub.key.to_string());
+                }
+                let v = judge(
+                    sub.field,
+                    mode,
+                    Views {
+                        vapi: Some(sub.vapi.clone()),
+                        vapi_differs: true,
+                        spec_sets_what_vapi_lacks: sub.vapi_lacks,
+                        spec_changed: sub.spec_changed,
+                        desired: sub.desired.clone(),
+                        ..Views::default()
+                    },
+                );
+                // A rotated secret header looks the same on both sides: say what changed.
+                let v = v.map(|mut v| {
+                    if sub.key == "headers" && v.change.before == v.change.after {
+                        v.change.note = Some("sensitive value changed".into());
+                    }
+                    v
+                });
+                send |= take(v, &mut fields) == Some(true);
+            }
+            if send {
+                patch.server = Some(d.server.clone());
+                patch.server_base = o.server_raw.clone();
+                // `url`, `credentialId` and `timeoutSeconds` are written (or removed) from the
+                // spec anyway; only the optional sub-fields need an explicit removal.
+                clear.retain(|k| !matches!(k.as_str(), "url" | "credentialId" | "timeoutSeconds"));
+                patch.server_clear = clear;
+            }
+        }
+        _ => {
+            let server = judge(
+                fields::SERVER,
+                mode,
+                Views {
+                    vapi: Some(show_server(o.server.as_ref())),
+                    vapi_differs: !server_eq(d.server.as_ref(), o.server.as_ref()),
+                    spec_sets_what_vapi_lacks: o.server.is_none() && d.server.is_some(),
+                    spec_changed: last_applied.as_ref().map(|l| l.server != applied.server),
+                    desired: show_server(d.server.as_ref()),
+                    ..Views::default()
+                },
+            );
+            if take(server, &mut fields) == Some(true) {
+                patch.server = Some(d.server.clone());
+                patch.server_base = o.server_raw.clone();
+            }
+        }
+    }
+    // `fallbackDestination` and `hooks`: owned as a whole when the spec declares them, or when
+    // vapictl applied them before (then the spec's omission removes them, visibly).
+    let empty_hooks = serde_json::Value::Array(Vec::new());
+    for (field, want, have, recorded) in [
+        (
+            fields::FALLBACK_DESTINATION,
+            d.fallback_destination.as_ref(),
+            o.fallback_destination.as_ref(),
+            last_applied
+                .as_ref()
+                .map(|l| l.fallback_destination.as_ref()),
+        ),
+        (
+            fields::HOOKS,
+            d.hooks.as_ref(),
+            o.hooks.as_ref().filter(|h| **h != empty_hooks),
+            last_applied.as_ref().map(|l| l.hooks.as_ref()),
+        ),
+    ] {
+        let owned = want.is_some() || recorded.flatten().is_some();
+        let want_cmp = want.filter(|w| **w != empty_hooks);
+        if !owned || want_cmp == have {
+            continue;
+        }
+        let v = judge(
+            field,
+            mode,
+            Views {
+                vapi: Some(fields::show_json(have)),
+                vapi_differs: true,
+                spec_sets_what_vapi_lacks: have.is_none() && want_cmp.is_some(),
+                spec_changed: recorded.map(|r| r != want),
+                desired: fields::show_json(want),
+                ..Views::default()
+            },
+        );
+        if take(v, &mut fields) == Some(true) {
+            let value = Some(want.cloned());
+            if field.vapi_name == fields::HOOKS.vapi_name {
+                patch.hooks = value;
+            } else {
+                patch.fallback_destination = value;
+            }
+        }
     }
     let sms = judge(
         fields::SMS_ENABLED,
@@ -577,9 +724,31 @@ fn plan_present(
         ),
         TokenState::Same => (None, false),
     };
-    fields.extend(token_field);
+    let secret_field = if d.twilio.api_key.is_some() {
+        "twilioApiSecret"
+    } else {
+        "twilioAuthToken"
+    };
+    fields.extend(token_field.map(|f| FieldChange {
+        field: secret_field,
+        ..f
+    }));
+    if form_changed {
+        let r = r.expect("a form change has a row");
+        fields.push(FieldChange {
+            field: "twilioApiKey",
+            target: Target::Both,
+            before: r.api_key.clone(),
+            after: d.twilio.api_key.clone(),
+            sensitive: false,
+            note: None,
+            cause: Cause::SpecEdit,
+        });
+    }
     if send {
         patch.token = Some(token.clone());
+        patch.api_key = d.twilio.api_key.clone();
+        patch.switch_form = r.is_some_and(|r| r.api_key.is_some() != d.twilio.api_key.is_some());
     }
 
     // Row-only fields.
@@ -642,7 +811,10 @@ fn plan_present(
         r.is_some_and(|r| r.twilio_auth_token.as_deref() != Some(&token.armored));
     // A PATCH of a field only Vapi keeps is recorded in the row, so that the next plan can tell
     // a spec edit from an edit in Vapi.
-    let record_applied = (patch.server.is_some() || patch.sms_enabled.is_some())
+    let record_applied = (patch.server.is_some()
+        || patch.sms_enabled.is_some()
+        || patch.fallback_destination.is_some()
+        || patch.hooks.is_some())
         && last_applied.as_ref() != Some(&applied);
 
     let row = match r {
@@ -721,15 +893,36 @@ fn plan_create(
         Target::Vapi,
         Some(d.sms_enabled.to_string()),
     ));
+    if let Some(f) = &d.fallback_destination {
+        fields.push(set(
+            "fallbackDestination",
+            Target::Vapi,
+            Some(f.to_string()),
+        ));
+    }
+    if let Some(h) = &d.hooks {
+        fields.push(set("hooks", Target::Vapi, Some(h.to_string())));
+    }
     fields.push(set(
         "twilioAccountSid",
         Target::Both,
         Some(d.twilio.account_sid.clone()),
     ));
+    if let Some(k) = &d.twilio.api_key {
+        fields.push(set("twilioApiKey", Target::Both, Some(k.clone())));
+    }
     fields.push(FieldChange {
         sensitive: true,
         note: Some("set".into()),
-        ..set("twilioAuthToken", Target::Both, None)
+        ..set(
+            if d.twilio.api_key.is_some() {
+                "twilioApiSecret"
+            } else {
+                "twilioAuthToken"
+            },
+            Target::Both,
+            None,
+        )
     });
     if let Some(n) = &d.notes {
         fields.push(set("notes", Target::Database, Some(n.clone())));
@@ -761,8 +954,11 @@ fn plan_create(
             assistant_id: assistant_vapi_id,
             server: d.server.clone(),
             sms_enabled: d.sms_enabled,
+            fallback_destination: d.fallback_destination.clone(),
+            hooks: d.hooks.clone(),
             account_sid: d.twilio.account_sid.clone(),
             token: d.twilio.auth_token.clone(),
+            api_key: d.twilio.api_key.clone(),
         })),
         row,
         observed: None,

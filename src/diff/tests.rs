@@ -30,9 +30,12 @@ fn want(n: &str) -> DesiredNumber {
         twilio: DesiredTwilio {
             account_sid: SID.into(),
             auth_token: token("ARMOR-A", Some(&"a".repeat(32))),
+            api_key: None,
         },
         server: None,
         sms_enabled: true,
+        fallback_destination: None,
+        hooks: None,
         protected: false,
         absent: false,
         line: 3,
@@ -76,7 +79,9 @@ fn row(n: &str, vapi_id: Option<&str>) -> PhoneRow {
         vapi_credential_id: None,
         twilio_account_sid: Some(SID.into()),
         twilio_auth_token: Some("ARMOR-A".into()),
+        api_key: None,
         assigned_assistant_id: None,
+        assigned_squad_id: None,
         notes: None,
         token_digest: Some(token_digest(&SecretValue::new("a".repeat(32)))),
         protected: false,
@@ -104,7 +109,11 @@ fn seen(n: &str, id: &str) -> ObservedNumber {
         squad_id: None,
         workflow_id: None,
         server: None,
+        server_raw: None,
         sms_enabled: None,
+        fallback_destination: None,
+        hooks: None,
+        status: None,
         twilio_account_sid: Some(SID.into()),
         credential_id: None,
         created_at: "2026-01-01T00:00:00.000Z".into(),
@@ -115,7 +124,7 @@ fn seen(n: &str, id: &str) -> ObservedNumber {
 fn observed(numbers: Vec<ObservedNumber>) -> ObservedState {
     ObservedState {
         numbers,
-        assistants: BTreeMap::new(),
+        ..ObservedState::default()
     }
 }
 
@@ -677,16 +686,11 @@ fn keyless_same_ciphertext_plans_nothing() {
 #[test]
 fn server_default_timeout_equals_unset() {
     let mut d = want(N1);
-    d.server = Some(ServerConfig {
-        url: "https://x.test/hook".into(),
-        credential_id: None,
-        timeout_seconds: None,
-    });
+    d.server = Some(ServerConfig::with_url("https://x.test/hook"));
     let mut o = seen(N1, "v1");
     o.server = Some(ServerConfig {
-        url: "https://x.test/hook".into(),
-        credential_id: None,
         timeout_seconds: Some(20),
+        ..ServerConfig::with_url("https://x.test/hook")
     });
     let plan = diff(
         &desired(vec![d]),
@@ -700,11 +704,7 @@ fn server_default_timeout_equals_unset() {
 #[test]
 fn removed_server_is_cleared() {
     let mut o = seen(N1, "v1");
-    o.server = Some(ServerConfig {
-        url: "https://x.test/hook".into(),
-        credential_id: None,
-        timeout_seconds: None,
-    });
+    o.server = Some(ServerConfig::with_url("https://x.test/hook"));
     let plan = diff(
         &desired(vec![want(N1)]),
         &recorded(vec![row(N1, Some("v1"))]),
@@ -1019,11 +1019,7 @@ fn a_row_edited_by_hand_is_a_database_edit() {
 #[test]
 fn server_and_sms_added_in_the_spec_are_spec_edits() {
     let mut d = want(N1);
-    d.server = Some(ServerConfig {
-        url: "https://x.test/hook".into(),
-        credential_id: None,
-        timeout_seconds: None,
-    });
+    d.server = Some(ServerConfig::with_url("https://x.test/hook"));
     d.sms_enabled = false;
     let plan = diff(
         &desired(vec![d]),
@@ -1043,11 +1039,7 @@ fn server_and_sms_added_in_the_spec_are_spec_edits() {
 #[test]
 fn server_set_in_the_dashboard_is_a_vapi_edit() {
     let mut o = seen(N1, "v1");
-    o.server = Some(ServerConfig {
-        url: "https://elsewhere.test".into(),
-        credential_id: None,
-        timeout_seconds: None,
-    });
+    o.server = Some(ServerConfig::with_url("https://elsewhere.test"));
     let plan = diff(
         &desired(vec![want(N1)]),
         &recorded(vec![row(N1, Some("v1"))]),
@@ -1118,11 +1110,7 @@ fn other_users_numbers_are_counted_not_listed() {
 }
 
 fn hook(url: &str) -> Option<ServerConfig> {
-    Some(ServerConfig {
-        url: url.into(),
-        credential_id: None,
-        timeout_seconds: None,
-    })
+    Some(ServerConfig::with_url(url))
 }
 
 /// A row that records what vapictl applied to `server` and `smsEnabled` for `d`.
@@ -1187,4 +1175,147 @@ fn a_number_also_recorded_for_another_user_is_kept_not_released() {
     assert!(plan.is_empty(), "{:#?}", plan.changes);
     assert_eq!(plan.kept.len(), 1);
     assert!(plan.unmanaged.is_empty() && plan.other_users_count == 0);
+}
+
+fn server_with(url: &str, f: impl FnOnce(&mut ServerConfig)) -> Option<ServerConfig> {
+    let mut s = ServerConfig::with_url(url);
+    f(&mut s);
+    Some(s)
+}
+
+fn raw_server(o: &mut ObservedNumber, raw: serde_json::Value) {
+    let serde_json::Value::Object(m) = raw else {
+        panic!("an object")
+    };
+    o.server_raw = Some(m);
+}
+
+#[test]
+fn server_sub_fields_the_spec_does_not_declare_are_not_owned() {
+    let mut d = want(N1);
+    d.server = hook("https://a.test/hook");
+    let mut o = seen(N1, "v1");
+    o.server = server_with("https://a.test/hook", |s| {
+        s.headers = Some(BTreeMap::from([(
+            "X-Env".to_string(),
+            crate::state::HeaderValue::Plain("prod".into()),
+        )]));
+        s.backoff_plan =
+            Some(serde_json::json!({"type": "fixed", "maxRetries": 1, "baseDelaySeconds": 1}));
+    });
+    let plan = diff(
+        &desired(vec![d.clone()]),
+        &recorded(vec![row_applied(&d)]),
+        &observed(vec![o]),
+    )
+    .unwrap();
+    assert!(plan.is_empty(), "{:#?}", plan.changes);
+}
+
+#[test]
+fn a_server_patch_starts_from_vapis_object_and_shows_each_sub_field() {
+    let mut before = want(N1);
+    before.server = hook("https://a.test/hook");
+    let mut after = want(N1);
+    after.server = server_with("https://a.test/hook", |s| s.timeout_seconds = Some(45));
+    let mut o = seen(N1, "v1");
+    o.server = hook("https://a.test/hook");
+    raw_server(
+        &mut o,
+        serde_json::json!({"url": "https://a.test/hook", "headers": {"X": "y"}, "future": 1}),
+    );
+    let plan = diff(
+        &desired(vec![after]),
+        &recorded(vec![row_applied(&before)]),
+        &observed(vec![o.clone()]),
+    )
+    .unwrap();
+    let c = only(&plan);
+    assert_eq!(
+        c.fields.iter().map(|f| f.field).collect::<Vec<_>>(),
+        vec!["server.timeoutSeconds"]
+    );
+    assert_eq!(c.fields[0].cause, Cause::SpecEdit);
+    let VapiStep::Update { patch, .. } = &c.vapi else {
+        panic!("{:?}", c.vapi)
+    };
+    assert_eq!(patch.server_base, o.server_raw);
+    assert!(patch.server_clear.is_empty());
+}
+
+#[test]
+fn a_sub_field_vapictl_applied_and_the_spec_dropped_is_removed_visibly() {
+    let mut before = want(N1);
+    before.server = server_with("https://a.test/hook", |s| {
+        s.static_ip_addresses_enabled = Some(true)
+    });
+    let mut after = want(N1);
+    after.server = hook("https://a.test/hook");
+    let mut o = seen(N1, "v1");
+    o.server = before.server.clone();
+    let plan = diff(
+        &desired(vec![after]),
+        &recorded(vec![row_applied(&before)]),
+        &observed(vec![o]),
+    )
+    .unwrap();
+    let c = only(&plan);
+    assert_eq!(c.fields[0].field, "server.staticIpAddressesEnabled");
+    assert_eq!(c.fields[0].after, None);
+    let VapiStep::Update { patch, .. } = &c.vapi else {
+        panic!("{:?}", c.vapi)
+    };
+    assert_eq!(
+        patch.server_clear,
+        vec!["staticIpAddressesEnabled".to_string()]
+    );
+}
+
+#[test]
+fn a_fallback_destination_is_owned_when_declared_or_applied_before() {
+    let fb = serde_json::json!({"type": "number", "number": "+14155550199"});
+    // In Vapi only, never declared: left alone.
+    let d = want(N1);
+    let mut o = seen(N1, "v1");
+    o.fallback_destination = Some(fb.clone());
+    let plan = diff(
+        &desired(vec![d.clone()]),
+        &recorded(vec![row_applied(&d)]),
+        &observed(vec![o.clone()]),
+    )
+    .unwrap();
+    assert!(plan.is_empty(), "{:#?}", plan.changes);
+    // Applied before, now dropped from the spec: removed.
+    let mut before = want(N1);
+    before.fallback_destination = Some(fb.clone());
+    let plan = diff(
+        &desired(vec![d]),
+        &recorded(vec![row_applied(&before)]),
+        &observed(vec![o]),
+    )
+    .unwrap();
+    let c = only(&plan);
+    assert_eq!(c.fields[0].field, "fallbackDestination");
+    assert_eq!(c.fields[0].cause, Cause::SpecEdit);
+    let VapiStep::Update { patch, .. } = &c.vapi else {
+        panic!("{:?}", c.vapi)
+    };
+    assert_eq!(patch.fallback_destination, Some(None));
+}
+
+#[test]
+fn a_blocked_number_is_reported_without_a_change() {
+    let d = want(N1);
+    let mut o = seen(N1, "v1");
+    o.status = Some("blocked".into());
+    let plan = diff(
+        &desired(vec![d.clone()]),
+        &recorded(vec![row_applied(&d)]),
+        &observed(vec![o]),
+    )
+    .unwrap();
+    assert!(plan.is_empty());
+    assert!(plan.has_drift());
+    assert_eq!(plan.blocked[0].number, N1);
+    assert!(plan.warnings[0].contains("blocked"), "{:?}", plan.warnings);
 }

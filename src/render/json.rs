@@ -26,6 +26,8 @@ pub(crate) struct JsonPlan<'a> {
     /// Vapi numbers recorded for other users: counted, never listed.
     other_users_count: usize,
     warnings: &'a [String],
+    /// The owner's numbers Vapi reports as blocked: drift findings (addition to format 1).
+    blocked: Vec<JsonBlocked<'a>>,
     safety: Safety,
     /// The Twilio preflight: `status` (`checked`, `skipped_keyless`, `off`, `not_needed`) and
     /// its structured warnings; absent when no preflight ran.
@@ -35,6 +37,14 @@ pub(crate) struct JsonPlan<'a> {
     /// `fingerprint`; absent when there are none.
     #[serde(skip_serializing_if = "<[TwilioDrift]>::is_empty")]
     twilio_drift: &'a [TwilioDrift],
+}
+
+#[derive(Serialize)]
+struct JsonBlocked<'a> {
+    #[serde(flatten)]
+    blocked: &'a crate::plan::Blocked,
+    cause_text: &'static str,
+    fingerprint: String,
 }
 
 #[derive(Serialize)]
@@ -115,6 +125,22 @@ fn plan_doc(plan: &Plan) -> JsonPlan<'_> {
         out_of_scope: &plan.out_of_scope,
         other_users_count: plan.other_users_count,
         warnings: &plan.warnings,
+        blocked: plan
+            .blocked
+            .iter()
+            .map(|b| JsonBlocked {
+                blocked: b,
+                cause_text: "blocked in Vapi",
+                fingerprint: {
+                    let mut h = sha2::Sha256::new();
+                    for part in [b.number.as_str(), b.id.as_str(), b.status.as_str(), b.cause] {
+                        h.update(part.as_bytes());
+                        h.update([0]);
+                    }
+                    format!("sha256:{}", &hex::encode(h.finalize())[..32])
+                },
+            })
+            .collect(),
         safety: Safety {
             implicit_deletes: plan.implicit_deletes(),
             managed_numbers: plan.managed_count,

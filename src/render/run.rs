@@ -94,6 +94,13 @@ impl RunView<'_> {
     pub fn any_changes(&self) -> bool {
         self.entries
             .iter()
+            .any(|e| e.result.as_ref().is_ok_and(|p| !p.is_empty()))
+    }
+
+    /// Any owner has a drift finding: a change, a Twilio-side finding, or a number Vapi blocked.
+    pub fn any_findings(&self) -> bool {
+        self.entries
+            .iter()
             .any(|e| e.result.as_ref().is_ok_and(|p| p.has_drift()))
     }
 }

@@ -94,6 +94,7 @@ fn sample() -> Plan {
         releasable_count: 3,
         spec_entries: 2,
         warnings: vec![],
+        blocked: vec![],
         ..Plan::default()
     }
 }

@@ -200,6 +200,7 @@ impl Observation {
                 .map(|i| self.observed.numbers[i].clone())
                 .collect(),
             assistants: self.observed.assistants.clone(),
+            squads: self.observed.squads.clone(),
         }
     }
 

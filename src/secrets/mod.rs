@@ -197,7 +197,7 @@ const ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
 const ARMOR_END: &str = "-----END AGE ENCRYPTED FILE-----";
 
 /// True when the text is shaped like `age -a` output (begin line … end line).
-fn looks_armored(s: &str) -> bool {
+pub(crate) fn looks_armored(s: &str) -> bool {
     s.trim_start().starts_with(ARMOR_BEGIN)
 }
 

@@ -83,6 +83,24 @@ impl<'a> TokenCache<'a> {
         r
     }
 
+    /// Decrypts a secret other than a token (a header value): no placeholder or length rules.
+    ///
+    /// # Errors
+    /// The ciphertext cannot be decrypted with the identities given.
+    pub fn secret(&mut self, armored: &str) -> Result<Option<SecretValue>, TokenError> {
+        if self.identities.is_empty() && self.mode == SecretMode::Optional {
+            return Ok(None);
+        }
+        self.identities.decrypt(armored).map(Some).map_err(|e| {
+            let text = e.to_string();
+            let (message, hint) = text.split_once("\nhint: ").unwrap_or((&text, ""));
+            TokenError::Undecryptable {
+                message: message.to_string(),
+                hint: hint.to_string(),
+            }
+        })
+    }
+
     fn decrypt(&self, armored: &str) -> Result<Option<SecretValue>, TokenError> {
         if armored.trim().starts_with(TOKEN_PLACEHOLDER) {
             return Err(TokenError::Placeholder);

@@ -87,6 +87,16 @@ pub struct PhoneNumberSpec {
     /// `defaults.smsEnabled`, then to Vapi's default (`true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sms_enabled: Option<bool>,
+    /// Where an inbound call goes when the assistant-request webhook fails (Vapi's
+    /// `fallbackDestination`): a phone number or a SIP URI. Owned as a whole when present;
+    /// omitted: vapictl leaves Vapi's value alone (unless it set one before: then it is removed,
+    /// as a visible line of the plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_destination: Option<TransferDestination>,
+    /// The number's hooks (`call.ringing`, `call.ending`). Owned as a whole list when present
+    /// (`[]` removes every hook); omitted: as for `fallbackDestination`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Vec<Hook>>,
     /// `true`: vapictl never deletes this number, even after its entry is removed from the spec.
     /// Set it to `false` and apply before removing a protected number.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -102,7 +112,8 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// Twilio credentials. The auth token is age-encrypted.
+/// Twilio credentials: the account's auth token, or an API key and its secret (exactly one of
+/// the two forms). Secrets are age-encrypted.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TwilioSpec {
@@ -111,13 +122,24 @@ pub struct TwilioSpec {
     pub account_sid: String,
     /// The Twilio auth token, age-encrypted and ASCII-armored (a YAML block string from
     /// `-----BEGIN AGE ENCRYPTED FILE-----` to `-----END AGE ENCRYPTED FILE-----`), as printed by
-    /// `vapictl encrypt --recipient age1…` or `age -a -r age1…`. Plaintext is refused.
+    /// `vapictl encrypt --recipient age1…` or `age -a -r age1…`. Plaintext is refused. Not with
+    /// `apiKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^\s*-----BEGIN AGE ENCRYPTED FILE-----"))]
-    pub auth_token: String,
+    pub auth_token: Option<String>,
+    /// A Twilio API key SID (`SK` followed by 32 hexadecimal characters), the alternative to
+    /// `authToken` for accounts whose policies forbid the root token. Needs `apiSecret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^SK[0-9a-fA-F]{32}$"))]
+    pub api_key: Option<String>,
+    /// The API key's secret, age-encrypted like `authToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\s*-----BEGIN AGE ENCRYPTED FILE-----"))]
+    pub api_secret: Option<String>,
 }
 
 /// The number's webhook settings (Vapi's `server` object).
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServerSpec {
     /// Webhook URL (`https://…`; `http://` only for localhost).
@@ -129,6 +151,215 @@ pub struct ServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 300))]
     pub timeout_seconds: Option<u32>,
+    /// Extra HTTP headers Vapi sends with each webhook request. A value may be an age
+    /// ciphertext (ASCII-armored, as `vapictl encrypt` prints it) for `Authorization`-style
+    /// secrets: it is decrypted like a token and never shown. Owned as a whole map when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Send webhooks from Vapi's static IP addresses (Vapi's default: `false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_ip_addresses_enabled: Option<bool>,
+    /// Paths in the webhook body that Vapi encrypts (with a credential's encryption plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_paths: Option<Vec<String>>,
+    /// How Vapi retries a failing webhook (Vapi's default: no retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_plan: Option<BackoffPlan>,
+}
+
+/// Vapi's `BackoffPlan`: how a failing webhook is retried.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackoffPlan {
+    /// `fixed` or `exponential`.
+    #[serde(rename = "type")]
+    pub kind: BackoffType,
+    /// Retries after the first attempt, 0 to 10.
+    #[schemars(range(min = 0, max = 10))]
+    pub max_retries: u32,
+    /// Delay before the first retry, 0 to 10 seconds.
+    #[schemars(range(min = 0, max = 10))]
+    pub base_delay_seconds: f64,
+    /// HTTP status codes that are never retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded_status_codes: Option<Vec<u16>>,
+}
+
+/// The retry schedule of a [`BackoffPlan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackoffType {
+    Fixed,
+    Exponential,
+}
+
+/// A transfer destination (Vapi's `TransferDestinationNumber` / `TransferDestinationSip`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum TransferDestination {
+    /// A phone number.
+    Number(NumberDestination),
+    /// A SIP URI.
+    Sip(SipDestination),
+}
+
+/// `type: number`: a phone number, in strict E.164 unless `numberE164CheckEnabled: false`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NumberDestination {
+    /// The destination, in E.164 (`+14155550123`); 3 to 40 characters.
+    #[schemars(length(min = 3, max = 40))]
+    pub number: String,
+    /// `false` lets `number` be a dial string that is not E.164 (Vapi's default: `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_e164_check_enabled: Option<bool>,
+    /// Digits dialled after the call connects, 1 to 10 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 10))]
+    pub extension: Option<String>,
+    /// What the caller hears before the transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// A description for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The caller id shown to the destination, at most 40 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 40))]
+    pub caller_id: Option<String>,
+}
+
+/// `type: sip`: a SIP URI.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SipDestination {
+    /// The destination, `sip:…` or `sips:…`.
+    #[schemars(regex(pattern = r"^sips?:.+"))]
+    pub sip_uri: String,
+    /// Extra SIP headers sent with the transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_headers: Option<BTreeMap<String, String>>,
+    /// What the caller hears before the transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// A description for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The caller id shown to the destination, at most 40 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 40))]
+    pub caller_id: Option<String>,
+}
+
+/// A phone-number hook (Vapi's `PhoneNumberHookCallRinging` / `PhoneNumberHookCallEnding`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "on", deny_unknown_fields)]
+pub enum Hook {
+    /// While the call rings: `do` lists the actions (Vapi runs the first).
+    #[serde(rename = "call.ringing")]
+    CallRinging {
+        /// Only for callers whose number starts with one of these prefixes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filters: Option<Vec<RingingFilter>>,
+        /// The actions (Vapi runs only the first).
+        #[serde(rename = "do")]
+        #[schemars(length(min = 1))]
+        actions: Vec<HookAction>,
+    },
+    /// When the call ends because the assistant request failed.
+    #[serde(rename = "call.ending")]
+    CallEnding {
+        /// Only for these ended reasons.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filters: Option<Vec<EndingFilter>>,
+        /// The action.
+        #[serde(rename = "do", default, skip_serializing_if = "Option::is_none")]
+        action: Option<HookAction>,
+    },
+}
+
+/// `{type: startsWith, key: number, startsWith: [...]}`: caller-number prefixes (digits, no `+`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RingingFilter {
+    /// Always `startsWith`.
+    #[serde(rename = "type")]
+    pub kind: StartsWith,
+    /// Always `number`.
+    pub key: NumberKey,
+    /// At most 20 prefixes of at most 20 characters.
+    #[schemars(length(max = 20))]
+    pub starts_with: Vec<String>,
+}
+
+/// The literal `startsWith`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum StartsWith {
+    #[serde(rename = "startsWith")]
+    StartsWith,
+}
+
+/// The literal `number`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum NumberKey {
+    #[serde(rename = "number")]
+    Number,
+}
+
+/// `{type: oneOf, key: call.endedReason, oneOf: [...]}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndingFilter {
+    /// Always `oneOf`.
+    #[serde(rename = "type")]
+    pub kind: OneOfKind,
+    /// Always `call.endedReason`.
+    pub key: EndedReasonKey,
+    /// The ended reasons the hook runs for.
+    pub one_of: Vec<EndedReason>,
+}
+
+/// The literal `oneOf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum OneOfKind {
+    #[serde(rename = "oneOf")]
+    OneOf,
+}
+
+/// The literal `call.endedReason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum EndedReasonKey {
+    #[serde(rename = "call.endedReason")]
+    EndedReason,
+}
+
+/// The assistant-request failures a `call.ending` hook can filter on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndedReason {
+    AssistantRequestFailed,
+    AssistantRequestReturnedError,
+    AssistantRequestReturnedUnspeakableError,
+    AssistantRequestReturnedInvalidAssistant,
+    AssistantRequestReturnedNoAssistant,
+    AssistantRequestReturnedForwardingPhoneNumber,
+}
+
+/// What a hook does.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum HookAction {
+    /// Transfer the call.
+    Transfer {
+        /// Where to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        destination: Option<TransferDestination>,
+    },
+    /// Say something, at most 4000 characters.
+    Say {
+        #[schemars(length(max = 4000))]
+        exact: String,
+    },
 }
 
 /// The JSON Schema of the spec format, as committed in `schema/vapictl.schema.json`.

@@ -155,7 +155,9 @@ mod tests {
             defaults: Some(Defaults {
                 twilio: Some(TwilioSpec {
                     account_sid: "AC0123456789abcdef0123456789abcdef".into(),
-                    auth_token: ARMORED.into(),
+                    auth_token: Some(ARMORED.into()),
+                    api_key: None,
+                    api_secret: None,
                 }),
                 sms_enabled: None,
             }),
@@ -176,8 +178,8 @@ mod tests {
         e.assistant = Some("sales-bot".into());
         e.server = Some(ServerSpec {
             url: "https://hooks.example.com/vapi".into(),
-            credential_id: None,
             timeout_seconds: Some(20),
+            ..ServerSpec::default()
         });
         e.sms_enabled = Some(false);
         e.protected = true;

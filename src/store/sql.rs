@@ -142,6 +142,15 @@ pub(crate) const PHONE_COLUMNS: &[PhoneColumn] = &[
     // What vapictl last applied to `server` and `smsEnabled`, which the row has no column for:
     // it tells a spec edit from an edit in Vapi (issue 9).
     column("vapictl_applied", text(|r| r.applied.clone()), "TEXT", "text").added(),
+    // The Twilio API key SID of a number on the API-key form (issue 12); its secret's ciphertext
+    // is in `twilio_auth_token`, where the token of the other form is.
+    column("vapictl_twilio_api_key", text(|r| r.api_key.clone()), "TEXT", "text")
+        .added()
+        .null_when("a number is on the auth-token form"),
+    // The `squads.id` a number is routed to (issue 12), as text whatever the id's type.
+    column("vapictl_squad_id", text(|r| r.assigned_squad_id.map(|s| s.to_string())), "TEXT", "text")
+        .added()
+        .null_when("a number has no squad"),
 ];
 
 /// vapictl's `CREATE TABLE phone_numbers` (with its index on `user_id`) in `dialect`.
@@ -444,6 +453,8 @@ pub(crate) struct RawPhoneRow<U> {
     vapictl_token_digest: Option<String>,
     vapictl_protected: Option<bool>,
     vapictl_applied: Option<String>,
+    vapictl_twilio_api_key: Option<String>,
+    vapictl_squad_id: Option<String>,
 }
 
 impl<U: Into<Uuid>> RawPhoneRow<U> {
@@ -471,10 +482,14 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
             twilio_account_sid: self.twilio_account_sid,
             twilio_auth_token: self.twilio_auth_token,
             assigned_assistant_id: self.assigned_assistant_id.map(Into::into),
+            assigned_squad_id: self
+                .vapictl_squad_id
+                .and_then(|s| Uuid::parse_str(s.trim()).ok()),
             notes: self.notes,
             token_digest: self.vapictl_token_digest,
             protected: self.vapictl_protected.unwrap_or(false),
             applied: self.vapictl_applied,
+            api_key: self.vapictl_twilio_api_key,
         })
     }
 }
@@ -527,12 +542,12 @@ mod tests {
                 "INSERT INTO phone_numbers (user_id, phone_number, friendly_name, provider, \
                  vapi_phone_id, vapi_credential_id, twilio_account_sid, twilio_auth_token, \
                  assigned_assistant_id, notes, created_at, updated_at, vapictl_token_digest, \
-                 vapictl_protected, vapictl_applied, id) VALUES ($1, $2, $3, 'twilio', $4, "
+                 vapictl_protected, vapictl_applied, vapictl_twilio_api_key, vapictl_squad_id, id) VALUES ($1, $2, $3, 'twilio', $4, "
             ),
             "{sql}"
         );
-        assert!(sql.ends_with("$14, $15) RETURNING id"), "{sql}");
-        assert!(insert_row(false).ends_with("$14) RETURNING id"));
+        assert!(sql.ends_with("$16, $17) RETURNING id"), "{sql}");
+        assert!(insert_row(false).ends_with("$16) RETURNING id"));
     }
 
     #[test]
@@ -544,7 +559,7 @@ mod tests {
                 "{sql}"
             );
         }
-        assert!(sql.ends_with("WHERE id = $13 AND user_id = $14"), "{sql}");
+        assert!(sql.ends_with("WHERE id = $15 AND user_id = $16"), "{sql}");
     }
 
     #[test]
@@ -567,16 +582,18 @@ mod tests {
             twilio_auth_token: "ciphertext".into(),
             token_digest: None,
             assigned_assistant_id: None,
+            assigned_squad_id: None,
             notes: None,
             protected: false,
             applied: None,
+            api_key: None,
         };
         let now = Utc::now();
         let inserted = inserted_values(&app, Uuid::new_v4(), &row, now).unwrap();
-        assert_eq!(inserted.len(), 14, "$1..$14 before the id");
+        assert_eq!(inserted.len(), 16, "$1..$16 before the id");
         let id = DbId::Uuid(Uuid::new_v4());
         let updated = updated_values(&app, id, Uuid::new_v4(), &row, now).unwrap();
-        assert_eq!(updated.len(), 14, "$1..$12, then id and owner");
+        assert_eq!(updated.len(), 16, "$1..$14, then id and owner");
         assert_eq!(updated[0], RowValue::Text(Some("+15551230001".into())));
     }
 

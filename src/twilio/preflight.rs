@@ -184,13 +184,21 @@ pub struct Needed<'a> {
     pub auth: Option<TwilioAuth>,
 }
 
-/// The credentials of an entry, when its token was decrypted. Issue 12's API-key form adds its
-/// arm here.
+/// The credentials of an entry, when its secret was decrypted: the account's auth token, or
+/// the API key (`SK…`) with its secret.
 pub fn auth_of(entry: &DesiredNumber) -> Option<TwilioAuth> {
-    let token = entry.twilio.auth_token.plaintext.clone()?;
-    Some(TwilioAuth::AuthToken {
-        account_sid: entry.twilio.account_sid.clone(),
-        token,
+    let secret = entry.twilio.auth_token.plaintext.clone()?;
+    let account_sid = entry.twilio.account_sid.clone();
+    Some(match &entry.twilio.api_key {
+        Some(key_sid) => TwilioAuth::ApiKey {
+            account_sid,
+            key_sid: key_sid.clone(),
+            secret,
+        },
+        None => TwilioAuth::AuthToken {
+            account_sid,
+            token: secret,
+        },
     })
 }
 
@@ -208,7 +216,10 @@ pub fn needs<'a>(desired: &'a DesiredState, plan: &Plan) -> Vec<Needed<'a>> {
         .filter(|c| match (&c.action, &c.vapi) {
             (Action::Create | Action::Recreate | Action::Adopt, _) => true,
             (Action::Update, VapiStep::Update { patch, .. }) => {
-                patch.account_sid.is_some() || patch.token.is_some()
+                patch.account_sid.is_some()
+                    || patch.token.is_some()
+                    || patch.api_key.is_some()
+                    || patch.switch_form
             }
             _ => false,
         })

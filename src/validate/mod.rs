@@ -6,6 +6,8 @@
 //! ([`crate::secrets::TokenCache`]).
 
 mod rules;
+
+pub use rules::{is_api_key_sid, looks_secret_header};
 #[cfg(test)]
 mod tests;
 

@@ -121,16 +121,20 @@ impl VapiClient {
         self.transport.rate_limit()
     }
 
-    /// Reads everything vapictl compares: every phone number and every assistant.
+    /// Reads everything vapictl compares: every phone number, assistant and squad.
     ///
     /// # Errors
     /// Any failed or incomplete listing: nothing may be planned from a partial view.
     pub async fn observe(&self) -> Result<ObservedState, VapiError> {
-        let (numbers, assistants) =
-            tokio::try_join!(self.list_phone_numbers(), self.list_assistants())?;
+        let (numbers, assistants, squads) = tokio::try_join!(
+            self.list_phone_numbers(),
+            self.list_assistants(),
+            self.list_squads()
+        )?;
         Ok(ObservedState {
             numbers,
             assistants,
+            squads,
         })
     }
 }

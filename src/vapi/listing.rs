@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::VapiError;
 use super::client::VapiClient;
 use super::transport::{decode, decode_item};
-use super::wire::{AssistantDto, ListShape, PhoneNumberDto, V2Page};
-use crate::state::{ObservedAssistant, ObservedNumber};
+use super::wire::{AssistantDto, ListShape, PhoneNumberDto, SquadDto, V2Page};
+use crate::state::{ObservedAssistant, ObservedNumber, ObservedSquad};
 
 impl VapiClient {
     fn page_limit(&self) -> usize {
@@ -89,6 +89,17 @@ impl VapiClient {
         for v in items {
             let dto: AssistantDto = decode_item("GET /assistant", v)?;
             out.insert(dto.id.clone(), ObservedAssistant::from(dto));
+        }
+        Ok(out)
+    }
+
+    /// Every squad, by id.
+    pub async fn list_squads(&self) -> Result<BTreeMap<String, ObservedSquad>, VapiError> {
+        let (items, _) = self.list_all("/squad", false).await?;
+        let mut out = BTreeMap::new();
+        for v in items {
+            let dto: SquadDto = decode_item("GET /squad", v)?;
+            out.insert(dto.id.clone(), ObservedSquad::from(dto));
         }
         Ok(out)
     }

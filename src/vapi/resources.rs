@@ -24,6 +24,9 @@ impl VapiClient {
     ) -> Result<ObservedNumber, VapiError> {
         let label = format!("POST /phone-number ({})", mask_number(&c.number));
         let body = CreatePhoneNumber::new(c, token);
+        let secrets: Vec<&SecretValue> = std::iter::once(token)
+            .chain(c.server.iter().flat_map(|s| s.secrets()))
+            .collect();
         let a = self
             .transport
             .call(
@@ -32,7 +35,7 @@ impl VapiClient {
                 &[],
                 Some(&body),
                 &label,
-                &[token],
+                &secrets,
             )
             .await?;
         Ok(decode::<PhoneNumberDto>(&label, &a.body)?.into())
@@ -48,7 +51,10 @@ impl VapiClient {
     ) -> Result<ObservedNumber, VapiError> {
         let label = format!("PATCH /phone-number/{id} ({})", mask_number(number));
         let body = UpdatePhoneNumber::new(patch, token);
-        let secrets: Vec<&SecretValue> = token.into_iter().collect();
+        let secrets: Vec<&SecretValue> = token
+            .into_iter()
+            .chain(patch.server.iter().flatten().flat_map(|s| s.secrets()))
+            .collect();
         let a = self
             .transport
             .call(
@@ -99,6 +105,11 @@ fn verify_patch(label: &str, p: &VapiPatch, got: &ObservedNumber) -> Result<(), 
         && got.assistant_id != *a
     {
         return fail("assistantId", format!("{:?}", got.assistant_id));
+    }
+    if let Some(sq) = &p.squad_id
+        && got.squad_id != *sq
+    {
+        return fail("squadId", format!("{:?}", got.squad_id));
     }
     if let Some(n) = &p.name
         && got.name.as_deref() != Some(n.as_str())

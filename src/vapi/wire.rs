@@ -1,11 +1,13 @@
 //! Vapi's JSON shapes (wire DTOs), kept apart from the domain types in `state`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::plan::{VapiCreate, VapiPatch};
 use crate::secrets::SecretValue;
-use crate::state::{ObservedAssistant, ObservedNumber, ServerConfig};
+use crate::state::{
+    HeaderValue, ObservedAssistant, ObservedNumber, ObservedSquad, ServerConfig, canonical_json,
+};
 
 /// A phone number as any provider returns it; unknown fields are ignored.
 #[derive(Debug, Deserialize)]
@@ -24,10 +26,18 @@ pub struct PhoneNumberDto {
     pub squad_id: Option<String>,
     #[serde(default)]
     pub workflow_id: Option<String>,
+    /// Kept whole: a PATCH of `server` starts from it, so sub-fields vapictl does not model
+    /// (and any Vapi adds later) survive.
     #[serde(default)]
-    pub server: Option<ServerDto>,
+    pub server: Option<Map<String, Value>>,
     #[serde(default)]
     pub sms_enabled: Option<bool>,
+    #[serde(default)]
+    pub fallback_destination: Option<Value>,
+    #[serde(default)]
+    pub hooks: Option<Value>,
+    #[serde(default)]
+    pub status: Option<String>,
     #[serde(default)]
     pub twilio_account_sid: Option<String>,
     #[serde(default)]
@@ -38,16 +48,66 @@ pub struct PhoneNumberDto {
     pub updated_at: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The modelled part of Vapi's `server` object (what vapictl compares), read leniently: a
+/// sub-field of an unexpected type reads as unset rather than failing the listing.
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerDto {
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<Value>,
     #[serde(default)]
-    pub credential_id: Option<String>,
+    pub credential_id: Option<Value>,
     /// A number in the spec; may arrive as a float.
     #[serde(default)]
-    pub timeout_seconds: Option<f64>,
+    pub timeout_seconds: Option<Value>,
+    #[serde(default)]
+    pub headers: Option<Value>,
+    #[serde(default)]
+    pub static_ip_addresses_enabled: Option<Value>,
+    #[serde(default)]
+    pub encrypted_paths: Option<Value>,
+    #[serde(default)]
+    pub backoff_plan: Option<Value>,
+}
+
+impl ServerDto {
+    /// The modelled view; `None` without a URL (a server without one sends nothing).
+    fn config(raw: &Map<String, Value>) -> Option<ServerConfig> {
+        let d: ServerDto = serde_json::from_value(Value::Object(raw.clone())).unwrap_or_default();
+        let text = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_owned));
+        let url = text(d.url)?;
+        Some(ServerConfig {
+            url,
+            credential_id: text(d.credential_id),
+            timeout_seconds: d
+                .timeout_seconds
+                .and_then(|t| t.as_f64())
+                .map(|t| t.round() as u32),
+            headers: d.headers.and_then(|h| match h {
+                Value::Object(m) => Some(
+                    m.into_iter()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                Value::String(s) => s,
+                                other => other.to_string(),
+                            };
+                            (k, HeaderValue::Plain(v))
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            }),
+            static_ip_addresses_enabled: d.static_ip_addresses_enabled.and_then(|v| v.as_bool()),
+            encrypted_paths: d.encrypted_paths.and_then(|v| {
+                v.as_array().map(|a| {
+                    a.iter()
+                        .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned))
+                        .collect()
+                })
+            }),
+            backoff_plan: d.backoff_plan.filter(|b| !b.is_null()).map(canonical_json),
+        })
+    }
 }
 
 impl From<PhoneNumberDto> for ObservedNumber {
@@ -60,14 +120,15 @@ impl From<PhoneNumberDto> for ObservedNumber {
             assistant_id: d.assistant_id,
             squad_id: d.squad_id,
             workflow_id: d.workflow_id,
-            server: d.server.and_then(|s| {
-                s.url.map(|url| ServerConfig {
-                    url,
-                    credential_id: s.credential_id,
-                    timeout_seconds: s.timeout_seconds.map(|t| t.round() as u32),
-                })
-            }),
+            server: d.server.as_ref().and_then(ServerDto::config),
+            server_raw: d.server,
             sms_enabled: d.sms_enabled,
+            fallback_destination: d
+                .fallback_destination
+                .filter(|v| !v.is_null())
+                .map(canonical_json),
+            hooks: d.hooks.filter(|v| !v.is_null()).map(canonical_json),
+            status: d.status,
             twilio_account_sid: d.twilio_account_sid,
             credential_id: d.credential_id,
             created_at: d.created_at.unwrap_or_default(),
@@ -87,6 +148,23 @@ pub struct AssistantDto {
 impl From<AssistantDto> for ObservedAssistant {
     fn from(d: AssistantDto) -> Self {
         ObservedAssistant {
+            id: d.id,
+            name: d.name,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SquadDto {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl From<SquadDto> for ObservedSquad {
+    fn from(d: SquadDto) -> Self {
+        ObservedSquad {
             id: d.id,
             name: d.name,
         }
@@ -153,37 +231,132 @@ pub struct PhoneNumberFields<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub assistant_id: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub squad_id: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<Option<ServerBody<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sms_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_destination: Option<Option<&'a Value>>,
+    /// Vapi's hooks are an array; clearing sends `[]` (an empty list is what "no hooks" is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub twilio_account_sid: Option<&'a str>,
-    /// Write-only in Vapi; the one place a token's plaintext is serialized.
+    /// Write-only in Vapi, like the two below; the only places a secret's plaintext is serialized.
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "expose_secret"
     )]
-    pub twilio_auth_token: Option<&'a SecretValue>,
+    pub twilio_auth_token: Option<Option<&'a SecretValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twilio_api_key: Option<Option<&'a str>>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_secret"
+    )]
+    pub twilio_api_secret: Option<Option<&'a SecretValue>>,
 }
 
-/// `server` as vapictl sends it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// `hooks: []`, what clearing the hooks sends.
+static NO_HOOKS: Value = Value::Array(Vec::new());
+
+/// `server` as vapictl sends it: the spec's [`ServerConfig`] written over Vapi's current object
+/// (`base`), with `clear` removed. Built only when serialized, so that an encrypted header's
+/// plaintext appears in the request body and nowhere else (its `Debug` shows none).
+#[derive(Debug)]
 pub struct ServerBody<'a> {
-    pub url: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credential_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout_seconds: Option<u32>,
+    pub config: &'a ServerConfig,
+    pub base: Option<&'a Map<String, Value>>,
+    pub clear: &'a [String],
+}
+
+impl Serialize for ServerBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        server_json(self.config, self.base, self.clear).serialize(s)
+    }
 }
 
 impl<'a> From<&'a ServerConfig> for ServerBody<'a> {
-    fn from(s: &'a ServerConfig) -> Self {
+    fn from(config: &'a ServerConfig) -> Self {
         ServerBody {
-            url: &s.url,
-            credential_id: s.credential_id.as_deref(),
-            timeout_seconds: s.timeout_seconds,
+            config,
+            base: None,
+            clear: &[],
         }
+    }
+}
+
+/// The `server` object to send: Vapi's current object (`base`, when there is one) with what the
+/// spec owns written over it, so that sub-fields vapictl does not model are kept. `clear` names
+/// sub-fields vapictl set before and the spec no longer declares: they are removed.
+///
+/// An encrypted header whose plaintext is unknown is sent as nothing: the applier refuses such a
+/// patch before it gets here ([`ServerConfig::needs_key`]).
+fn server_json(s: &ServerConfig, base: Option<&Map<String, Value>>, clear: &[String]) -> Value {
+    let mut m = base.cloned().unwrap_or_default();
+    m.insert("url".into(), Value::String(s.url.clone()));
+    let mut put = |k: &str, v: Option<Value>| match v {
+        Some(v) => {
+            m.insert(k.into(), v);
+        }
+        None => {
+            m.remove(k);
+        }
+    };
+    put("credentialId", s.credential_id.clone().map(Value::String));
+    put("timeoutSeconds", s.timeout_seconds.map(Value::from));
+    if let Some(h) = &s.headers {
+        let headers: Map<String, Value> = h
+            .iter()
+            .filter_map(|(k, v)| {
+                let v = match v {
+                    HeaderValue::Plain(p) => p.clone(),
+                    HeaderValue::Encrypted { plaintext, .. } => {
+                        plaintext.as_ref()?.expose().to_owned()
+                    }
+                };
+                Some((k.clone(), Value::String(v)))
+            })
+            .collect();
+        m.insert("headers".into(), Value::Object(headers));
+    }
+    if let Some(b) = s.static_ip_addresses_enabled {
+        m.insert("staticIpAddressesEnabled".into(), b.into());
+    }
+    if let Some(p) = &s.encrypted_paths {
+        m.insert("encryptedPaths".into(), p.clone().into());
+    }
+    if let Some(b) = &s.backoff_plan {
+        m.insert("backoffPlan".into(), b.clone());
+    }
+    for k in clear {
+        m.remove(k);
+    }
+    Value::Object(m)
+}
+
+/// The two secret fields of the form `api_key` says (the auth token without one), and, on a
+/// change of form (`switch`), the other form's fields cleared (Vapi ignores an API key while an
+/// auth token is set).
+type SecretFields<'a> = (
+    Option<Option<&'a SecretValue>>,
+    Option<Option<&'a str>>,
+    Option<Option<&'a SecretValue>>,
+);
+
+fn secret_fields<'a>(
+    api_key: Option<&'a str>,
+    secret: &'a SecretValue,
+    switch: bool,
+) -> SecretFields<'a> {
+    match api_key {
+        Some(key) => (switch.then_some(None), Some(Some(key)), Some(Some(secret))),
+        None => (
+            Some(Some(secret)),
+            switch.then_some(None),
+            switch.then_some(None),
+        ),
     }
 }
 
@@ -199,16 +372,23 @@ pub struct CreatePhoneNumber<'a> {
 
 impl<'a> CreatePhoneNumber<'a> {
     pub fn new(c: &'a VapiCreate, token: &'a SecretValue) -> Self {
+        let (twilio_auth_token, twilio_api_key, twilio_api_secret) =
+            secret_fields(c.api_key.as_deref(), token, false);
         CreatePhoneNumber {
             provider: "twilio",
             number: &c.number,
             fields: PhoneNumberFields {
                 name: Some(&c.name),
                 assistant_id: c.assistant_id.as_deref().map(Some),
+                squad_id: None,
                 server: c.server.as_ref().map(|s| Some(s.into())),
                 sms_enabled: Some(c.sms_enabled),
+                fallback_destination: c.fallback_destination.as_ref().map(Some),
+                hooks: c.hooks.as_ref(),
                 twilio_account_sid: Some(&c.account_sid),
-                twilio_auth_token: Some(token),
+                twilio_auth_token,
+                twilio_api_key,
+                twilio_api_secret,
             },
         }
     }
@@ -221,25 +401,40 @@ pub struct UpdatePhoneNumber<'a>(PhoneNumberFields<'a>);
 
 impl<'a> UpdatePhoneNumber<'a> {
     pub fn new(p: &'a VapiPatch, token: Option<&'a SecretValue>) -> Self {
+        let (twilio_auth_token, twilio_api_key, twilio_api_secret) = match token {
+            Some(t) => secret_fields(p.api_key.as_deref(), t, p.switch_form),
+            None => (None, None, None),
+        };
         UpdatePhoneNumber(PhoneNumberFields {
             name: p.name.as_deref(),
             assistant_id: p.assistant_id.as_ref().map(Option::as_deref),
-            server: p.server.as_ref().map(|s| s.as_ref().map(ServerBody::from)),
+            squad_id: p.squad_id.as_ref().map(Option::as_deref),
+            server: p.server.as_ref().map(|s| {
+                s.as_ref().map(|config| ServerBody {
+                    config,
+                    base: p.server_base.as_ref(),
+                    clear: &p.server_clear,
+                })
+            }),
             sms_enabled: p.sms_enabled,
+            fallback_destination: p.fallback_destination.as_ref().map(Option::as_ref),
+            hooks: p.hooks.as_ref().map(|h| h.as_ref().unwrap_or(&NO_HOOKS)),
             twilio_account_sid: p.account_sid.as_deref(),
-            twilio_auth_token: token,
+            twilio_auth_token,
+            twilio_api_key,
+            twilio_api_secret,
         })
     }
 }
 
 /// [`SecretValue`] has no `Serialize` on purpose: only a request body may expose it.
 fn expose_secret<S: serde::Serializer>(
-    secret: &Option<&SecretValue>,
+    secret: &Option<Option<&SecretValue>>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
     match secret {
-        Some(v) => s.serialize_str(v.expose()),
-        None => s.serialize_none(),
+        Some(Some(v)) => s.serialize_str(v.expose()),
+        _ => s.serialize_none(),
     }
 }
 
@@ -301,11 +496,14 @@ mod tests {
             assistant_id: None,
             server: None,
             sms_enabled: false,
+            fallback_destination: None,
+            hooks: None,
             account_sid: "AC0123456789abcdef0123456789abcdef".into(),
             token: crate::state::EncryptedToken {
                 armored: String::new(),
                 plaintext: None,
             },
+            api_key: None,
         }
     }
 
@@ -328,9 +526,8 @@ mod tests {
         let c = VapiCreate {
             assistant_id: Some("a1".into()),
             server: Some(ServerConfig {
-                url: "https://example.com/hook".into(),
-                credential_id: None,
                 timeout_seconds: Some(20),
+                ..ServerConfig::with_url("https://example.com/hook")
             }),
             ..create()
         };

@@ -63,7 +63,7 @@ fn example_spec_is_valid_and_decrypts_with_the_demo_key() {
         .output()
         .unwrap();
     assert_code(&o, 0);
-    assert!(text(&o).0.contains("valid (4 numbers)"));
+    assert!(text(&o).0.contains("valid (5 numbers)"));
     assert!(
         !text(&o).1.contains("not decrypted"),
         "the demo key decrypts every token"

@@ -11,6 +11,7 @@ mod edges;
 mod faults;
 mod fleet;
 mod gitops;
+mod model;
 mod property;
 mod reconcile;
 mod scale;

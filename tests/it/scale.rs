@@ -64,8 +64,10 @@ fn seed_converged(w: &World, store: &Store, desired: &DesiredState, assistant: (
             vapi_credential_id: None,
             twilio_account_sid: d.twilio.account_sid.clone(),
             twilio_auth_token: d.twilio.auth_token.armored.clone(),
+            api_key: None,
             token_digest: digest.clone(),
             assigned_assistant_id: Some(assistant.0),
+            assigned_squad_id: None,
             notes: None,
             protected: false,
             applied: None,
@@ -101,7 +103,7 @@ fn a_plan_over_2500_numbers_costs_pages_not_numbers() {
     );
     let lists = vapi.counters().list_requests.load(Ordering::Relaxed);
     // 3 pages of phone numbers (the first carries the total; each next one re-reads the edge of
-    // the one before) and 1 page of assistants.
+    // the one before), 1 page of assistants and 1 of squads.
     assert!(lists <= 6, "{lists} list requests for {N} numbers");
     assert_eq!(
         w.vapi.list_calls() as u64,

@@ -486,3 +486,44 @@ fn a_fleet_apply_reads_each_account_once_to_check_and_once_to_record() {
             .contains_key(N2)
     );
 }
+
+/// An entry on the API-key form is checked with the key and its secret (basic auth `SK…:secret`),
+/// and a secret Twilio rejects refuses the plan like a wrong token.
+#[test]
+fn an_api_key_entry_is_checked_with_the_key_and_its_secret() {
+    const API_KEY: &str = "SK0123456789abcdef0123456789abcdef";
+    const API_SECRET: &str = "CANARYsec0123456789abcdef0123456";
+    let (w, t) = world();
+    t.add_number(SID, N1, true, true);
+    let entry = |secret: &str| {
+        let indented: String = w
+            .encrypt(secret)
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect();
+        Entry::new(N1, "Main").yaml(&format!(
+            "twilio:\n  accountSid: {SID}\n  apiKey: {API_KEY}\n  apiSecret: |\n{indented}"
+        ))
+    };
+
+    // Twilio does not know the key yet: refused, naming the masked account.
+    let spec = w.write(&w.spec().with(entry(API_SECRET)));
+    let o = checked(&w, &t, &["plan", spec.to_str().unwrap()]);
+    assert_code(&o, 1);
+    let (out, err) = text(&o);
+    assert!(err.contains("AC…cdef"), "{err}");
+    for s in [&out, &err] {
+        assert!(!s.contains(API_SECRET) && !s.contains("CANARY"), "{s}");
+    }
+
+    t.add_api_key(SID, API_KEY, API_SECRET);
+    let o = checked(
+        &w,
+        &t,
+        &["plan", "--detailed-exitcode", spec.to_str().unwrap()],
+    );
+    assert_code(&o, 2);
+    let (out, err) = text(&o);
+    assert!(out.contains("Twilio preflight: 1 number"), "{out}\n{err}");
+    assert_eq!(w.vapi.mutating_calls(), 0);
+}

@@ -155,11 +155,14 @@ fn a_create_that_fails_with_5xx_is_reported_as_unknown_not_retried() {
         assistant_id: None,
         server: None,
         sms_enabled: true,
+        fallback_destination: None,
+        hooks: None,
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
         token: vapictl::state::EncryptedToken {
             armored: String::new(),
             plaintext: None,
         },
+        api_key: None,
     };
     let err = rt()
         .block_on(c.create_phone_number(&create, &SecretValue::new("t".repeat(32))))
@@ -185,11 +188,14 @@ fn bad_key_and_bad_request_are_mapped() {
         assistant_id: None,
         server: None,
         sms_enabled: true,
+        fallback_destination: None,
+        hooks: None,
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
         token: vapictl::state::EncryptedToken {
             armored: String::new(),
             plaintext: None,
         },
+        api_key: None,
     };
     let secret = "SECRETtoken0123456789abcdef012345";
     let err = rt()
@@ -298,11 +304,14 @@ fn a_401_a_403_and_a_409_are_told_apart_each_with_vapis_message_and_a_hint() {
         assistant_id: None,
         server: None,
         sms_enabled: true,
+        fallback_destination: None,
+        hooks: None,
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
         token: vapictl::state::EncryptedToken {
             armored: String::new(),
             plaintext: None,
         },
+        api_key: None,
     };
     let conflict = rt()
         .block_on(c.create_phone_number(&create, &SecretValue::new("t".repeat(32))))
@@ -382,11 +391,14 @@ fn create_of(number: &str) -> vapictl::plan::VapiCreate {
         assistant_id: None,
         server: None,
         sms_enabled: true,
+        fallback_destination: None,
+        hooks: None,
         account_sid: "AC0123456789abcdef0123456789abcdef".into(),
         token: vapictl::state::EncryptedToken {
             armored: String::new(),
             plaintext: None,
         },
+        api_key: None,
     }
 }
 
@@ -434,4 +446,21 @@ fn a_create_is_sent_again_only_after_a_429_while_updates_and_deletes_retry_throu
     // Each call counts once; its repeats count as retries.
     assert_eq!(c.counters().mutating_requests.load(Relaxed), 4);
     assert_eq!(c.counters().retries.load(Relaxed), 2 + 2 + 1);
+}
+
+#[test]
+fn squads_are_listed_completely_with_their_names() {
+    let v = StandIn::start_background(StandInConfig::default()).unwrap();
+    let ids: Vec<String> = (0..25)
+        .map(|i| v.seed_squad(&format!("Squad {i}")))
+        .collect();
+    let c = client(&v, 10);
+    let observed = rt().block_on(c.observe()).unwrap();
+    assert_eq!(observed.squads.len(), 25, "every squad, across pages");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            observed.squads[id].name.as_deref(),
+            Some(format!("Squad {i}").as_str())
+        );
+    }
 }

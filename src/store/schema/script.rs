@@ -58,7 +58,7 @@ pub(crate) fn owner_script(
         out.push(format!(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON phone_numbers, assistants, vapictl_locks, \
              vapictl_changes, vapictl_applied_plans, vapictl_twilio_urls TO \"{role}\";\n\
-             GRANT SELECT ON {MIGRATIONS_TABLE} TO \"{role}\";"
+             GRANT SELECT ON squads, {MIGRATIONS_TABLE} TO \"{role}\";"
         ));
     }
     out.join("\n")

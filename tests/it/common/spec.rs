@@ -15,6 +15,8 @@ pub struct Entry {
     pub absent: bool,
     /// An entry-level token (armored) instead of the default.
     pub token: Option<String>,
+    /// More of the entry, as YAML (`server:`, `hooks:`, …): its keys are set on the entry.
+    pub extra: Option<String>,
 }
 
 impl Entry {
@@ -30,6 +32,30 @@ impl Entry {
         self.assistant = Some(a.into());
         self
     }
+
+    /// Adds YAML to the entry: a mapping whose keys are set on it (over what it has).
+    pub fn yaml(mut self, y: &str) -> Entry {
+        self.extra = Some(
+            self.extra
+                .map_or_else(|| y.to_owned(), |x| format!("{x}\n{y}")),
+        );
+        self
+    }
+}
+
+/// `e` with the keys of its [`Entry::extra`] set on it.
+fn with_extra(entry: PhoneNumberSpec, e: &Entry) -> PhoneNumberSpec {
+    let Some(extra) = &e.extra else {
+        return entry;
+    };
+    let mut value = serde_yaml::to_value(&entry).expect("an entry serializes");
+    let extra: serde_yaml::Mapping =
+        serde_yaml::from_str(extra).expect("the extra YAML is a mapping");
+    let map = value.as_mapping_mut().expect("an entry is a mapping");
+    for (k, v) in extra {
+        map.insert(k, v);
+    }
+    serde_yaml::from_value(value).expect("the extra YAML has the spec's fields")
 }
 
 /// A whole spec.
@@ -61,7 +87,9 @@ impl SpecFile {
     pub fn to_yaml(&self) -> String {
         let twilio = |token: &str| TwilioSpec {
             account_sid: self.sid.clone(),
-            auth_token: token.to_owned(),
+            auth_token: Some(token.to_owned()),
+            api_key: None,
+            api_secret: None,
         };
         let spec = Spec {
             version: 1,
@@ -73,20 +101,23 @@ impl SpecFile {
             phone_numbers: self
                 .entries
                 .iter()
-                .map(|e| PhoneNumberSpec {
-                    number: e.number.clone(),
-                    name: e.name.clone(),
-                    assistant: e.assistant.clone(),
-                    notes: e.notes.clone(),
-                    twilio: e.token.as_deref().map(twilio),
-                    server: e.server_url.as_ref().map(|url| ServerSpec {
-                        url: url.clone(),
-                        credential_id: None,
-                        timeout_seconds: None,
-                    }),
-                    sms_enabled: e.sms_enabled,
-                    protected: e.protected,
-                    absent: e.absent,
+                .map(|e| {
+                    let entry = PhoneNumberSpec {
+                        number: e.number.clone(),
+                        name: e.name.clone(),
+                        assistant: e.assistant.clone(),
+                        notes: e.notes.clone(),
+                        twilio: e.token.as_deref().map(twilio),
+                        server: e.server_url.as_ref().map(|url| ServerSpec {
+                            url: url.clone(),
+                            ..ServerSpec::default()
+                        }),
+                        sms_enabled: e.sms_enabled,
+                        protected: e.protected,
+                        absent: e.absent,
+                        ..PhoneNumberSpec::default()
+                    };
+                    with_extra(entry, e)
                 })
                 .collect(),
         };

@@ -21,8 +21,18 @@ async fn fresh_database_is_migrated_and_round_trips_every_column(db: &TestDb) {
     ))
     .await;
 
+    // The squads table comes from the migrations (issue 12) and a number's squad is recorded
+    // in vapictl's own column.
+    let squad = Uuid::new_v4();
+    db.execute(&format!(
+        "INSERT INTO squads (id, user_id, name, vapi_squad_id) \
+         VALUES ('{squad}', '{me}', 'Front desk', 'squad-1')"
+    ))
+    .await;
+
     let mut row = write("+15551230001");
     row.assigned_assistant_id = Some(assistant);
+    row.assigned_squad_id = Some(squad);
     row.notes = Some("front desk".to_owned());
     row.protected = true;
     let id = store.insert_row(me, &row).await.unwrap();
@@ -43,8 +53,14 @@ async fn fresh_database_is_migrated_and_round_trips_every_column(db: &TestDb) {
         got.twilio_auth_token.as_deref(),
         Some(row.twilio_auth_token.as_str())
     );
+    assert_eq!(
+        got.api_key.as_deref(),
+        row.api_key.as_deref(),
+        "the API key SID round-trips in `vapictl_twilio_api_key`"
+    );
     assert_eq!(got.token_digest.as_deref(), Some("digest-1"));
     assert_eq!(got.assigned_assistant_id, Some(assistant));
+    assert_eq!(got.assigned_squad_id, Some(squad));
     assert_eq!(got.notes.as_deref(), Some("front desk"));
     assert!(got.protected);
     assert!(state.foreign.is_empty());

@@ -167,7 +167,7 @@ pub(crate) async fn drift(
         out.flush()?;
         return Ok(if view.any_failed() {
             Exit::Error
-        } else if view.any_changes() {
+        } else if view.any_findings() {
             Exit::Changes
         } else {
             Exit::Ok

@@ -17,6 +17,7 @@
 mod dto;
 mod faults;
 mod model;
+mod openapi;
 mod routes;
 
 use std::io;
@@ -242,6 +243,15 @@ impl StandIn {
         let mut body = serde_json::Map::new();
         body.insert("name".into(), Value::String(name.to_owned()));
         let out = self.mutate(|m| m.create_assistant(body));
+        id_of(&out)
+    }
+
+    /// Creates a squad with this name (one member, no assistant of its own) and returns its id.
+    pub fn seed_squad(&self, name: &str) -> String {
+        let mut body = serde_json::Map::new();
+        body.insert("name".into(), Value::String(name.to_owned()));
+        body.insert("members".into(), Value::Array(Vec::new()));
+        let out = self.mutate(|m| m.create_squad(body));
         id_of(&out)
     }
 

@@ -183,6 +183,7 @@ pub struct Model {
     org_id: String,
     numbers: BTreeMap<String, Record>,
     assistants: BTreeMap<String, Record>,
+    squads: BTreeMap<String, Record>,
     secrets: BTreeMap<String, TwilioSecrets>,
     clock: Clock,
 }
@@ -198,6 +199,8 @@ pub struct Snapshot {
     pub phone_numbers: Vec<Value>,
     #[serde(default)]
     pub assistants: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub squads: Vec<Value>,
 }
 
 const SNAPSHOT_VERSION: u32 = 1;
@@ -208,6 +211,7 @@ impl Model {
             org_id: org_id.into(),
             numbers: BTreeMap::new(),
             assistants: BTreeMap::new(),
+            squads: BTreeMap::new(),
             secrets: BTreeMap::new(),
             clock: Clock::default(),
         }
@@ -246,6 +250,9 @@ impl Model {
         // A create treats `null` like an absent field (class-validator's IsOptional does).
         body.retain(|_, v| !v.is_null());
         let secrets = take_secrets(&mut body);
+        // Vapi reports a number's lifecycle; a number imported from Twilio is `active` (tests
+        // block one with `patch_number`, as Vapi would on its side).
+        body.insert("status".into(), Value::String("active".into()));
         let NewDocument { id, doc, ts } = self.new_document(body);
         if !secrets.is_empty() {
             self.secrets.insert(id.clone(), secrets);
@@ -450,6 +457,39 @@ impl Model {
         all(&self.assistants, SortOrder::Desc)
     }
 
+    // ---- squads -------------------------------------------------------------------------------
+
+    /// Stores a new squad (Vapi's `CreateSquadDTO` needs `members`; the stand-in keeps what it
+    /// is given).
+    pub fn create_squad(&mut self, mut body: Map<String, Value>) -> Value {
+        body.retain(|_, v| !v.is_null());
+        let NewDocument { id, doc, ts } = self.new_document(body);
+        let out = Value::Object(doc.clone());
+        self.squads.insert(
+            id,
+            Record {
+                created: ts,
+                updated: ts,
+                doc,
+            },
+        );
+        out
+    }
+
+    pub fn get_squad(&self, id: &str) -> Option<Value> {
+        self.squads.get(id).map(|r| Value::Object(r.doc.clone()))
+    }
+
+    pub fn page_squads(
+        &self,
+        filter: &DateFilter,
+        order: SortOrder,
+        offset: usize,
+        limit: usize,
+    ) -> Page {
+        list(&self.squads, filter, order, offset, limit, &|_| true)
+    }
+
     // ---- persistence --------------------------------------------------------------------------
 
     pub fn snapshot(&self) -> Snapshot {
@@ -458,6 +498,7 @@ impl Model {
             org_id: self.org_id.clone(),
             phone_numbers: all(&self.numbers, SortOrder::Asc),
             assistants: all(&self.assistants, SortOrder::Asc),
+            squads: all(&self.squads, SortOrder::Asc),
         }
     }
 
@@ -474,6 +515,14 @@ impl Model {
         }
         for a in snap.assistants {
             model.insert_raw_assistant(a)?;
+        }
+        for s in snap.squads {
+            let Value::Object(body) = s else {
+                return Err(StandInError::InvalidSeed(
+                    "a squad must be a JSON object".into(),
+                ));
+            };
+            model.create_squad(body);
         }
         Ok(model)
     }

@@ -451,11 +451,18 @@ async fn update_number(
 ) -> ApiResult {
     let id = parse_id(&id)?;
     let body = json_object(&body)?;
-    dto::update_phone_number(&body).map_err(ApiError::bad_request)?;
+    let checked = dto::update_phone_number(&body);
     let mut model = lock(&sh.model);
-    let current = model
-        .get_number(&id)
-        .ok_or_else(|| ApiError::not_found("Phone number"))?;
+    let current = match (model.get_number(&id), checked) {
+        (None, Err(errs)) => return Err(ApiError::bad_request(errs)),
+        (None, Ok(())) => return Err(ApiError::not_found("Phone number")),
+        (Some(current), checked) => {
+            checked
+                .or_else(|errs| dto::known_to_vapi(errs, &current))
+                .map_err(ApiError::bad_request)?;
+            current
+        }
+    };
     // The update DTO is picked by provider; the stand-in only knows the Twilio one, and a client
     // that patches a number it does not manage should hear about it.
     if current.get("provider").and_then(Value::as_str) != Some("twilio") {
@@ -505,6 +512,35 @@ async fn get_assistant(State(sh): State<Arc<Shared>>, Path(id): Path<String>) ->
     )
 }
 
+async fn create_squad(State(sh): State<Arc<Shared>>, body: Bytes) -> ApiResult {
+    let body = json_object(&body)?;
+    if !body.get("members").is_some_and(Value::is_array) {
+        return Err(ApiError::bad_request(vec![
+            "members must be an array".into(),
+        ]));
+    }
+    let mut model = lock(&sh.model);
+    let out = model.create_squad(body);
+    sh.committed(&model)?;
+    ok(StatusCode::CREATED, out)
+}
+
+async fn list_squads(State(sh): State<Arc<Shared>>, Query(pairs): Pairs) -> ApiResult {
+    let q = dto::list_query(&pairs).map_err(ApiError::bad_request)?;
+    let page = lock(&sh.model).page_squads(&q.filter, SortOrder::Desc, 0, q.limit);
+    sh.lists.fetch_add(1, Ordering::SeqCst);
+    ok(StatusCode::OK, Value::Array(page.items))
+}
+
+async fn get_squad(State(sh): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
+    let id = parse_id(&id)?;
+    let found = lock(&sh.model).get_squad(&id);
+    ok(
+        StatusCode::OK,
+        found.ok_or_else(|| ApiError::not_found("Squad"))?,
+    )
+}
+
 /// Express's answer for a route that does not exist (NestJS does not send 405).
 async fn no_route(method: Method, uri: Uri) -> Response {
     nest(
@@ -523,6 +559,8 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         )
         .route("/assistant", get(list_assistants).post(create_assistant))
         .route("/assistant/{id}", get(get_assistant))
+        .route("/squad", get(list_squads).post(create_squad))
+        .route("/squad/{id}", get(get_squad))
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(middleware::from_fn_with_state(sh.clone(), front_door))
