@@ -109,6 +109,7 @@ mod audit;
 mod backend;
 mod error;
 mod ids;
+mod leader;
 mod lock;
 mod pool;
 mod postgres;
@@ -128,10 +129,8 @@ use uuid::Uuid;
 
 pub use audit::ChangeRecord;
 pub use error::{DbCause, SchemaProblem, StoreError};
-pub use lock::{
-    LEADER_LEASE_OWNER, LOCK_PROGRESS_EVERY, LeaderAttempt, LeaderLease, LeaseHolder, LockHolder,
-    LockWait, LockWaitEvent, OwnerLock,
-};
+pub use leader::{LEADER_LEASE_OWNER, LeaderAttempt, LeaderLease};
+pub use lock::{LOCK_PROGRESS_EVERY, LeaseHolder, LockHolder, LockWait, LockWaitEvent, OwnerLock};
 pub use pool::BackendStore;
 pub use postgres::PgStore;
 pub use snapshot::RecordedSnapshot;
