@@ -333,7 +333,7 @@ impl World {
                     api_key: None,
                     api_secret: None,
                 }),
-                sms_enabled: None,
+                ..Defaults::default()
             }),
             phone_numbers,
         })

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 use crate::diff::matching::{looks_canonical, match_numbers};
-use crate::diff::{AssistantIndex, TWILIO, row_in_scope};
+use crate::diff::{TWILIO, TargetIndex, row_in_scope};
 use crate::secrets::{Identities, SecretsError, encrypt};
 use crate::spec::{
     BackoffPlan, Defaults, Hook, PhoneNumberSpec, SPEC_VERSION, ServerSpec, Spec,
@@ -51,6 +51,7 @@ struct Item {
     number: String,
     name: String,
     assistant: Option<String>,
+    squad: Option<String>,
     notes: Option<String>,
     account_sid: String,
     token: String,
@@ -198,7 +199,8 @@ pub fn import(
     adopt: bool,
 ) -> Result<Imported, (String, SecretsError)> {
     let mut out = Imported::default();
-    let assistants = AssistantIndex::new(owner, &recorded.assistants);
+    let assistants = TargetIndex::assistants(owner, &recorded.assistants);
+    let squads = TargetIndex::squads(owner, &recorded.squads);
     let matched = match_numbers(
         std::iter::empty(),
         &recorded.rows,
@@ -209,16 +211,46 @@ pub fn import(
         out.out_of_scope
             .push(format!("`{}`: {}", u.row.phone_number, u.reason));
     }
-    // The assistant a Vapi number has, as the spec refers to it. Without a row in `assistants`
-    // it is kept by its Vapi id (and `plan` refuses it until the application has the row), so
-    // that applying the imported spec never unassigns a live assistant (issue 9).
-    let assistant_of = |number: &str, vapi_id: &str, warnings: &mut Vec<String>| {
-        assistants.reference_for_vapi_id(vapi_id).or_else(|| {
+    // The routing target a number has (in Vapi, else as its row records it), as the spec
+    // refers to it: (assistant, squad). A Vapi assistant or squad without a row in its table is
+    // kept by its Vapi id (and `plan` refuses it until the application has the row), so that
+    // applying the imported spec never unassigns a live one (issue 9).
+    let route_of = |number: &str,
+                    o: Option<&ObservedNumber>,
+                    row: Option<&crate::state::PhoneRow>,
+                    warnings: &mut Vec<String>| {
+        let mut one = |index: &TargetIndex<'_>, vapi_id: Option<&str>, row_id: Option<Uuid>| {
+            match (vapi_id, row_id) {
+                (Some(vid), _) => index.reference_for_vapi_id(vid).or_else(|| {
+                    let kind = index.kind();
+                    warnings.push(format!(
+                        "`{number}` is answered by Vapi {} `{vid}`, which has no row in `{}`; the spec keeps it by Vapi id, and `plan` refuses it until the application has that row",
+                        kind.field(),
+                        kind.table()
+                    ));
+                    Some(vid.to_string())
+                }),
+                (None, Some(id)) => index.reference_for_row(id),
+                (None, None) => None,
+            }
+        };
+        let assistant = one(
+            &assistants,
+            o.and_then(|o| o.assistant_id.as_deref()),
+            row.and_then(|r| r.assigned_assistant_id),
+        );
+        let squad = one(
+            &squads,
+            o.and_then(|o| o.squad_id.as_deref()),
+            row.and_then(|r| r.assigned_squad_id),
+        );
+        if assistant.is_some() && squad.is_some() {
             warnings.push(format!(
-                "`{number}` is answered by Vapi assistant `{vapi_id}`, which has no row in `assistants`; the spec keeps it by Vapi id, and `plan` refuses it until the application has that row"
+                "`{number}` has both an assistant and a squad in Vapi; the spec keeps the assistant, and `plan` shows the squad being cleared"
             ));
-            Some(vapi_id.to_string())
-        })
+            return (assistant, None);
+        }
+        (assistant, squad)
     };
     let mut items = Vec::new();
     for (number, rows) in &matched.rows {
@@ -278,14 +310,7 @@ pub fn import(
                 TOKEN_PLACEHOLDER.to_string()
             }
         };
-        let assistant = match (
-            o.and_then(|o| o.assistant_id.as_deref()),
-            row.assigned_assistant_id,
-        ) {
-            (Some(vid), _) => assistant_of(number, vid, &mut out.warnings),
-            (None, Some(row_id)) => assistants.reference_for_row(row_id),
-            (None, None) => None,
-        };
+        let (assistant, squad) = route_of(number, o, Some(row), &mut out.warnings);
         items.push(Item {
             number: number.clone(),
             name: o
@@ -293,6 +318,7 @@ pub fn import(
                 .or_else(|| row.friendly_name.clone())
                 .unwrap_or_default(),
             assistant,
+            squad,
             notes: row.notes.clone(),
             account_sid: o
                 .and_then(|o| o.twilio_account_sid.clone())
@@ -330,14 +356,12 @@ pub fn import(
         out.unmanaged.push(number.to_string());
         if adopt {
             out.placeholders.push(number.to_string());
-            let assistant = o
-                .assistant_id
-                .as_deref()
-                .and_then(|vid| assistant_of(number, vid, &mut out.warnings));
+            let (assistant, squad) = route_of(number, Some(o), None, &mut out.warnings);
             items.push(Item {
                 number: number.to_string(),
                 name: o.name.clone().unwrap_or_default(),
                 assistant,
+                squad,
                 notes: None,
                 account_sid: o.twilio_account_sid.clone().unwrap_or_default(),
                 token: TOKEN_PLACEHOLDER.to_string(),
@@ -374,7 +398,7 @@ pub fn import(
         owner: owner.to_string(),
         defaults: shared.as_ref().map(|(sid, token, key)| Defaults {
             twilio: Some(twilio(sid, token, key)),
-            sms_enabled: None,
+            ..Defaults::default()
         }),
         phone_numbers: items
             .iter()
@@ -382,6 +406,7 @@ pub fn import(
                 number: i.number.clone(),
                 name: i.name.clone(),
                 assistant: i.assistant.clone(),
+                squad: i.squad.clone(),
                 notes: i.notes.clone(),
                 twilio: shared
                     .is_none()

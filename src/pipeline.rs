@@ -36,7 +36,7 @@ pub fn load_desired(
 /// rows of other users that may hold Vapi's numbers (by number in any form, or by Vapi id).
 ///
 /// Vapi comes first because the database read needs its numbers and ids; the database read
-/// stays at three statements whatever the number of rows.
+/// stays at four statements whatever the number of rows.
 ///
 /// # Errors
 /// Any failed read: no plan is made from a partial view.
@@ -46,24 +46,19 @@ pub async fn observe(
     desired: &DesiredState,
 ) -> Result<(RecordedState, ObservedState), Error> {
     let observed = vapi.observe().await?;
-    let numbers: Vec<String> = desired
-        .numbers
-        .keys()
-        .map(|n| n.as_str().to_string())
+    let (numbers, assistant_refs, squad_refs) = crate::run::observe::references(desired);
+    let numbers: Vec<String> = numbers
+        .into_iter()
         .chain(observed.numbers.iter().filter_map(|o| o.number.clone()))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
     let vapi_ids: Vec<String> = observed.numbers.iter().map(|o| o.id.clone()).collect();
-    let assistant_refs: Vec<String> = desired
-        .numbers
-        .values()
-        .filter_map(|d| d.assistant.clone())
-        .collect();
     let lookup = Lookup {
         numbers: &numbers,
         vapi_ids: &vapi_ids,
         assistant_refs: &assistant_refs,
+        squad_refs: &squad_refs,
         non_canonical: true,
     };
     let recorded = store.load_recorded_for(desired.owner, &lookup).await?;
@@ -250,6 +245,7 @@ mod tests {
             number: E164::new_unchecked(number),
             name: "Main".into(),
             assistant: None,
+            squad: None,
             notes: None,
             twilio: DesiredTwilio {
                 account_sid: SID.into(),
@@ -268,6 +264,7 @@ mod tests {
             line: 1,
             path: "phoneNumbers[0]".into(),
             positions: Default::default(),
+            from_defaults: Vec::new(),
         }
     }
 

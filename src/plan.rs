@@ -110,6 +110,8 @@ pub struct VapiCreate {
     pub number: String,
     pub name: String,
     pub assistant_id: Option<String>,
+    /// The squad's Vapi id; never set with `assistant_id`.
+    pub squad_id: Option<String>,
     pub server: Option<ServerConfig>,
     pub sms_enabled: bool,
     /// `fallbackDestination` as Vapi's JSON.

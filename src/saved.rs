@@ -88,21 +88,26 @@ fn vapi_snapshot(o: &ObservedNumber) -> VapiSnapshot {
 
 fn row_digest(r: &PhoneRow) -> String {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "\u{0}".into());
-    sha(&[
-        &r.id.to_string(),
-        &r.user_id.to_string(),
-        &r.phone_number,
-        &opt(&r.friendly_name),
-        &opt(&r.vapi_phone_id),
-        &opt(&r.vapi_credential_id),
-        &opt(&r.twilio_account_sid),
-        &opt(&r.twilio_auth_token),
-        &opt(&r.assigned_assistant_id.map(|u| u.to_string())),
-        &opt(&r.notes),
-        &opt(&r.token_digest),
-        &r.protected.to_string(),
-        &opt(&r.api_key),
-    ])
+    // The squad only when set, so that rows without one digest as before squads existed.
+    let squad = r.assigned_squad_id.map(|s| format!("squad:{s}"));
+    let mut parts = vec![
+        r.id.to_string(),
+        r.user_id.to_string(),
+        r.phone_number.clone(),
+        opt(&r.friendly_name),
+        opt(&r.vapi_phone_id),
+        opt(&r.vapi_credential_id),
+        opt(&r.twilio_account_sid),
+        opt(&r.twilio_auth_token),
+        opt(&r.assigned_assistant_id.map(|u| u.to_string())),
+        opt(&r.notes),
+        opt(&r.token_digest),
+        r.protected.to_string(),
+        opt(&r.api_key),
+    ];
+    parts.extend(squad);
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    sha(&parts)
 }
 
 /// What applying `c` does, as a digest: the action, the Vapi call and the row write with every
@@ -170,7 +175,14 @@ fn steps_digest(c: &Change) -> String {
             opt(v.notes.as_deref()),
             v.protected.to_string(),
         ]);
+        parts.extend(v.assigned_squad_id.map(|q| format!("squad:{q}")));
     };
+    // Squads only when set, so that steps without one digest as before squads existed.
+    if let VapiStep::Create(create) = &c.vapi
+        && let Some(q) = &create.squad_id
+    {
+        parts.push(format!("vapi:squad:{q}"));
+    }
     match &c.row {
         RowStep::None => parts.push("row:none".into()),
         RowStep::Insert(values) => {

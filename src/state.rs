@@ -105,8 +105,12 @@ pub struct DesiredState {
 pub struct DesiredNumber {
     pub number: E164,
     pub name: String,
-    /// The `assistant` reference as written: a name or an `assistants.id` of the owner.
+    /// The `assistant` reference as written (the entry's, else `defaults.assistant`): a name or
+    /// an `assistants.id` of the owner. Never set together with `squad`.
     pub assistant: Option<String>,
+    /// The `squad` reference as written (the entry's, else `defaults.squad`): a name or a
+    /// `squads.id` of the owner. Never set together with `assistant`.
+    pub squad: Option<String>,
     pub notes: Option<String>,
     pub twilio: DesiredTwilio,
     pub server: Option<ServerConfig>,
@@ -126,9 +130,22 @@ pub struct DesiredNumber {
     pub path: String,
     /// Where the entry's fields are written (`number`, `assistant`, …), for messages.
     pub positions: BTreeMap<&'static str, Location>,
+    /// Fields the entry takes from `defaults` (`assistant`, `squad`): messages about them point
+    /// at `defaults`.
+    pub from_defaults: Vec<&'static str>,
 }
 
 impl DesiredNumber {
+    /// The path of `field` of this entry in the spec: `phoneNumbers[2].squad`, or
+    /// `defaults.squad` when the entry takes it from there.
+    pub fn path_of(&self, field: &str) -> String {
+        if self.from_defaults.contains(&field) {
+            format!("defaults.{field}")
+        } else {
+            format!("{}.{field}", self.path)
+        }
+    }
+
     /// Where `field` of this entry is written (the entry itself when the field is not).
     pub fn position(&self, field: &str) -> Location {
         self.positions.get(field).copied().unwrap_or(Location {
@@ -286,6 +303,8 @@ pub struct RecordedState {
     /// The owner's `assistants` rows, plus rows of other users whose `id` the spec names
     /// (so that a reference to someone else's assistant can be refused by name).
     pub assistants: Vec<AssistantRow>,
+    /// The owner's `squads` rows, plus other users' the spec names, as for `assistants`.
+    pub squads: Vec<SquadRow>,
 }
 
 impl RecordedState {
@@ -331,14 +350,22 @@ pub struct PhoneRow {
     pub applied: Option<String>,
 }
 
-/// An `assistants` row.
+/// A row of a routing-target table (`assistants` or `squads`): the application's record of
+/// one of its users' assistants or squads, and the Vapi id it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssistantRow {
+pub struct TargetRow {
     pub id: Uuid,
     pub user_id: Uuid,
     pub name: Option<String>,
-    pub vapi_assistant_id: Option<String>,
+    /// `vapi_assistant_id` or `vapi_squad_id`.
+    pub vapi_id: Option<String>,
 }
+
+/// An `assistants` row.
+pub type AssistantRow = TargetRow;
+
+/// A `squads` row (issue 12), shaped like an `assistants` row.
+pub type SquadRow = TargetRow;
 
 /// The values vapictl writes into a `phone_numbers` row (insert or update).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ pub(super) fn plan_create(
     d: &DesiredNumber,
     r: Option<&PhoneRow>,
     row_values: RowWrite,
-    assistant_vapi_id: Option<String>,
+    route: &Route,
 ) -> Change {
     let (action, cause) = match r.and_then(|r| r.vapi_phone_id.as_ref()) {
         Some(_) => (Action::Recreate, Cause::DeletedInVapi),
@@ -26,6 +26,9 @@ pub(super) fn plan_create(
     let mut fields = vec![set("name", Target::Both, Some(d.name.clone()))];
     if let Some(a) = &d.assistant {
         fields.push(set("assistant", Target::Both, Some(a.clone())));
+    }
+    if let Some(q) = &d.squad {
+        fields.push(set("squad", Target::Both, Some(q.clone())));
     }
     if d.server.is_some() {
         fields.push(set("server", Target::Vapi, show_server(d.server.as_ref())));
@@ -93,7 +96,8 @@ pub(super) fn plan_create(
         vapi: VapiStep::Create(Box::new(VapiCreate {
             number: d.number.as_str().to_string(),
             name: d.name.clone(),
-            assistant_id: assistant_vapi_id,
+            assistant_id: route.assistant_vapi_id(),
+            squad_id: route.squad_vapi_id(),
             server: d.server.clone(),
             sms_enabled: d.sms_enabled,
             fallback_destination: d.fallback_destination.clone(),

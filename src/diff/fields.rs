@@ -122,9 +122,8 @@ pub(crate) const ASSISTANT: Field = both("assistantId", "assignedAssistantId");
 pub(crate) const ACCOUNT_SID: Field = both("twilioAccountSid", "twilioAccountSid");
 pub(crate) const SERVER: Field = vapi_only("server");
 pub(crate) const SMS_ENABLED: Field = vapi_only("smsEnabled");
-/// A squad set in Vapi as the routing target: the spec routes to an assistant or to nothing,
-/// so it is cleared (Vapi routes to one target).
-pub(crate) const SQUAD: Field = vapi_only("squadId");
+/// The squad a number is routed to (issue 12): Vapi's `squadId`, the row's `vapictl_squad_id`.
+pub(crate) const SQUAD: Field = both("squadId", "vapictlSquadId");
 pub(crate) const FALLBACK_DESTINATION: Field = vapi_only("fallbackDestination");
 pub(crate) const HOOKS: Field = vapi_only("hooks");
 pub(crate) const SERVER_URL: Field = vapi_only("server.url");

@@ -22,8 +22,8 @@
 //! | no | no | yes, recorded for another user | counted in [`Plan::other_users_count`], never shown |
 //!
 //! Also refused: a number that Vapi lists more than once (unless the owner's row names one of
-//! them), a number for which the owner has several rows, an assistant reference that matches
-//! none, several, or another user's assistant, or whose Vapi assistant does not exist. Each
+//! them), a number for which the owner has several rows, an assistant or squad reference that
+//! matches none, several, or another user's, or whose Vapi assistant or squad does not exist. Each
 //! refusal is a [`RefusalReason`] and points at the spec field it is about.
 //!
 //! A row with no `provider` (NULL) is taken as Twilio; Vapi's `provider` decides then.
@@ -33,17 +33,17 @@
 //! Each field is compared once, in [`fields::judge`], which gives its cause.
 
 mod absent;
-mod assistants;
 mod create;
 mod fields;
 pub(crate) mod matching;
 mod present;
 mod refusal;
+mod targets;
 #[cfg(test)]
 mod tests;
 
-pub use assistants::{AssistantIndex, Resolved};
 pub use refusal::{FieldAt, Refusal, RefusalReason, Refusals};
+pub use targets::{Resolved, TargetIndex, TargetKind};
 
 use crate::plan::{
     Action, Blocked, Cause, Change, FieldChange, Kept, OutOfScope, Plan, RowStep, Target,
@@ -59,6 +59,7 @@ use create::plan_create;
 use fields::{Applied, Mode, Views, judge, normalized_server};
 use matching::{match_numbers, pick_observed};
 use present::plan_present;
+use targets::Route;
 
 /// Vapi's `status` of a number that takes no calls.
 pub const BLOCKED: &str = "blocked";
@@ -87,7 +88,8 @@ pub fn diff(
         spec_entries: desired.numbers.len(),
         ..Plan::default()
     };
-    let assistants = AssistantIndex::new(desired.owner, &recorded.assistants);
+    let assistants = TargetIndex::assistants(desired.owner, &recorded.assistants);
+    let squads = TargetIndex::squads(desired.owner, &recorded.squads);
     let matched = match_numbers(
         desired.numbers.keys().map(E164::as_str),
         &recorded.rows,
@@ -117,7 +119,7 @@ pub fn diff(
         let refuse = |reason: RefusalReason| Refusal {
             number: key.to_string(),
             at: d.map(|d| FieldAt {
-                path: format!("{}.{}", d.path, reason.field()),
+                path: d.path_of(reason.field()),
                 location: d.position(reason.field()),
             }),
             reason,
@@ -233,17 +235,19 @@ pub fn diff(
 
         match d {
             Some(d) if !d.absent => {
-                let assistant = match d.assistant.as_deref() {
-                    None => None,
-                    Some(reference) => match assistants.resolve(reference, observed) {
-                        Ok(a) => Some(a),
-                        Err(reason) => {
-                            refusals.push(refuse(reason));
-                            continue;
-                        }
-                    },
+                let route = match Route::resolve(
+                    d.assistant.as_deref(),
+                    d.squad.as_deref(),
+                    [&assistants, &squads],
+                    observed,
+                ) {
+                    Ok(route) => route,
+                    Err(reason) => {
+                        refusals.push(refuse(reason));
+                        continue;
+                    }
                 };
-                if let Some(change) = plan_present(d, r, o, assistant, observed) {
+                if let Some(change) = plan_present(d, r, o, &route, observed) {
                     plan.changes.push(change);
                 }
             }

@@ -8,11 +8,13 @@ pub(super) fn plan_present(
     d: &DesiredNumber,
     r: Option<&PhoneRow>,
     o: Option<&ObservedNumber>,
-    assistant: Option<Resolved<'_>>,
+    route: &Route,
     observed: &ObservedState,
 ) -> Option<Change> {
-    let assistant_vapi_id = assistant.as_ref().map(|(_, id)| id.clone());
-    let assistant_row_id = assistant.as_ref().map(|(row, _)| row.id);
+    let assistant_vapi_id = route.assistant_vapi_id();
+    let assistant_row_id = route.assistant.as_ref().map(|(row, _)| *row);
+    let squad_vapi_id = route.squad_vapi_id();
+    let squad_row_id = route.squad.as_ref().map(|(row, _)| *row);
     let number = d.number.as_str().to_string();
     let token = &d.twilio.auth_token;
     let repoint = match (r, o) {
@@ -33,8 +35,7 @@ pub(super) fn plan_present(
         api_key: d.twilio.api_key.clone(),
         token_digest: None,
         assigned_assistant_id: assistant_row_id,
-        // The spec routes to an assistant or to nothing: a squad in Vapi is cleared (below).
-        assigned_squad_id: None,
+        assigned_squad_id: squad_row_id,
         notes: d.notes.clone(),
         protected: d.protected,
         applied: Some(Applied::of(d).to_json()),
@@ -71,7 +72,7 @@ pub(super) fn plan_present(
     };
 
     let Some(o) = o else {
-        return Some(plan_create(d, r, row_values, assistant_vapi_id));
+        return Some(plan_create(d, r, row_values, route));
     };
 
     // In Vapi: each field compared once (see `fields`).
@@ -106,42 +107,51 @@ pub(super) fn plan_present(
     if take(name, &mut fields) == Some(true) {
         patch.name = Some(d.name.clone());
     }
-    let assistant = judge(
-        fields::ASSISTANT,
-        mode,
-        Views {
-            vapi: Some(o.assistant_id.clone()),
-            vapi_differs: o.assistant_id != assistant_vapi_id,
-            row: r.map(|r| r.assigned_assistant_id.map(|u| u.to_string())),
-            row_differs: r.is_some_and(|r| r.assigned_assistant_id != assistant_row_id),
-            desired: assistant_vapi_id.clone(),
-            ..Views::default()
-        },
-    )
-    .map(|mut v| {
-        // The row holds the assistant's row id; the Vapi side its Vapi id.
-        if v.target == Target::Database {
-            v.change.after = assistant_row_id.map(|u| u.to_string());
-        }
-        v
-    });
-    if take(assistant, &mut fields) == Some(true) {
-        patch.assistant_id = Some(assistant_vapi_id.clone());
+    // One routing target: an assistant, a squad or nothing. Each is compared like any field
+    // kept in Vapi and in the row (a target set in the dashboard shows with its cause), and
+    // when either differs in Vapi both are sent, so that Vapi gets `squadId` with
+    // `assistantId: null` or the reverse, never both.
+    let mut route_differs = false;
+    for (field, vapi, vapi_id, row, row_id) in [
+        (
+            fields::ASSISTANT,
+            &o.assistant_id,
+            &assistant_vapi_id,
+            r.map(|r| r.assigned_assistant_id),
+            assistant_row_id,
+        ),
+        (
+            fields::SQUAD,
+            &o.squad_id,
+            &squad_vapi_id,
+            r.map(|r| r.assigned_squad_id),
+            squad_row_id,
+        ),
+    ] {
+        let v = judge(
+            field,
+            mode,
+            Views {
+                vapi: Some(vapi.clone()),
+                vapi_differs: vapi != vapi_id,
+                row: row.map(|id| id.map(|u| u.to_string())),
+                row_differs: row.is_some_and(|id| id != row_id),
+                desired: vapi_id.clone(),
+                ..Views::default()
+            },
+        )
+        .map(|mut v| {
+            // The row holds the target's row id; the Vapi side its Vapi id.
+            if v.target == Target::Database {
+                v.change.after = row_id.map(|u| u.to_string());
+            }
+            v
+        });
+        route_differs |= take(v, &mut fields) == Some(true);
     }
-    // One routing target: a squad set in Vapi (the dashboard) beside or instead of the spec's
-    // assistant is shown with its cause and cleared, never left routing calls unannounced.
-    let squad = judge(
-        fields::SQUAD,
-        mode,
-        Views {
-            vapi: Some(o.squad_id.clone()),
-            vapi_differs: o.squad_id.is_some(),
-            desired: None,
-            ..Views::default()
-        },
-    );
-    if take(squad, &mut fields) == Some(true) {
-        patch.squad_id = Some(None);
+    if route_differs {
+        patch.assistant_id = Some(assistant_vapi_id.clone());
+        patch.squad_id = Some(squad_vapi_id.clone());
     }
     match (&d.server, &o.server) {
         // Both have a server: each sub-field the spec owns is compared and shown on its own, and

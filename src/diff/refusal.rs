@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use uuid::Uuid;
 
+use super::targets::TargetKind;
 use crate::spec::Location;
 
 /// One condition that makes a number impossible to plan safely.
@@ -23,19 +24,28 @@ pub enum RefusalReason {
     OtherProviderInVapi { provider: String, id: String },
     /// The owner's row records the number as another provider's.
     OtherProviderInDatabase { provider: String },
-    /// No assistant of the owner matches the reference; `known` are the owner's assistant names.
-    UnknownAssistant {
+    /// No assistant (squad) of the owner matches the reference; `known` are the owner's names.
+    UnknownTarget {
+        kind: TargetKind,
         reference: String,
         known: Vec<String>,
     },
-    /// The reference names another user's assistant only.
-    AssistantOfAnotherUser { reference: String },
-    /// The reference matches several of the owner's assistants (by name).
-    AmbiguousAssistant { reference: String, ids: Vec<Uuid> },
-    /// The assistant's row has no Vapi id.
-    AssistantWithoutVapiId { reference: String },
-    /// The assistant's row points at a Vapi assistant that does not exist.
-    AssistantMissingInVapi { reference: String, vapi_id: String },
+    /// The reference names another user's assistant (squad) only.
+    TargetOfAnotherUser { kind: TargetKind, reference: String },
+    /// The reference matches several of the owner's assistants (squads) by name.
+    AmbiguousTarget {
+        kind: TargetKind,
+        reference: String,
+        ids: Vec<Uuid>,
+    },
+    /// The row has no Vapi id.
+    TargetWithoutVapiId { kind: TargetKind, reference: String },
+    /// The row points at a Vapi assistant (squad) that does not exist.
+    TargetMissingInVapi {
+        kind: TargetKind,
+        reference: String,
+        vapi_id: String,
+    },
     /// Twilio refused the entry's account: credentials rejected, account suspended or not
     /// found (the preflight, issue 13).
     TwilioAccountRefused { error: crate::twilio::TwilioError },
@@ -49,11 +59,11 @@ impl RefusalReason {
     /// The spec field the condition is about.
     pub fn field(&self) -> &'static str {
         match self {
-            RefusalReason::UnknownAssistant { .. }
-            | RefusalReason::AssistantOfAnotherUser { .. }
-            | RefusalReason::AmbiguousAssistant { .. }
-            | RefusalReason::AssistantWithoutVapiId { .. }
-            | RefusalReason::AssistantMissingInVapi { .. } => "assistant",
+            RefusalReason::UnknownTarget { kind, .. }
+            | RefusalReason::TargetOfAnotherUser { kind, .. }
+            | RefusalReason::AmbiguousTarget { kind, .. }
+            | RefusalReason::TargetWithoutVapiId { kind, .. }
+            | RefusalReason::TargetMissingInVapi { kind, .. } => kind.field(),
             RefusalReason::TwilioAccountRefused { .. } => "twilio",
             _ => "number",
         }
@@ -90,21 +100,36 @@ impl RefusalReason {
             RefusalReason::OtherProviderInDatabase { provider } => format!(
                 "the database records the number as a `{provider}` number; vapictl manages Twilio numbers only"
             ),
-            RefusalReason::UnknownAssistant { reference, .. } => {
-                format!("unknown assistant `{reference}`")
+            RefusalReason::UnknownTarget {
+                kind, reference, ..
+            } => {
+                format!("unknown {} `{reference}`", kind.field())
             }
-            RefusalReason::AssistantOfAnotherUser { reference } => {
-                format!("assistant `{reference}` belongs to another user")
+            RefusalReason::TargetOfAnotherUser { kind, reference } => {
+                format!("{} `{reference}` belongs to another user", kind.field())
             }
-            RefusalReason::AmbiguousAssistant { reference, ids } => format!(
-                "assistant name `{reference}` matches {} of the owner's assistants",
-                ids.len()
+            RefusalReason::AmbiguousTarget {
+                kind,
+                reference,
+                ids,
+            } => format!(
+                "{} name `{reference}` matches {} of the owner's {}",
+                kind.field(),
+                ids.len(),
+                kind.table()
             ),
-            RefusalReason::AssistantWithoutVapiId { reference } => {
-                format!("assistant `{reference}` has no `vapi_assistant_id` in the database")
-            }
-            RefusalReason::AssistantMissingInVapi { reference, vapi_id } => format!(
-                "assistant `{reference}` points at Vapi assistant `{vapi_id}`, which does not exist in Vapi"
+            RefusalReason::TargetWithoutVapiId { kind, reference } => format!(
+                "{} `{reference}` has no `{}` in the database",
+                kind.field(),
+                kind.vapi_column()
+            ),
+            RefusalReason::TargetMissingInVapi {
+                kind,
+                reference,
+                vapi_id,
+            } => format!(
+                "{field} `{reference}` points at Vapi {field} `{vapi_id}`, which does not exist in Vapi",
+                field = kind.field()
             ),
             RefusalReason::TwilioAccountRefused { error } => error.to_string(),
             RefusalReason::NotOnTwilioAccount { account } => {
@@ -130,29 +155,38 @@ impl RefusalReason {
             RefusalReason::OtherProviderInDatabase { provider } => format!(
                 "remove the entry: vapictl leaves `{provider}` numbers alone; if it is a Twilio number, fix the row's `provider` in the application"
             ),
-            RefusalReason::UnknownAssistant { known, .. } => {
+            RefusalReason::UnknownTarget { kind, known, .. } => {
                 if known.is_empty() {
-                    "the owner has no rows in `assistants`; create the assistant in the application first".into()
+                    format!(
+                        "the owner has no rows in `{}`; create the {} in the application first",
+                        kind.table(),
+                        kind.field()
+                    )
                 } else {
                     format!(
-                        "use the name or id of one of the owner's assistants: {}",
+                        "use the name or id of one of the owner's {}: {}",
+                        kind.table(),
                         known.join(", ")
                     )
                 }
             }
-            RefusalReason::AssistantOfAnotherUser { .. } => {
-                "a number can only be answered by one of its owner's assistants".into()
-            }
-            RefusalReason::AmbiguousAssistant { ids, .. } => format!(
+            RefusalReason::TargetOfAnotherUser { kind, .. } => format!(
+                "a number can only be answered by one of its owner's {}",
+                kind.table()
+            ),
+            RefusalReason::AmbiguousTarget { ids, .. } => format!(
                 "refer to it by id instead: {}",
                 ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
             ),
-            RefusalReason::AssistantWithoutVapiId { .. } => {
-                "create the assistant in Vapi through the application first".into()
-            }
-            RefusalReason::AssistantMissingInVapi { .. } => {
-                "fix the `assistants` row or re-create the assistant in Vapi".into()
-            }
+            RefusalReason::TargetWithoutVapiId { kind, .. } => format!(
+                "create the {} in Vapi through the application first",
+                kind.field()
+            ),
+            RefusalReason::TargetMissingInVapi { kind, .. } => format!(
+                "fix the `{}` row or re-create the {} in Vapi",
+                kind.table(),
+                kind.field()
+            ),
             RefusalReason::TwilioAccountRefused { error } => error.hint().into(),
             RefusalReason::NotOnTwilioAccount { .. } => "check the number and `twilio.accountSid`: the number must be bought on (or ported to) that account; Twilio console → Phone Numbers → Active numbers".into(),
             RefusalReason::NoVoiceCapability { .. } => "use a voice-capable number; Twilio console → Phone Numbers shows each number's capabilities".into(),

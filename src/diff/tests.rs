@@ -26,6 +26,7 @@ fn want(n: &str) -> DesiredNumber {
         number: E164::new_unchecked(n),
         name: "Main".into(),
         assistant: None,
+        squad: None,
         notes: None,
         twilio: DesiredTwilio {
             account_sid: SID.into(),
@@ -56,6 +57,7 @@ fn want(n: &str) -> DesiredNumber {
                 },
             ),
         ]),
+        from_defaults: Vec::new(),
     }
 }
 
@@ -493,13 +495,13 @@ fn with_assistants(rec: &mut RecordedState, obs: &mut ObservedState) -> Uuid {
         id,
         user_id: OWNER,
         name: Some("sales-bot".into()),
-        vapi_assistant_id: Some("va-1".into()),
+        vapi_id: Some("va-1".into()),
     });
     rec.assistants.push(AssistantRow {
         id: Uuid::from_u128(8),
         user_id: OTHER,
         name: Some("their-bot".into()),
-        vapi_assistant_id: Some("va-2".into()),
+        vapi_id: Some("va-2".into()),
     });
     for (vid, name) in [("va-1", "sales-bot"), ("va-2", "their-bot")] {
         obs.assistants.insert(

@@ -46,19 +46,22 @@ pub async fn observe(store: &Store, vapi: &VapiClient) -> Result<Observation, Er
     Ok(Observation::new(observed, recorded))
 }
 
-/// The spec's numbers and assistant references, as the store's reads take them.
-pub(crate) fn references(desired: &DesiredState) -> (Vec<String>, Vec<String>) {
+/// The spec's numbers, assistant references and squad references, as the store's reads take
+/// them.
+pub(crate) fn references(desired: &DesiredState) -> (Vec<String>, Vec<String>, Vec<String>) {
     let numbers = desired
         .numbers
         .keys()
         .map(|n| n.as_str().to_string())
         .collect();
-    let refs = desired
-        .numbers
-        .values()
-        .filter_map(|d| d.assistant.clone())
-        .collect();
-    (numbers, refs)
+    let refs = |get: fn(&crate::state::DesiredNumber) -> &Option<String>| {
+        desired
+            .numbers
+            .values()
+            .filter_map(|d| get(d).clone())
+            .collect()
+    };
+    (numbers, refs(|d| &d.assistant), refs(|d| &d.squad))
 }
 
 /// The last six digits of a number, by which a stored national form (`(415) 555-7002`,
@@ -101,7 +104,7 @@ impl Observation {
     /// numbers and those numbers, their Vapi ids, and other users' numbers not written in E.164.
     pub fn view_for(&self, desired: &DesiredState) -> (RecordedState, ObservedState) {
         let observed = self.observed_for(desired);
-        let (numbers, refs) = references(desired);
+        let (numbers, assistant_refs, squad_refs) = references(desired);
         let numbers: Vec<String> = numbers
             .into_iter()
             .chain(observed.numbers.iter().filter_map(|o| o.number.clone()))
@@ -112,7 +115,8 @@ impl Observation {
         let lookup = Lookup {
             numbers: &numbers,
             vapi_ids: &vapi_ids,
-            assistant_refs: &refs,
+            assistant_refs: &assistant_refs,
+            squad_refs: &squad_refs,
             non_canonical: true,
         };
         let recorded = self.recorded.for_owner(desired.owner, &lookup);

@@ -54,6 +54,14 @@ pub struct Defaults {
     /// Default for `smsEnabled`. When neither is set, Vapi's default (`true`) applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sms_enabled: Option<bool>,
+    /// The assistant that answers numbers whose entry names neither `assistant` nor `squad`.
+    /// Not with `defaults.squad`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant: Option<String>,
+    /// The squad that answers numbers whose entry names neither `assistant` nor `squad`. Not
+    /// with `defaults.assistant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub squad: Option<String>,
 }
 
 /// One Twilio phone number imported into Vapi.
@@ -69,10 +77,14 @@ pub struct PhoneNumberSpec {
     #[schemars(length(min = 1, max = 40))]
     pub name: String,
     /// The assistant that answers inbound calls: the `name` or `id` of one of the owner's rows in
-    /// the `assistants` table. Omitted or `null`: no assistant (Vapi sends `assistant-request` to
-    /// the server URL instead).
+    /// the `assistants` table. Not with `squad`. Omitted or `null` (and no `squad`): the routing
+    /// target of `defaults`, else none (Vapi sends `assistant-request` to the server URL instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assistant: Option<String>,
+    /// The squad that answers inbound calls instead of an assistant: the `name` or `id` of one of
+    /// the owner's rows in the `squads` table. Not with `assistant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub squad: Option<String>,
     /// Free text kept in the database only (`notes` column); never sent to Vapi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,

@@ -307,7 +307,7 @@ mod tests {
                 "1:10: version: invalid type: string \"one\", expected u64",
                 "4:5: phoneNumbers[0]: missing field `name`",
                 "4:13: phoneNumbers[0].number: invalid type: integer `14155551234`, expected a string",
-                "5:5: phoneNumbers[0]: unknown field `nmae`, expected one of `absent`, `assistant`, `fallbackDestination`, `hooks`, `name`, `notes`, `number`, `protected`, `server`, `smsEnabled`, `twilio`",
+                "5:5: phoneNumbers[0]: unknown field `nmae`, expected one of `absent`, `assistant`, `fallbackDestination`, `hooks`, `name`, `notes`, `number`, `protected`, `server`, `smsEnabled`, `squad`, `twilio`",
                 "8:38: phoneNumbers[1].server.timeoutSeconds: invalid value: integer `-1`, expected u32",
                 "9:5: phoneNumbers[1].twilio: invalid type: sequence, expected a mapping",
                 "10:1: unknown field `extra`, expected one of `defaults`, `owner`, `phoneNumbers`, `version`",

@@ -159,7 +159,7 @@ mod tests {
                     api_key: None,
                     api_secret: None,
                 }),
-                sms_enabled: None,
+                ..Defaults::default()
             }),
             phone_numbers: entries,
         }

@@ -51,9 +51,10 @@ pub(crate) trait Backend: sqlx::Database {
     /// to 15 digits, the first not 0). `$1` and `$3` are [`TextList`]s.
     const SELECT_CLAIMS: &'static str;
 
-    /// The `WHERE` clause that selects the owner's assistants and those whose id, name or Vapi
-    /// id is one of the references: `$1` owner, `$2` references ([`TextList`]).
-    const ASSISTANTS_FOR: &'static str;
+    /// The `WHERE` clause that selects the owner's assistants (or squads) and those whose id,
+    /// name or Vapi id (`{vapi_id}`, the table's column) is one of the references: `$1` owner,
+    /// `$2` references ([`TextList`]).
+    const TARGETS_FOR: &'static str;
 
     /// Takes the owner's lease when it is free or expired, in one statement. `$1` owner, `$2`
     /// host, `$3` pid, `$4` run, `$5` token, `$6` pid namespace, then the [`LeaseClock::Take`]
@@ -380,10 +381,10 @@ impl Backend for Sqlite {
              AND substr(phone_number, 2) NOT GLOB '*[^0-9]*' \
              AND length(phone_number) BETWEEN 8 AND 16)))";
 
-    const ASSISTANTS_FOR: &'static str = "WHERE user_id = $1 \
+    const TARGETS_FOR: &'static str = "WHERE user_id = $1 \
          OR id IN (SELECT value FROM json_each($2)) \
          OR name IN (SELECT value FROM json_each($2)) \
-         OR vapi_assistant_id IN (SELECT value FROM json_each($2))";
+         OR {vapi_id} IN (SELECT value FROM json_each($2))";
 
     // The client's clock: `$7` acquired, `$8` expires, both fixed-width RFC 3339 text.
     const TAKE_LEASE: &'static str = "INSERT INTO vapictl_locks \
@@ -473,9 +474,9 @@ impl Backend for Postgres {
          phone_number = ANY($1) OR vapi_phone_id = ANY($3) \
          OR ($4 AND phone_number !~ '^\\+[1-9][0-9]{6,14}$'))";
 
-    const ASSISTANTS_FOR: &'static str = "WHERE user_id = $1 \
+    const TARGETS_FOR: &'static str = "WHERE user_id = $1 \
          OR id::text = ANY($2) OR name = ANY($2) \
-         OR vapi_assistant_id = ANY($2)";
+         OR {vapi_id} = ANY($2)";
 
     // The server's clock, so that clients' clocks may disagree: `$7` the TTL in seconds.
     const TAKE_LEASE: &'static str = "INSERT INTO vapictl_locks \

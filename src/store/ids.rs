@@ -66,6 +66,27 @@ impl DbId {
     }
 }
 
+impl DbId {
+    /// The id as text, as a column of vapictl's that refers to an app row in any id type
+    /// (`vapictl_squad_id`) holds it: the integer's digits, or the hyphenated UUID.
+    pub(crate) fn to_text(&self) -> String {
+        match self {
+            DbId::Uuid(u) => u.hyphenated().to_string(),
+            DbId::Text(s) => s.clone(),
+            DbId::Int(n) => n.to_string(),
+        }
+    }
+
+    /// An id written by [`to_text`](Self::to_text), as the rest of vapictl names it; `None` for
+    /// text that is neither a UUID nor an integer.
+    pub(crate) fn uuid_of_text(text: &str) -> Option<Uuid> {
+        let text = text.trim();
+        Uuid::parse_str(text)
+            .ok()
+            .or_else(|| text.parse::<i64>().ok().map(int_as_uuid))
+    }
+}
+
 impl From<DbId> for Uuid {
     fn from(id: DbId) -> Uuid {
         id.to_uuid()

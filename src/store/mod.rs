@@ -149,6 +149,8 @@ pub struct Lookup<'a> {
     pub vapi_ids: &'a [String],
     /// Assistant references (`id`, `name` or `vapi_assistant_id`) of other users to load.
     pub assistant_refs: &'a [String],
+    /// Squad references (`id`, `name` or `vapi_squad_id`) of other users to load.
+    pub squad_refs: &'a [String],
     /// Also load every row of another user whose number is not written in E.164.
     pub non_canonical: bool,
 }
@@ -246,11 +248,11 @@ impl Store {
         dispatch!(self, s => s.close().await)
     }
 
-    /// Reads what the database records for `owner`, in at most three statements whatever the
+    /// Reads what the database records for `owner`, in at most four statements whatever the
     /// number of rows: all of the owner's `phone_numbers` rows (`rows`), which other users' rows
-    /// hold any of `numbers` (`foreign`), and the owner's assistants plus those of other users
+    /// hold any of `numbers` (`foreign`), the owner's assistants plus those of other users
     /// whose id, name or `vapi_assistant_id` is in `assistant_refs` (so that a spec naming
-    /// someone else's assistant can be refused by name).
+    /// someone else's assistant can be refused by name), and the owner's squads.
     ///
     /// # Errors
     /// [`StoreError::QueryFailed`] when a statement fails.
@@ -277,7 +279,8 @@ impl Store {
     /// of other users (`foreign`, `foreign_vapi_ids`) include every row of another user whose
     /// `vapi_phone_id` is one of `lookup.vapi_ids`, and, with `lookup.non_canonical`, every row of
     /// another user whose `phone_number` is not written in E.164 (`4155557002`,
-    /// `+1 415-555-7002`): the diff canonicalizes those itself. Still at most three statements.
+    /// `+1 415-555-7002`): the diff canonicalizes those itself; squads of other users named in
+    /// `lookup.squad_refs` as for assistants. Still at most four statements.
     ///
     /// # Errors
     /// [`StoreError::QueryFailed`] when a statement fails.
@@ -484,16 +487,8 @@ impl Store {
         dispatch!(self, s => s.lock_ttl())
     }
 
-    /// Every `phone_numbers` and `assistants` row as stored, in two statements.
-    pub(crate) async fn load_everything(
-        &self,
-    ) -> Result<
-        (
-            Vec<sql::RawPhoneRow<ids::DbId>>,
-            Vec<sql::RawAssistantRow<ids::DbId>>,
-        ),
-        StoreError,
-    > {
+    /// Every `phone_numbers`, `assistants` and `squads` row as stored, in three statements.
+    pub(crate) async fn load_everything(&self) -> Result<sql::Everything, StoreError> {
         dispatch!(self, s => s.load_everything().await)
     }
 

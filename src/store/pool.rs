@@ -24,10 +24,10 @@ use super::backend::{Backend, LeaseClock, RowValue, TextList, TimeValue};
 use super::ids::{DbId, IdKind};
 use super::lock::{Lease, LockHolder};
 use super::schema::AppSchema;
-use super::sql::{self, RawAssistantRow, RawPhoneRow};
+use super::sql::{self, ASSISTANTS, Everything, RawPhoneRow, RawTargetRow, SQUADS, TargetTable};
 use super::twilio::RecordedTwilioUrls;
 use super::{Lookup, QueryCounter, StoreError};
-use crate::state::{RecordedState, RowWrite, mask_number};
+use crate::state::{RecordedState, RowWrite, TargetRow, mask_number};
 
 /// A migrated pool on one database of backend `B`, with what connecting learned about the app's
 /// tables. [`SqliteStore`](super::SqliteStore) and [`PgStore`](super::PgStore) are its two forms.
@@ -101,7 +101,7 @@ where
     for<'e> TextList: Encode<'e, B> + Type<B>,
     for<'e> Json<Value>: Encode<'e, B> + Decode<'e, B> + Type<B>,
     for<'r> RawPhoneRow<DbId>: FromRow<'r, B::Row>,
-    for<'r> RawAssistantRow<DbId>: FromRow<'r, B::Row>,
+    for<'r> RawTargetRow<DbId>: FromRow<'r, B::Row>,
     for<'r> ClaimRow: FromRow<'r, B::Row>,
     for<'r> (i64,): FromRow<'r, B::Row>,
     usize: ColumnIndex<B::Row>,
@@ -151,37 +151,58 @@ where
             }
         }
 
-        self.queries.tick();
-        let assistants: Vec<RawAssistantRow<DbId>> = sqlx::query_as(sqlx::AssertSqlSafe(
-            sql::select_assistants(B::ASSISTANTS_FOR),
-        ))
-        .bind(self.app.assistant_user.bind(owner))
-        // Ids are stored lowercase; the references are matched as written too.
-        .bind(TextList(sql::lowercase_too(lookup.assistant_refs)))
-        .fetch_all(&self.pool)
-        .await?;
-        state.assistants = sql::sorted_assistants(
-            assistants
-                .into_iter()
-                .map(RawAssistantRow::into_assistant_row)
-                .collect(),
-        );
+        let mine = |user| Some((user, owner));
+        state.assistants = self
+            .load_targets(
+                &ASSISTANTS,
+                mine(self.app.assistant_user),
+                lookup.assistant_refs,
+            )
+            .await?;
+        state.squads = self
+            .load_targets(&SQUADS, mine(self.app.squad_user), lookup.squad_refs)
+            .await?;
         Ok(state)
     }
 
-    /// Every `phone_numbers` and `assistants` row, in two statements.
-    pub(crate) async fn load_everything(
+    /// The rows of `table` (`assistants` or `squads`), in one statement: with `owner` (the
+    /// table's `user_id` kind, the owner), the owner's and other users' whose id, name or Vapi
+    /// id is one of `refs`; without, every row.
+    async fn load_targets(
         &self,
-    ) -> Result<(Vec<RawPhoneRow<DbId>>, Vec<RawAssistantRow<DbId>>), StoreError> {
+        table: &TargetTable,
+        owner: Option<(IdKind, Uuid)>,
+        refs: &[String],
+    ) -> Result<Vec<TargetRow>, StoreError> {
+        self.queries.tick();
+        let statement = table.select(if owner.is_some() { B::TARGETS_FOR } else { "" });
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(statement));
+        let query = match owner {
+            Some((user, owner)) => query
+                .bind(user.bind(owner))
+                // Ids are stored lowercase; the references are matched as written too.
+                .bind(TextList(sql::lowercase_too(refs))),
+            None => query,
+        };
+        let rows: Vec<RawTargetRow<DbId>> = query.fetch_all(&self.pool).await?;
+        Ok(sql::sorted_targets(
+            rows.into_iter()
+                .map(RawTargetRow::into_target_row)
+                .collect(),
+        ))
+    }
+
+    /// Every `phone_numbers`, `assistants` and `squads` row, in three statements.
+    pub(crate) async fn load_everything(&self) -> Result<Everything, StoreError> {
         self.queries.tick();
         let rows = sqlx::query_as(sql::select_all_rows())
             .fetch_all(&self.pool)
             .await?;
-        self.queries.tick();
-        let assistants = sqlx::query_as(sqlx::AssertSqlSafe(sql::select_assistants("")))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok((rows, assistants))
+        Ok(Everything {
+            rows,
+            assistants: self.load_targets(&ASSISTANTS, None, &[]).await?,
+            squads: self.load_targets(&SQUADS, None, &[]).await?,
+        })
     }
 
     pub(crate) async fn insert_row(&self, owner: Uuid, row: &RowWrite) -> Result<Uuid, StoreError> {

@@ -13,7 +13,6 @@ use super::backend;
 use super::error::DbCause;
 use super::pool::BackendStore;
 use super::schema::{self, AppSchema, Check, Column, Decision, Dialect, Found, Table};
-use super::sql;
 use super::url::{redact_url, scrub};
 use super::{StoreError, StoreOptions};
 
@@ -83,13 +82,7 @@ async fn migrate(conn: &mut PgConnection, url: &str) -> Result<AppSchema, StoreE
 }
 
 fn decide(found: &Found) -> Result<Decision, StoreError> {
-    schema::decide(
-        Dialect::Postgres,
-        found,
-        &MIGRATIONS,
-        &sql::create_phone_numbers(Dialect::Postgres),
-        &sql::create_assistants(Dialect::Postgres),
-    )
+    schema::decide(Dialect::Postgres, found, &MIGRATIONS)
 }
 
 /// Checks the schema again under the lock, then creates the missing app tables, adds vapictl's
@@ -149,15 +142,17 @@ fn privilege_error(err: &sqlx::Error, decision: &Decision, found: &Found) -> Opt
 /// Reads the app's tables (through the search path, as every unqualified statement resolves
 /// them), tables of the same names elsewhere, and vapictl's bookkeeping — changing nothing.
 async fn introspect(conn: &mut PgConnection) -> Result<Found, sqlx::Error> {
-    let (search_path, role, phone_oid, assistants_oid, bookkeeping): (
+    let (search_path, role, phone_oid, assistants_oid, squads_oid, bookkeeping): (
         String,
         String,
+        Option<i64>,
         Option<i64>,
         Option<i64>,
         bool,
     ) = sqlx::query_as(
         "SELECT current_setting('search_path'), current_user::text, \
          to_regclass('phone_numbers')::oid::bigint, to_regclass('assistants')::oid::bigint, \
+         to_regclass('squads')::oid::bigint, \
          to_regclass('vapictl_schema_migrations') IS NOT NULL",
     )
     .fetch_one(&mut *conn)
@@ -182,6 +177,10 @@ async fn introspect(conn: &mut PgConnection) -> Result<Found, sqlx::Error> {
         },
         assistants: match assistants_oid {
             Some(oid) => Some(table(conn, oid, "assistants").await?),
+            None => None,
+        },
+        squads: match squads_oid {
+            Some(oid) => Some(table(conn, oid, "squads").await?),
             None => None,
         },
         elsewhere,

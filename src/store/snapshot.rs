@@ -1,15 +1,15 @@
-//! Everything the database records for a fleet run, read in two statements and then split per
+//! Everything the database records for a fleet run, read in three statements and then split per
 //! owner in memory, so that planning a thousand owners costs what planning one does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use super::sql::{self, RawAssistantRow};
+use super::sql::{self, Everything};
 use super::{Lookup, Store, StoreError};
-use crate::state::{AssistantRow, PhoneRow, RecordedState};
+use crate::state::{AssistantRow, PhoneRow, RecordedState, SquadRow, TargetRow};
 
-/// Every `phone_numbers` and `assistants` row, as one run reads them.
+/// Every `phone_numbers`, `assistants` and `squads` row, as one run reads them.
 ///
 /// [`for_owner`](RecordedSnapshot::for_owner) gives each owner exactly the
 /// [`RecordedState`] that [`Store::load_recorded_for`] would have read for it with the same
@@ -29,6 +29,7 @@ pub struct RecordedSnapshot {
     /// them by number, but their Vapi id is another user's claim.
     numberless: Vec<(Uuid, String)>,
     assistants: Vec<AssistantRow>,
+    squads: Vec<SquadRow>,
 }
 
 /// Whether a stored number is written in E.164 as the claims query tells it (`+` then 7 to 15
@@ -41,8 +42,12 @@ fn looks_canonical(s: &str) -> bool {
 
 impl RecordedSnapshot {
     /// Builds the indexes over rows read elsewhere.
-    pub fn new(rows: Vec<PhoneRow>, assistants: Vec<AssistantRow>) -> RecordedSnapshot {
-        RecordedSnapshot::with_numberless(rows, Vec::new(), assistants)
+    pub fn new(
+        rows: Vec<PhoneRow>,
+        assistants: Vec<AssistantRow>,
+        squads: Vec<SquadRow>,
+    ) -> RecordedSnapshot {
+        RecordedSnapshot::with_numberless(rows, Vec::new(), assistants, squads)
     }
 
     /// As [`new`](RecordedSnapshot::new), plus the rows without a number that record a Vapi id
@@ -51,6 +56,7 @@ impl RecordedSnapshot {
         rows: Vec<PhoneRow>,
         numberless: Vec<(Uuid, String)>,
         assistants: Vec<AssistantRow>,
+        squads: Vec<SquadRow>,
     ) -> RecordedSnapshot {
         let mut by_user: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
         let mut by_number: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -73,7 +79,8 @@ impl RecordedSnapshot {
             non_canonical,
             rows,
             numberless,
-            assistants: sql::sorted_assistants(assistants),
+            assistants: sql::sorted_targets(assistants),
+            squads: sql::sorted_targets(squads),
         }
     }
 
@@ -88,14 +95,15 @@ impl RecordedSnapshot {
 
     /// What the database records for `owner`: its rows; other users' rows that hold one of
     /// `lookup.numbers`, record one of `lookup.vapi_ids`, or (with `lookup.non_canonical`) store
-    /// a number not written in E.164, as claims; and its assistants plus others' matching
-    /// `lookup.assistant_refs` — the same value [`Store::load_recorded_for`] returns for these
+    /// a number not written in E.164, as claims; and its assistants (squads) plus others'
+    /// matching `lookup.assistant_refs` (`lookup.squad_refs`) — the same value [`Store::load_recorded_for`] returns for these
     /// arguments.
     pub fn for_owner(&self, owner: Uuid, lookup: &Lookup<'_>) -> RecordedState {
         let Lookup {
             numbers,
             vapi_ids,
             assistant_refs,
+            squad_refs,
             non_canonical,
         } = *lookup;
         let mut state = RecordedState::default();
@@ -131,20 +139,8 @@ impl RecordedSnapshot {
                 }
             }
         }
-        let refs: BTreeSet<String> = sql::lowercase_too(assistant_refs).into_iter().collect();
-        state.assistants = self
-            .assistants
-            .iter()
-            .filter(|a| {
-                a.user_id == owner
-                    || refs.contains(&a.id.to_string())
-                    || a.name.as_ref().is_some_and(|n| refs.contains(n))
-                    || a.vapi_assistant_id
-                        .as_ref()
-                        .is_some_and(|v| refs.contains(v))
-            })
-            .cloned()
-            .collect();
+        state.assistants = targets_for(&self.assistants, owner, assistant_refs);
+        state.squads = targets_for(&self.squads, owner, squad_refs);
         state
     }
 
@@ -179,18 +175,37 @@ impl RecordedSnapshot {
     }
 }
 
+/// The owner's rows of a routing-target table and other users' named by `refs` (as the
+/// backend's `TARGETS_FOR` selects them).
+fn targets_for(rows: &[TargetRow], owner: Uuid, refs: &[String]) -> Vec<TargetRow> {
+    let refs: BTreeSet<String> = sql::lowercase_too(refs).into_iter().collect();
+    rows.iter()
+        .filter(|a| {
+            a.user_id == owner
+                || refs.contains(&a.id.to_string())
+                || a.name.as_ref().is_some_and(|n| refs.contains(n))
+                || a.vapi_id.as_ref().is_some_and(|v| refs.contains(v))
+        })
+        .cloned()
+        .collect()
+}
+
 impl Store {
-    /// Reads every `phone_numbers` and `assistants` row in two statements, for a run over many
+    /// Reads every `phone_numbers`, `assistants` and `squads` row in three statements, for a run over many
     /// owners (see [`RecordedSnapshot::for_owner`]).
     ///
     /// # Errors
     /// [`StoreError::QueryFailed`] when a statement fails.
     ///
     /// # Caveats
-    /// As for [`Store::load_recorded`], the two statements do not share one snapshot; and the
+    /// As for [`Store::load_recorded`], the statements do not share one snapshot; and the
     /// whole table is read, which is what a run over every owner needs anyway.
     pub async fn load_recorded_snapshot(&self) -> Result<RecordedSnapshot, StoreError> {
-        let (raw_rows, raw_assistants) = self.load_everything().await?;
+        let Everything {
+            rows: raw_rows,
+            assistants,
+            squads,
+        } = self.load_everything().await?;
         let mut rows = Vec::with_capacity(raw_rows.len());
         let mut numberless = Vec::new();
         for r in raw_rows {
@@ -200,12 +215,8 @@ impl Store {
                 Err(None) => {}
             }
         }
-        let assistants = raw_assistants
-            .into_iter()
-            .map(RawAssistantRow::into_assistant_row)
-            .collect();
         Ok(RecordedSnapshot::with_numberless(
-            rows, numberless, assistants,
+            rows, numberless, assistants, squads,
         ))
     }
 }

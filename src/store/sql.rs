@@ -16,7 +16,7 @@ use super::StoreError;
 use super::backend::{RowValue, TimeValue};
 use super::ids::{DbId, IdKind, NullableId};
 use super::schema::{AppSchema, Dialect};
-use crate::state::{AssistantRow, PhoneRow, RowWrite};
+use crate::state::{PhoneRow, RowWrite, TargetRow};
 
 /// Where the value vapictl writes into a column comes from.
 pub(crate) enum Source {
@@ -32,6 +32,8 @@ pub(crate) enum Source {
     Text(fn(&RowWrite) -> Option<String>),
     /// The assigned assistant, an `assistants.id` in the app's type.
     Assistant,
+    /// The assigned squad, a `squads.id` as text in the app's spelling (integer digits or UUID).
+    Squad,
     /// The time of the insert; never read.
     CreatedAt,
     /// The time of every write; never read.
@@ -148,7 +150,7 @@ pub(crate) const PHONE_COLUMNS: &[PhoneColumn] = &[
         .added()
         .null_when("a number is on the auth-token form"),
     // The `squads.id` a number is routed to (issue 12), as text whatever the id's type.
-    column("vapictl_squad_id", text(|r| r.assigned_squad_id.map(|s| s.to_string())), "TEXT", "text")
+    column("vapictl_squad_id", Source::Squad, "TEXT", "text")
         .added()
         .null_when("a number has no squad"),
 ];
@@ -166,47 +168,79 @@ pub(crate) fn create_phone_numbers(dialect: Dialect) -> String {
     )
 }
 
-/// Every column of `assistants` vapictl reads (it never writes there), as vapictl's own
-/// `CREATE TABLE` declares it: name, SQLite, PostgreSQL.
-#[rustfmt::skip]
-pub(crate) const ASSISTANT_COLUMNS: &[(&str, &str, &str)] = &[
-    ("id", "TEXT PRIMARY KEY NOT NULL", "uuid PRIMARY KEY"),
-    ("user_id", "TEXT NOT NULL", "uuid NOT NULL"),
-    ("name", "TEXT", "text"),
-    ("vapi_assistant_id", "TEXT", "text"),
-];
+/// A table of routing targets (`assistants`, `squads`: issue 12), which vapictl reads and never
+/// writes: `id`, `user_id`, `name` and the Vapi id, in the application's own types.
+pub(crate) struct TargetTable {
+    pub name: &'static str,
+    /// The column holding the Vapi id (`vapi_assistant_id`, `vapi_squad_id`).
+    pub vapi_column: &'static str,
+    /// `name`'s declaration in vapictl's own `CREATE TABLE`: SQLite, PostgreSQL.
+    name_type: (&'static str, &'static str),
+}
 
-/// An `assistants` column's declaration in `dialect`.
-pub(crate) fn assistant_definition(
-    &(_, sqlite, postgres): &(&str, &'static str, &'static str),
-    dialect: Dialect,
-) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => sqlite,
-        Dialect::Postgres => postgres,
+pub(crate) const ASSISTANTS: TargetTable = TargetTable {
+    name: "assistants",
+    vapi_column: "vapi_assistant_id",
+    name_type: ("TEXT", "text"),
+};
+
+pub(crate) const SQUADS: TargetTable = TargetTable {
+    name: "squads",
+    vapi_column: "vapi_squad_id",
+    name_type: ("TEXT NOT NULL", "text NOT NULL"),
+};
+
+impl TargetTable {
+    /// Every column vapictl reads, as its own `CREATE TABLE` declares it: name, SQLite,
+    /// PostgreSQL.
+    pub(crate) fn columns(&self) -> [(&'static str, &'static str, &'static str); 4] {
+        [
+            ("id", "TEXT PRIMARY KEY NOT NULL", "uuid PRIMARY KEY"),
+            ("user_id", "TEXT NOT NULL", "uuid NOT NULL"),
+            ("name", self.name_type.0, self.name_type.1),
+            (self.vapi_column, "TEXT", "text"),
+        ]
     }
-}
 
-/// vapictl's `CREATE TABLE assistants` (with its index on `user_id`) in `dialect`.
-pub(crate) fn create_assistants(dialect: Dialect) -> String {
-    let columns: Vec<String> = ASSISTANT_COLUMNS
-        .iter()
-        .map(|c| format!("    {} {}", c.0, assistant_definition(c, dialect)))
-        .collect();
-    format!(
-        "CREATE TABLE assistants (\n{}\n);\n\
-         CREATE INDEX assistants_user_id ON assistants (user_id);",
-        columns.join(",\n")
-    )
-}
+    /// The columns an application's table of this name must have.
+    pub(crate) fn required(&self) -> Vec<&'static str> {
+        self.columns().iter().map(|c| c.0).collect()
+    }
 
-/// The assistants `filter` (a `WHERE` clause, or nothing) selects, as [`RawAssistantRow`] reads
-/// them.
-pub(crate) fn select_assistants(filter: &str) -> String {
-    let columns: Vec<&str> = ASSISTANT_COLUMNS.iter().map(|c| c.0).collect();
-    format!("SELECT {} FROM assistants {filter}", columns.join(", "))
+    /// vapictl's `CREATE TABLE` (with its index on `user_id`) in `dialect`. It runs before
+    /// vapictl's migrations, whose `squads` one (`IF NOT EXISTS`) then finds the table.
+    pub(crate) fn create(&self, dialect: Dialect) -> String {
+        let columns: Vec<String> = self
+            .columns()
+            .iter()
+            .map(|&(name, sqlite, postgres)| {
+                let ty = match dialect {
+                    Dialect::Sqlite => sqlite,
+                    Dialect::Postgres => postgres,
+                };
+                format!("    {name} {ty}")
+            })
+            .collect();
+        format!(
+            "CREATE TABLE {t} (\n{}\n);\n\
+             CREATE INDEX {t}_user_id ON {t} (user_id);",
+            columns.join(",\n"),
+            t = self.name
+        )
+    }
+
+    /// The rows `filter` (a `WHERE` clause, or nothing; `{vapi_id}` in it stands for the Vapi id
+    /// column) selects, as [`RawTargetRow`] reads them.
+    pub(crate) fn select(&self, filter: &str) -> String {
+        format!(
+            "SELECT id, user_id, name, {vapi} AS vapi_id FROM {} {}",
+            self.name,
+            filter.replace("{vapi_id}", self.vapi_column),
+            vapi = self.vapi_column
+        )
         .trim_end()
         .to_owned()
+    }
 }
 
 /// The columns of a row as [`RawPhoneRow`] reads them.
@@ -298,7 +332,7 @@ pub(crate) fn update_row() -> &'static str {
 fn is_updated(source: &Source) -> bool {
     matches!(
         source,
-        Source::Field(_) | Source::Text(_) | Source::Assistant | Source::UpdatedAt
+        Source::Field(_) | Source::Text(_) | Source::Assistant | Source::Squad | Source::UpdatedAt
     )
 }
 
@@ -326,6 +360,11 @@ fn value(
                 .map(|a| id_param(app.phone_assistant, a, "assistants", "id"))
                 .transpose()?,
         }),
+        Source::Squad => RowValue::Text(
+            row.assigned_squad_id
+                .map(|s| id_param(app.squad_id, s, "squads", "id").map(|id| id.to_text()))
+                .transpose()?,
+        ),
         Source::CreatedAt => RowValue::Time(TimeValue::new(app.created_at, now)),
         Source::UpdatedAt => RowValue::Time(TimeValue::new(app.updated_at, now)),
     }))
@@ -484,7 +523,8 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
             assigned_assistant_id: self.assigned_assistant_id.map(Into::into),
             assigned_squad_id: self
                 .vapictl_squad_id
-                .and_then(|s| Uuid::parse_str(s.trim()).ok()),
+                .as_deref()
+                .and_then(DbId::uuid_of_text),
             notes: self.notes,
             token_digest: self.vapictl_token_digest,
             protected: self.vapictl_protected.unwrap_or(false),
@@ -494,29 +534,37 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
     }
 }
 
-/// An `assistants` row as stored: one field for each of [`ASSISTANT_COLUMNS`].
+/// Every row a run over many owners reads (`Store::load_everything`).
+pub(crate) struct Everything {
+    pub rows: Vec<RawPhoneRow<DbId>>,
+    pub assistants: Vec<TargetRow>,
+    pub squads: Vec<TargetRow>,
+}
+
+/// A row of a [`TargetTable`] as stored.
 #[derive(sqlx::FromRow)]
-pub(crate) struct RawAssistantRow<U> {
+pub(crate) struct RawTargetRow<U> {
     id: U,
     user_id: Option<U>,
     name: Option<String>,
-    vapi_assistant_id: Option<String>,
+    vapi_id: Option<String>,
 }
 
-impl<U: Into<Uuid>> RawAssistantRow<U> {
+impl<U: Into<Uuid>> RawTargetRow<U> {
     /// A NULL `user_id` reads as the nil UUID (nobody's).
-    pub(crate) fn into_assistant_row(self) -> AssistantRow {
-        AssistantRow {
+    pub(crate) fn into_target_row(self) -> TargetRow {
+        TargetRow {
             id: self.id.into(),
             user_id: self.user_id.map(Into::into).unwrap_or_default(),
             name: self.name,
-            vapi_assistant_id: self.vapi_assistant_id,
+            vapi_id: self.vapi_id,
         }
     }
 }
 
-/// Assistants in a stable order (by name, then id), whatever order the database returned.
-pub(crate) fn sorted_assistants(mut rows: Vec<AssistantRow>) -> Vec<AssistantRow> {
+/// Assistants or squads in a stable order (by name, then id), whatever order the database
+/// returned.
+pub(crate) fn sorted_targets(mut rows: Vec<TargetRow>) -> Vec<TargetRow> {
     rows.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
     rows
 }

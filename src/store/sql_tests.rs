@@ -37,6 +37,8 @@ fn values_match_the_statements_placeholders() {
         phone_user: IdKind::Uuid,
         phone_assistant: IdKind::Uuid,
         assistant_user: IdKind::Uuid,
+        squad_id: IdKind::Integer,
+        squad_user: IdKind::Uuid,
         created_at: crate::store::schema::TimeRepr::Native,
         updated_at: crate::store::schema::TimeRepr::Native,
         checks: Vec::new(),
@@ -76,13 +78,77 @@ fn the_created_table_declares_every_column() {
     }
     assert!(ddl.ends_with("ON phone_numbers (user_id);"), "{ddl}");
     assert_eq!(
-        create_assistants(Dialect::Sqlite),
+        ASSISTANTS.create(Dialect::Sqlite),
         "CREATE TABLE assistants (\n    id TEXT PRIMARY KEY NOT NULL,\n    \
          user_id TEXT NOT NULL,\n    name TEXT,\n    vapi_assistant_id TEXT\n);\n\
          CREATE INDEX assistants_user_id ON assistants (user_id);"
     );
     assert_eq!(
-        select_assistants(""),
-        "SELECT id, user_id, name, vapi_assistant_id FROM assistants"
+        SQUADS.select(""),
+        "SELECT id, user_id, name, vapi_squad_id AS vapi_id FROM squads"
     );
+    assert_eq!(
+        ASSISTANTS.select("WHERE {vapi_id} = $2"),
+        "SELECT id, user_id, name, vapi_assistant_id AS vapi_id FROM assistants \
+         WHERE vapi_assistant_id = $2"
+    );
+}
+
+#[test]
+fn a_squad_is_written_as_text_in_the_squads_id_form() {
+    let mut app = AppSchema {
+        phone_id: IdKind::Uuid,
+        phone_user: IdKind::Uuid,
+        phone_assistant: IdKind::Uuid,
+        assistant_user: IdKind::Uuid,
+        squad_id: IdKind::Integer,
+        squad_user: IdKind::Uuid,
+        created_at: crate::store::schema::TimeRepr::Native,
+        updated_at: crate::store::schema::TimeRepr::Native,
+        checks: Vec::new(),
+    };
+    let squad = crate::store::ids::int_as_uuid(42);
+    let value = |app: &AppSchema, id| {
+        value(
+            &Source::Squad,
+            app,
+            Uuid::nil(),
+            &row_with_squad(id),
+            Utc::now(),
+        )
+    };
+    assert_eq!(
+        value(&app, Some(squad)).unwrap(),
+        Some(RowValue::Text(Some("42".into())))
+    );
+    assert_eq!(DbId::uuid_of_text("42"), Some(squad));
+    app.squad_id = IdKind::Uuid;
+    let real = Uuid::new_v4();
+    assert_eq!(
+        value(&app, Some(real)).unwrap(),
+        Some(RowValue::Text(Some(real.to_string())))
+    );
+    assert_eq!(DbId::uuid_of_text(&real.to_string()), Some(real));
+    assert_eq!(value(&app, None).unwrap(), Some(RowValue::Text(None)));
+    // A real UUID cannot be an integer id: refused, never written as something else.
+    app.squad_id = IdKind::Integer;
+    assert!(value(&app, Some(real)).is_err());
+}
+
+fn row_with_squad(squad: Option<Uuid>) -> RowWrite {
+    RowWrite {
+        phone_number: "+15551230001".into(),
+        friendly_name: "Main".into(),
+        vapi_phone_id: None,
+        vapi_credential_id: None,
+        twilio_account_sid: "AC1".into(),
+        twilio_auth_token: "ciphertext".into(),
+        token_digest: None,
+        assigned_assistant_id: None,
+        assigned_squad_id: squad,
+        notes: None,
+        protected: false,
+        applied: None,
+        api_key: None,
+    }
 }

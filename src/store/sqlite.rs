@@ -13,7 +13,6 @@ use sqlx::{Connection, Sqlite};
 use super::backend;
 use super::pool::BackendStore;
 use super::schema::{self, AppSchema, Check, Column, Dialect, Found, Table};
-use super::sql;
 use super::url::{redact_url, scrub};
 use super::{StoreError, StoreOptions};
 
@@ -92,6 +91,7 @@ async fn introspect(conn: &mut SqliteConnection) -> Result<Found, sqlx::Error> {
     let mut found = Found {
         phone_numbers: table(conn, "phone_numbers").await?,
         assistants: table(conn, "assistants").await?,
+        squads: table(conn, "squads").await?,
         ..Found::default()
     };
     let bookkeeping: i64 =
@@ -211,15 +211,7 @@ fn checks_in(ddl: &str) -> Vec<Check> {
 /// instead of racing). A database with nothing missing is only read, so a read-only file works.
 async fn migrate(conn: &mut SqliteConnection, url: &str) -> Result<AppSchema, StoreError> {
     let fail = |e: sqlx::Error| migration_error(e, url);
-    let decide = |found: &Found| {
-        schema::decide(
-            Dialect::Sqlite,
-            found,
-            &MIGRATIONS,
-            &sql::create_phone_numbers(Dialect::Sqlite),
-            &sql::create_assistants(Dialect::Sqlite),
-        )
-    };
+    let decide = |found: &Found| schema::decide(Dialect::Sqlite, found, &MIGRATIONS);
     let decision = decide(&introspect(conn).await.map_err(fail)?)?;
     if decision.is_up_to_date() {
         return Ok(decision.app);

@@ -14,6 +14,7 @@ fn entry(number: &str, plain: Option<&str>) -> DesiredNumber {
         number: E164::new_unchecked(number),
         name: "Main".into(),
         assistant: None,
+        squad: None,
         notes: None,
         twilio: DesiredTwilio {
             account_sid: SID.into(),
@@ -32,6 +33,7 @@ fn entry(number: &str, plain: Option<&str>) -> DesiredNumber {
         line: 7,
         path: "phoneNumbers[0]".into(),
         positions: Default::default(),
+        from_defaults: Vec::new(),
     }
 }
 

@@ -134,6 +134,19 @@ pub fn validate(
         twilio: default_twilio
             .map(|t| rules::check_twilio(&mut c, &mut tokens, "defaults.twilio", t)),
         sms_enabled: spec.defaults.as_ref().and_then(|d| d.sms_enabled),
+        target: spec.defaults.as_ref().and_then(|d| {
+            rules::check_target(
+                &mut c,
+                "defaults",
+                d.assistant.as_deref(),
+                d.squad.as_deref(),
+            );
+            match (&d.assistant, &d.squad) {
+                (Some(a), None) => Some(("assistant", a.clone())),
+                (None, Some(q)) => Some(("squad", q.clone())),
+                _ => None,
+            }
+        }),
     };
 
     let mut numbers = BTreeMap::new();

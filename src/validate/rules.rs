@@ -19,6 +19,7 @@ const POSITIONED_FIELDS: &[&str] = &[
     "number",
     "name",
     "assistant",
+    "squad",
     "twilio",
     "server",
     "smsEnabled",
@@ -33,6 +34,9 @@ pub(super) struct Defaults {
     /// so entries relying on it report nothing more).
     pub twilio: Option<Option<DesiredTwilio>>,
     pub sms_enabled: Option<bool>,
+    /// `defaults.assistant` or `defaults.squad` (at most one: checked with `defaults`), as
+    /// (field, reference).
+    pub target: Option<(&'static str, String)>,
 }
 
 /// Checks the entry at `base` (`phoneNumbers[i]`) whose number has been checked already (`None`
@@ -60,15 +64,7 @@ pub(super) fn check_entry(
             Some("shorten it; vapictl never truncates names".into()),
         );
     }
-    if let Some(a) = &entry.assistant
-        && a.trim().is_empty()
-    {
-        c.push(
-            &f("assistant"),
-            "assistant is empty",
-            Some("name one of the owner's assistants, or remove the field".into()),
-        );
-    }
+    check_target(c, base, entry.assistant.as_deref(), entry.squad.as_deref());
     if let Some(n) = &entry.notes
         && n.chars().count() > MAX_NOTES_CHARS
     {
@@ -110,10 +106,33 @@ pub(super) fn check_entry(
         );
     }
     let locations = &c.loaded.locations;
+    let mut positions: std::collections::BTreeMap<&'static str, _> = POSITIONED_FIELDS
+        .iter()
+        .filter_map(|k| Some((*k, locations.get(&f(k))?)))
+        .collect();
+    // The routing target: the entry's, else the one `defaults` gives (its refusals then point
+    // at `defaults`).
+    let mut from_defaults = Vec::new();
+    let (assistant, squad) = match (&entry.assistant, &entry.squad, &defaults.target) {
+        (None, None, Some((field, reference))) => {
+            if let Some(at) = locations.get(&format!("defaults.{field}")) {
+                positions.insert(field, at);
+            }
+            from_defaults.push(*field);
+            let reference = Some(reference.clone());
+            if *field == "squad" {
+                (None, reference)
+            } else {
+                (reference, None)
+            }
+        }
+        (a, q, _) => (a.clone(), q.clone()),
+    };
     Some(DesiredNumber {
         number: number?,
         name: entry.name.clone(),
-        assistant: entry.assistant.clone(),
+        assistant,
+        squad,
         notes: entry.notes.clone(),
         twilio: twilio?,
         server,
@@ -123,12 +142,45 @@ pub(super) fn check_entry(
         protected: entry.protected,
         absent: entry.absent,
         line: locations.of(base).line,
-        positions: POSITIONED_FIELDS
-            .iter()
-            .filter_map(|k| Some((*k, locations.get(&f(k))?)))
-            .collect(),
+        positions,
+        from_defaults,
         path: base.to_string(),
     })
+}
+
+/// The routing target of an entry or of `defaults` at `base`: at most one of `assistant` and
+/// `squad`, neither empty.
+pub(super) fn check_target(
+    c: &mut Collector,
+    base: &str,
+    assistant: Option<&str>,
+    squad: Option<&str>,
+) {
+    let f = |name: &str| format!("{base}.{name}");
+    for (field, value, table) in [
+        ("assistant", assistant, "assistants"),
+        ("squad", squad, "squads"),
+    ] {
+        if value.is_some_and(|v| v.trim().is_empty()) {
+            c.push(
+                &f(field),
+                format!("{field} is empty"),
+                Some(format!(
+                    "name one of the owner's {table} (its `name` or `id`), or remove the field"
+                )),
+            );
+        }
+    }
+    if assistant.is_some() && squad.is_some() {
+        c.push(
+            &f("squad"),
+            "both `assistant` and `squad` are set; a number is answered by one of them",
+            Some(
+                "keep one: `assistant` for a single assistant, `squad` to route calls to a squad"
+                    .into(),
+            ),
+        );
+    }
 }
 
 /// Strict E.164: parses, is a valid number, has no extension, and is written exactly as its

@@ -360,8 +360,8 @@ fn secret_fields<'a>(
     }
 }
 
-/// The POST body (CreateTwilioPhoneNumberDTO): every field vapictl manages, an unset assistant
-/// and server left out.
+/// The POST body (CreateTwilioPhoneNumberDTO): every field vapictl manages, an unset assistant,
+/// squad and server left out.
 #[derive(Debug, Serialize)]
 pub struct CreatePhoneNumber<'a> {
     provider: &'static str,
@@ -380,7 +380,7 @@ impl<'a> CreatePhoneNumber<'a> {
             fields: PhoneNumberFields {
                 name: Some(&c.name),
                 assistant_id: c.assistant_id.as_deref().map(Some),
-                squad_id: None,
+                squad_id: c.squad_id.as_deref().map(Some),
                 server: c.server.as_ref().map(|s| Some(s.into())),
                 sms_enabled: Some(c.sms_enabled),
                 fallback_destination: c.fallback_destination.as_ref().map(Some),
@@ -491,6 +491,7 @@ mod tests {
 
     fn create() -> VapiCreate {
         VapiCreate {
+            squad_id: None,
             number: "+14155550002".into(),
             name: "Main".into(),
             assistant_id: None,

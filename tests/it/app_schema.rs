@@ -143,10 +143,16 @@ both_backends!(
             "uuid"
         };
         let bot = w.vapi.seed_assistant("sales-bot");
+        let squad = w.vapi.seed_squad("night-shift");
         w.exec_sql(&format!(
-            "DROP TABLE phone_numbers; DROP TABLE assistants;
+            "DROP TABLE phone_numbers; DROP TABLE assistants; DROP TABLE IF EXISTS squads;
              CREATE TABLE assistants (id {id}, user_id {user}, name text,
                  vapi_assistant_id text);
+             CREATE TABLE squads (id {id}, user_id {user}, name text NOT NULL,
+                 vapi_squad_id text);
+             INSERT INTO squads (user_id, name, vapi_squad_id)
+                 VALUES ('{OTHER_USER}', 'their-squad', 'sq-x'), ('{OTHER_USER}', 'x', 'sq-y'),
+                 ('{OWNER}', 'night-shift', '{squad}');
              CREATE TABLE phone_numbers (id {id}, user_id {user}, phone_number text UNIQUE,
                  friendly_name text, provider text, vapi_phone_id text, vapi_credential_id text,
                  twilio_account_sid text, twilio_auth_token text,
@@ -158,10 +164,20 @@ both_backends!(
         let spec = w.write(
             &w.spec()
                 .with(Entry::new(N1, "Main").assistant("sales-bot"))
-                .with(Entry::new("+14155551235", "Second")),
+                .with(Entry::new("+14155551235", "Second").squad("night-shift")),
         );
 
         assert_code(&w.apply(&spec), 0);
+        // The squad is the app's row 3, written as its integer in vapictl's text column.
+        let squad_of = w.strings(
+            "SELECT CAST(vapictl_squad_id AS TEXT) FROM phone_numbers \
+             WHERE phone_number = '+14155551235'",
+        );
+        assert_eq!(squad_of, vec![vec![Some("3".to_string())]]);
+        assert_eq!(
+            w.vapi.find_by_number("+14155551235")[0]["squadId"],
+            squad.as_str()
+        );
         let o = w.plan(&spec);
         assert_code(&o, 0);
         assert!(text(&o).0.contains("No changes"), "{}", text(&o).0);

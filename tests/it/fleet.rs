@@ -337,6 +337,8 @@ both_backends!(
     |w: World| {
         let (_, their_vapi) = w.assistant("their-bot", OTHER_USER);
         let (mine, _) = w.assistant("sales-bot", OWNER);
+        let (_, their_squad_vapi) = w.squad("their-squad", OTHER_USER);
+        let (my_squad, _) = w.squad("my-squad", OWNER);
         let dir = write_in(
             &w,
             "vapi",
@@ -374,8 +376,12 @@ both_backends!(
         let ids = vec!["vapi-only-by-id".to_string(), "missing".to_string()];
         for refs in [
             vec![],
-            vec!["their-bot".to_string()],
+            vec!["their-bot".to_string(), "their-squad".to_string()],
             vec![their_vapi.clone(), mine.to_string().to_uppercase()],
+            vec![
+                their_squad_vapi.clone(),
+                my_squad.to_string().to_uppercase(),
+            ],
         ] {
             let direct = w
                 .block_on(store.load_recorded(me, &numbers, &refs))
@@ -387,12 +393,14 @@ both_backends!(
             };
             let split = snapshot.for_owner(me, &lookup);
             assert_eq!(format!("{direct:?}"), format!("{split:?}"), "refs {refs:?}");
+            assert!(split.squads.iter().any(|q| q.id == my_squad), "{split:?}");
             for (vapi_ids, non_canonical) in [(&ids[..], false), (&[][..], true), (&ids[..], true)]
             {
                 let lookup = vapictl::store::Lookup {
                     numbers: &numbers,
                     vapi_ids,
                     assistant_refs: &refs,
+                    squad_refs: &refs,
                     non_canonical,
                 };
                 let direct = w.block_on(store.load_recorded_for(me, &lookup)).unwrap();
@@ -408,8 +416,8 @@ both_backends!(
         let lookup = vapictl::store::Lookup {
             numbers: &numbers,
             vapi_ids: &ids,
-            assistant_refs: &[],
             non_canonical: true,
+            ..Default::default()
         };
         let split = snapshot.for_owner(me, &lookup);
         assert!(split.foreign.contains_key("(415) 555-0003"), "{split:?}");

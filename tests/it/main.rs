@@ -17,6 +17,7 @@ mod reconcile;
 mod scale;
 mod scope;
 mod serve;
+mod squads;
 mod store;
 mod twilio;
 mod vapi_client;

@@ -150,6 +150,7 @@ fn a_create_that_fails_with_5xx_is_reported_as_unknown_not_retried() {
     v.fail_next("POST", "/phone-number", 502, 1);
     let c = client(&v, 1000);
     let create = vapictl::plan::VapiCreate {
+        squad_id: None,
         number: "+14155550002".into(),
         name: "x".into(),
         assistant_id: None,
@@ -183,6 +184,7 @@ fn bad_key_and_bad_request_are_mapped() {
 
     let c = client(&v, 1000);
     let create = vapictl::plan::VapiCreate {
+        squad_id: None,
         number: "+14155550002".into(),
         name: "n".repeat(41),
         assistant_id: None,
@@ -299,6 +301,7 @@ fn a_401_a_403_and_a_409_are_told_apart_each_with_vapis_message_and_a_hint() {
 
     v.fail_next("POST", "/phone-number", 409, 1);
     let create = vapictl::plan::VapiCreate {
+        squad_id: None,
         number: "+14155550002".into(),
         name: "x".into(),
         assistant_id: None,
@@ -386,6 +389,7 @@ fn a_failed_lookup_by_number_never_shows_the_number() {
 /// A create of `number` with what Vapi requires.
 fn create_of(number: &str) -> vapictl::plan::VapiCreate {
     vapictl::plan::VapiCreate {
+        squad_id: None,
         number: number.into(),
         name: "x".into(),
         assistant_id: None,

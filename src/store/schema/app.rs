@@ -18,7 +18,8 @@ pub(crate) enum TimeRepr {
     EpochMillis,
 }
 
-/// The application's `phone_numbers` and `assistants` as vapictl writes to them.
+/// The application's `phone_numbers`, `assistants` and `squads` as vapictl writes to and reads
+/// them.
 #[derive(Debug, Clone)]
 pub(crate) struct AppSchema {
     /// `phone_numbers.id`; [`IdKind::Integer`] means the database assigns it.
@@ -26,6 +27,9 @@ pub(crate) struct AppSchema {
     pub phone_user: IdKind,
     pub phone_assistant: IdKind,
     pub assistant_user: IdKind,
+    /// `squads.id`: what `vapictl_squad_id` refers to (written as its text).
+    pub squad_id: IdKind,
+    pub squad_user: IdKind,
     pub created_at: TimeRepr,
     pub updated_at: TimeRepr,
     /// The `CHECK` constraints of `phone_numbers`, to explain a rejected write.
@@ -103,12 +107,13 @@ fn time_repr(dialect: Dialect, column: &Column, sample: Option<&str>) -> Option<
     }
 }
 
-/// How to write to `phone` and `assistants` (as they will be once the DDL has run), or every
-/// reason vapictl cannot.
+/// How to write to `phone` and read `assistants` and `squads` (as they will be once the DDL has
+/// run), or every reason vapictl cannot.
 pub(super) fn app_schema(
     dialect: Dialect,
     phone: &Table,
     assistants: &Table,
+    squads: &Table,
 ) -> Result<AppSchema, StoreError> {
     let mut problems = Vec::new();
     let mut problem = |table: &str, column: &str, problem: String, hint: String| {
@@ -179,6 +184,22 @@ pub(super) fn app_schema(
     };
     let phone_user = user_kind("phone_numbers", phone);
     let assistant_user = user_kind("assistants", assistants);
+    let squad_user = user_kind("squads", squads);
+
+    // squads.id: read in its own type, and written into `vapictl_squad_id` as text.
+    let squad_id_column = col(squads, "id");
+    let squad_id = id_kind(dialect, &squad_id_column.ty).unwrap_or_else(|| {
+        problem(
+            "squads",
+            "id",
+            format!(
+                "is `{}`, a type vapictl cannot read as an id",
+                squad_id_column.ty
+            ),
+            format!("vapictl supports {uuid_or_text}, or integers"),
+        );
+        IdKind::Text
+    });
 
     // assigned_assistant_id holds an `assistants.id`: both integers, or neither.
     let assistant_id = col(assistants, "id");
@@ -287,6 +308,8 @@ pub(super) fn app_schema(
             phone_user,
             phone_assistant,
             assistant_user,
+            squad_id,
+            squad_user,
             created_at,
             updated_at,
             checks: phone.checks.clone(),

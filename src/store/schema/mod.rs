@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use sqlx::migrate::Migrator;
 
 use super::StoreError;
-use super::sql::{ASSISTANT_COLUMNS, PHONE_COLUMNS, PhoneColumn, assistant_definition};
+use super::sql::{self, ASSISTANTS, PHONE_COLUMNS, PhoneColumn, SQUADS, TargetTable};
 
 mod app;
 mod script;
@@ -36,11 +36,6 @@ pub(crate) fn phone_numbers_required() -> Vec<&'static str> {
         .filter(|c| !c.added)
         .map(|c| c.name)
         .collect()
-}
-
-/// Columns vapictl reads in an application's `assistants` table.
-fn assistants_required() -> Vec<&'static str> {
-    ASSISTANT_COLUMNS.iter().map(|c| c.0).collect()
 }
 
 /// The columns vapictl adds to `phone_numbers` that `present` (lowercase names) lacks.
@@ -114,6 +109,17 @@ pub(crate) struct Table {
     pub samples: BTreeMap<String, String>,
 }
 
+impl Found {
+    /// The routing-target table `t` as found.
+    fn target(&self, t: &TargetTable) -> Option<&Table> {
+        if t.name == SQUADS.name {
+            self.squads.as_ref()
+        } else {
+            self.assistants.as_ref()
+        }
+    }
+}
+
 impl Table {
     fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
@@ -130,6 +136,7 @@ pub(crate) struct Found {
     /// `None` when the search path (PostgreSQL) or the file (SQLite) has no such table.
     pub phone_numbers: Option<Table>,
     pub assistants: Option<Table>,
+    pub squads: Option<Table>,
     /// PostgreSQL: `schema.table` of app tables of the same names outside the search path.
     pub elsewhere: Vec<String>,
     /// PostgreSQL: the session's `search_path`.
@@ -179,21 +186,33 @@ fn declared(name: &str, definition: &str) -> Column {
     }
 }
 
-/// The tables as vapictl creates them, for deciding before they exist.
-fn own_table(dialect: Dialect, table: &str) -> Table {
-    let columns = if table == "assistants" {
-        ASSISTANT_COLUMNS
-            .iter()
-            .map(|c| declared(c.0, assistant_definition(c, dialect)))
-            .collect()
-    } else {
-        PHONE_COLUMNS
+/// `phone_numbers` as vapictl creates it, for deciding before it exists.
+fn own_phone_table(dialect: Dialect) -> Table {
+    Table {
+        columns: PHONE_COLUMNS
             .iter()
             .map(|c| declared(c.name, c.definition(dialect)))
-            .collect()
-    };
+            .collect(),
+        ..Table::default()
+    }
+}
+
+/// A routing-target table as vapictl creates it, for deciding before it exists.
+fn own_target_table(dialect: Dialect, t: &TargetTable) -> Table {
     Table {
-        columns,
+        columns: t
+            .columns()
+            .iter()
+            .map(|&(name, sqlite, postgres)| {
+                declared(
+                    name,
+                    match dialect {
+                        Dialect::Sqlite => sqlite,
+                        Dialect::Postgres => postgres,
+                    },
+                )
+            })
+            .collect(),
         ..Table::default()
     }
 }
@@ -204,13 +223,13 @@ pub(crate) fn decide(
     dialect: Dialect,
     found: &Found,
     migrations: &Migrator,
-    create_phone_numbers: &str,
-    create_assistants: &str,
 ) -> Result<Decision, StoreError> {
     // PostgreSQL: never create an app table while one of that name lives in another schema.
+    // `squads` is left out: vapictl creates it for apps that have none (as its migration did),
+    // so one elsewhere may be vapictl's own from a run with another search path.
     let missing: Vec<String> = [
         ("phone_numbers", found.phone_numbers.is_none()),
-        ("assistants", found.assistants.is_none()),
+        (ASSISTANTS.name, found.assistants.is_none()),
     ]
     .into_iter()
     .filter(|(name, absent)| {
@@ -243,17 +262,19 @@ pub(crate) fn decide(
     let mut phone = match &found.phone_numbers {
         Some(t) => t.clone(),
         None => {
-            ddl.push(create_phone_numbers.to_owned());
-            own_table(dialect, "phone_numbers")
+            ddl.push(sql::create_phone_numbers(dialect));
+            own_phone_table(dialect)
         }
     };
-    let assistants = match &found.assistants {
-        Some(t) => t.clone(),
+    let mut target = |t: &TargetTable| match found.target(t) {
+        Some(table) => table.clone(),
         None => {
-            ddl.push(create_assistants.to_owned());
-            own_table(dialect, "assistants")
+            ddl.push(t.create(dialect));
+            own_target_table(dialect, t)
         }
     };
+    let assistants = target(&ASSISTANTS);
+    let squads = target(&SQUADS);
     for column in columns_to_add(&phone.names()) {
         let definition = column.definition(dialect);
         ddl.push(match dialect {
@@ -269,9 +290,10 @@ pub(crate) fn decide(
         phone.columns.push(declared(column.name, definition));
     }
     check_required("phone_numbers", &phone_numbers_required(), &phone.names())?;
-    check_required("assistants", &assistants_required(), &assistants.names())?;
+    check_required(ASSISTANTS.name, &ASSISTANTS.required(), &assistants.names())?;
+    check_required(SQUADS.name, &SQUADS.required(), &squads.names())?;
 
-    let app = app::app_schema(dialect, &phone, &assistants)?;
+    let app = app::app_schema(dialect, &phone, &assistants, &squads)?;
     let migrations_pending = migrations_pending(migrations, found)?;
     Ok(Decision {
         ddl,
@@ -313,7 +335,7 @@ mod tests {
                 .find(|(n, _)| *n == name)
                 .map_or(default.to_owned(), |(_, t)| t.to_string())
         };
-        let mut phone = own_table(Dialect::Postgres, "phone_numbers");
+        let mut phone = own_phone_table(Dialect::Postgres);
         for c in &mut phone.columns {
             c.ty = ty(&c.name, &c.ty);
         }
@@ -323,14 +345,15 @@ mod tests {
             .collect();
         Found {
             phone_numbers: Some(phone),
-            assistants: Some(own_table(Dialect::Postgres, "assistants")),
+            assistants: Some(own_target_table(Dialect::Postgres, &ASSISTANTS)),
+            squads: Some(own_target_table(Dialect::Postgres, &SQUADS)),
             ..Found::default()
         }
     }
 
     fn decide_pg(found: &Found) -> Result<Decision, StoreError> {
         static NONE: Migrator = Migrator::DEFAULT;
-        decide(Dialect::Postgres, found, &NONE, "CREATE p", "CREATE a")
+        decide(Dialect::Postgres, found, &NONE)
     }
 
     #[test]
@@ -383,9 +406,11 @@ mod tests {
     #[test]
     fn missing_tables_are_created_with_vapictl_columns() {
         let d = decide_pg(&Found::default()).unwrap();
-        assert_eq!(d.ddl[..2], ["CREATE p", "CREATE a"]);
+        assert!(d.ddl[0].starts_with("CREATE TABLE phone_numbers"));
+        assert!(d.ddl[1].starts_with("CREATE TABLE assistants"));
+        assert!(d.ddl[2].starts_with("CREATE TABLE squads"));
         assert!(
-            d.ddl[2..]
+            d.ddl[3..]
                 .iter()
                 .all(|s| s.starts_with("ALTER TABLE phone_numbers"))
         );

@@ -214,6 +214,16 @@ impl World {
         (row_id, vapi_id)
     }
 
+    /// A squad in Vapi and its `squads` row for `user`: (row id, Vapi id).
+    pub fn squad(&self, name: &str, user: &str) -> (Uuid, String) {
+        let vapi_id = self.vapi.seed_squad(name);
+        let row_id = Uuid::new_v4();
+        self.exec_sql(&format!(
+            "INSERT INTO squads (id, user_id, name, vapi_squad_id) VALUES ('{row_id}', '{user}', '{name}', '{vapi_id}')"
+        ));
+        (row_id, vapi_id)
+    }
+
     /// Runs SQL (one or more statements) on the world's database (seeding app data, out-of-band
     /// edits).
     pub fn exec_sql(&self, sql: &str) {

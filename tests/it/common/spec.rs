@@ -8,6 +8,7 @@ pub struct Entry {
     pub number: String,
     pub name: String,
     pub assistant: Option<String>,
+    pub squad: Option<String>,
     pub notes: Option<String>,
     pub server_url: Option<String>,
     pub sms_enabled: Option<bool>,
@@ -30,6 +31,11 @@ impl Entry {
 
     pub fn assistant(mut self, a: &str) -> Entry {
         self.assistant = Some(a.into());
+        self
+    }
+
+    pub fn squad(mut self, q: &str) -> Entry {
+        self.squad = Some(q.into());
         self
     }
 
@@ -96,7 +102,7 @@ impl SpecFile {
             owner: self.owner.clone(),
             defaults: Some(Defaults {
                 twilio: Some(twilio(&self.token)),
-                sms_enabled: None,
+                ..Defaults::default()
             }),
             phone_numbers: self
                 .entries
@@ -106,6 +112,7 @@ impl SpecFile {
                         number: e.number.clone(),
                         name: e.name.clone(),
                         assistant: e.assistant.clone(),
+                        squad: e.squad.clone(),
                         notes: e.notes.clone(),
                         twilio: e.token.as_deref().map(twilio),
                         server: e.server_url.as_ref().map(|url| ServerSpec {

@@ -41,8 +41,8 @@ pub(crate) async fn run(
     let lookup = vapictl::store::Lookup {
         numbers: &numbers,
         vapi_ids: &vapi_ids,
-        assistant_refs: &[],
         non_canonical: true,
+        ..Default::default()
     };
     let recorded = store.load_recorded_for(owner, &lookup).await?;
     let tokens = match &parsed {
@@ -126,8 +126,8 @@ pub(crate) async fn run_all(
     let lookup = vapictl::store::Lookup {
         numbers: &twilio_numbers,
         vapi_ids: &vapi_ids,
-        assistant_refs: &[],
         non_canonical: true,
+        ..Default::default()
     };
     let owners: Vec<uuid::Uuid> = observation
         .recorded
