@@ -391,6 +391,7 @@ impl World {
                 twilio_account_sid: d.twilio.account_sid.clone(),
                 twilio_auth_token: d.twilio.auth_token.armored.clone(),
                 api_key: None,
+                api_secret: None,
                 token_digest: Some(token_digest(&plaintext)),
                 assigned_assistant_id: Some(*row_id),
                 assigned_squad_id: None,

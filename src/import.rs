@@ -291,8 +291,8 @@ pub fn import(
                 "`{number}` is stored in a form vapictl cannot read as E.164: write it in E.164 in the spec"
             ));
         }
-        let token = match (&row.twilio_auth_token, tokens) {
-            (Some(armored), Tokens::Keep) => armored.clone(),
+        let token = match (row.secret_ciphertext(), tokens) {
+            (Some(armored), Tokens::Keep) => armored.to_owned(),
             (
                 Some(armored),
                 Tokens::ReEncrypt {

@@ -168,7 +168,7 @@ pub fn recognise_row_tokens(
         .collect();
     let mut decrypted = BTreeMap::new();
     for row in recorded.rows.values_mut() {
-        let Some(armored) = row.twilio_auth_token.as_deref() else {
+        let Some(armored) = row.secret_ciphertext() else {
             continue;
         };
         if row.token_digest.is_some() || spec_ciphertexts.contains(armored) {
@@ -281,6 +281,7 @@ mod tests {
             twilio_account_sid: Some(SID.into()),
             twilio_auth_token: Some(armored.into()),
             api_key: None,
+            api_secret: None,
             assigned_assistant_id: None,
             assigned_squad_id: None,
             notes: None,

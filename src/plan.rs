@@ -248,6 +248,19 @@ pub struct Blocked {
     pub cause: &'static str,
 }
 
+/// A value Vapi has on one of the owner's numbers that the spec does not declare, which vapictl
+/// keeps as it is: a `server` sub-field set in the dashboard (or one vapictl does not model).
+/// Shown by `plan` and `drift` so that it is never invisible; never changed, and not drift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotOwned {
+    pub number: String,
+    /// `server.headers`, `server.backoffPlan`, …
+    pub field: String,
+    /// Vapi's value for display (secret header values as `(sensitive)`); `None` for a sub-field
+    /// vapictl does not model, whose value is not shown.
+    pub value: Option<String>,
+}
+
 /// The whole plan for one owner.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -264,6 +277,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// The owner's numbers that Vapi reports as blocked (see [`Blocked`]).
     pub blocked: Vec<Blocked>,
+    /// What Vapi has that the spec does not declare and vapictl keeps (see [`NotOwned`]).
+    pub not_owned: Vec<NotOwned>,
     pub spec_digest: String,
     /// How many numbers the owner manages now (rows within vapictl's scope).
     pub managed_count: usize,

@@ -88,8 +88,10 @@ fn vapi_snapshot(o: &ObservedNumber) -> VapiSnapshot {
 
 fn row_digest(r: &PhoneRow) -> String {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "\u{0}".into());
-    // The squad only when set, so that rows without one digest as before squads existed.
+    // The squad and the API secret only when set, so that rows without them digest as before
+    // those columns existed.
     let squad = r.assigned_squad_id.map(|s| format!("squad:{s}"));
+    let api_secret = r.api_secret.as_ref().map(|s| format!("api-secret:{s}"));
     let mut parts = vec![
         r.id.to_string(),
         r.user_id.to_string(),
@@ -106,6 +108,7 @@ fn row_digest(r: &PhoneRow) -> String {
         opt(&r.api_key),
     ];
     parts.extend(squad);
+    parts.extend(api_secret);
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     sha(&parts)
 }
@@ -176,6 +179,11 @@ fn steps_digest(c: &Change) -> String {
             v.protected.to_string(),
         ]);
         parts.extend(v.assigned_squad_id.map(|q| format!("squad:{q}")));
+        parts.extend(
+            v.api_secret
+                .as_ref()
+                .map(|s| format!("api-secret:{}", sha(&[s]))),
+        );
     };
     // Squads only when set, so that steps without one digest as before squads existed.
     if let VapiStep::Create(create) = &c.vapi

@@ -331,10 +331,12 @@ pub struct PhoneRow {
     pub vapi_credential_id: Option<String>,
     pub twilio_account_sid: Option<String>,
     /// age ciphertext (armored) of the number's Twilio secret — the auth token, or for a number
-    /// on an API key the key's secret; never plaintext.
+    /// on an API key the key's secret (also in `api_secret`); never plaintext.
     pub twilio_auth_token: Option<String>,
     /// `vapictl_twilio_api_key`: the API key SID for a number on the API-key form.
     pub api_key: Option<String>,
+    /// `vapictl_twilio_api_secret`: age ciphertext of the API key's secret (the API-key form).
+    pub api_secret: Option<String>,
     pub assigned_assistant_id: Option<Uuid>,
     /// The `squads.id` the number is routed to (`vapictl_squad_id`, vapictl's column; issue
     /// 12); `None` when unset or not a UUID.
@@ -361,6 +363,18 @@ pub struct TargetRow {
     pub vapi_id: Option<String>,
 }
 
+impl PhoneRow {
+    /// The ciphertext of the number's Twilio secret as the row records it: on the API-key form
+    /// vapictl's `vapictl_twilio_api_secret` (else, for rows written before that column, the
+    /// app's `twilio_auth_token`), on the auth-token form `twilio_auth_token`.
+    pub fn secret_ciphertext(&self) -> Option<&str> {
+        match (&self.api_key, &self.api_secret) {
+            (Some(_), Some(secret)) => Some(secret),
+            _ => self.twilio_auth_token.as_deref(),
+        }
+    }
+}
+
 /// An `assistants` row.
 pub type AssistantRow = TargetRow;
 
@@ -379,6 +393,9 @@ pub struct RowWrite {
     pub twilio_auth_token: String,
     /// `vapictl_twilio_api_key` (see [`PhoneRow::api_key`]).
     pub api_key: Option<String>,
+    /// `vapictl_twilio_api_secret` (see [`PhoneRow::api_secret`]): the secret's ciphertext on the
+    /// API-key form, `None` on the auth-token form.
+    pub api_secret: Option<String>,
     pub token_digest: Option<String>,
     pub assigned_assistant_id: Option<Uuid>,
     /// `vapictl_squad_id` (see [`PhoneRow::assigned_squad_id`]).

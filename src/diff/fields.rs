@@ -289,6 +289,55 @@ pub(crate) fn server_sub_fields(
     out
 }
 
+/// The `server` keys vapictl models (every sub-field of Vapi's `Server` schema).
+const MODELLED_SERVER_KEYS: &[&str] = &[
+    "url",
+    "credentialId",
+    "timeoutSeconds",
+    "headers",
+    "staticIpAddressesEnabled",
+    "encryptedPaths",
+    "backoffPlan",
+];
+
+/// What Vapi has in the number's `server` that the spec does not own and vapictl keeps: the
+/// optional sub-fields the spec does not declare (and vapictl did not apply), and any sub-field
+/// vapictl does not model (by name only). Nothing when either side has no server (the spec then
+/// owns the whole object).
+pub(crate) fn not_owned(
+    number: &str,
+    d: &crate::state::DesiredNumber,
+    r: Option<&crate::state::PhoneRow>,
+    o: &crate::state::ObservedNumber,
+) -> Vec<crate::plan::NotOwned> {
+    let (Some(ds), Some(os)) = (&d.server, &o.server) else {
+        return Vec::new();
+    };
+    let last = r.and_then(|r| Applied::of_row(r.applied.as_deref()));
+    let mut out: Vec<crate::plan::NotOwned> =
+        server_sub_fields(ds, os, last.as_ref().map(|l| l.server.as_ref()))
+            .into_iter()
+            .filter(|s| !s.owned && s.vapi.is_some())
+            .map(|s| crate::plan::NotOwned {
+                number: number.to_string(),
+                field: s.field.vapi_name.to_string(),
+                value: s.vapi,
+            })
+            .collect();
+    out.extend(
+        o.server_raw
+            .iter()
+            .flat_map(|raw| raw.keys())
+            .filter(|k| !MODELLED_SERVER_KEYS.contains(&k.as_str()))
+            .map(|k| crate::plan::NotOwned {
+                number: number.to_string(),
+                field: format!("server.{k}"),
+                value: None,
+            }),
+    );
+    out
+}
+
 /// Header names whose values are secrets in this server: encrypted in the spec, or named like
 /// a secret (`Authorization`, `X-Api-Key`, …).
 fn secret_header_names(s: &ServerConfig) -> Vec<String> {

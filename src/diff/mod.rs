@@ -250,6 +250,9 @@ pub fn diff(
                 if let Some(change) = plan_present(d, r, o, &route, observed) {
                     plan.changes.push(change);
                 }
+                if let Some(o) = o {
+                    plan.not_owned.extend(fields::not_owned(key, d, r, o));
+                }
             }
             _ => {
                 let cause = if d.is_some() {

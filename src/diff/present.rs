@@ -33,6 +33,7 @@ pub(super) fn plan_present(
         twilio_account_sid: d.twilio.account_sid.clone(),
         twilio_auth_token: token.armored.clone(),
         api_key: d.twilio.api_key.clone(),
+        api_secret: d.twilio.api_key.as_ref().map(|_| token.armored.clone()),
         token_digest: None,
         assigned_assistant_id: assistant_row_id,
         assigned_squad_id: squad_row_id,
@@ -51,7 +52,7 @@ pub(super) fn plan_present(
         None => TokenState::Unknown,
         Some(_) if form_changed => TokenState::Rotated,
         Some(r) => {
-            if r.twilio_auth_token.as_deref() == Some(token.armored.as_str()) {
+            if r.secret_ciphertext() == Some(token.armored.as_str()) {
                 TokenState::Same
             } else {
                 match (&token.plaintext, r.token_digest.as_deref()) {
@@ -437,8 +438,12 @@ pub(super) fn plan_present(
     )
     .filter(|_| mode == Mode::Update);
     take(canonical, &mut fields);
-    let row_token_differs =
-        r.is_some_and(|r| r.twilio_auth_token.as_deref() != Some(&token.armored));
+    // (A row written before `vapictl_twilio_api_secret` existed gets it on its next write; that
+    // alone is no reason to write.)
+    let row_token_differs = r.is_some_and(|r| {
+        r.twilio_auth_token.as_deref() != Some(&token.armored)
+            || (r.api_secret.is_some() && r.api_secret != row_values.api_secret)
+    });
     // A PATCH of a field only Vapi keeps is recorded in the row, so that the next plan can tell
     // a spec edit from an edit in Vapi.
     let record_applied = (patch.server.is_some()

@@ -82,6 +82,7 @@ fn row(n: &str, vapi_id: Option<&str>) -> PhoneRow {
         twilio_account_sid: Some(SID.into()),
         twilio_auth_token: Some("ARMOR-A".into()),
         api_key: None,
+        api_secret: None,
         assigned_assistant_id: None,
         assigned_squad_id: None,
         notes: None,

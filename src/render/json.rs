@@ -5,7 +5,9 @@ use std::io::{self, Write};
 use serde::Serialize;
 use sha2::Digest;
 
-use crate::plan::{Action, Cause, Change, FieldChange, Kept, OutOfScope, Plan, Summary, Unmanaged};
+use crate::plan::{
+    Action, Cause, Change, FieldChange, Kept, NotOwned, OutOfScope, Plan, Summary, Unmanaged,
+};
 use crate::safety::DeleteThreshold;
 use crate::twilio::{TwilioCheck, TwilioDrift};
 
@@ -28,6 +30,11 @@ pub(crate) struct JsonPlan<'a> {
     warnings: &'a [String],
     /// The owner's numbers Vapi reports as blocked: drift findings (addition to format 1).
     blocked: Vec<JsonBlocked<'a>>,
+    /// What Vapi has that the spec does not declare and vapictl keeps (`server` sub-fields set
+    /// in the dashboard): shown, never changed, not drift; absent when there is none (addition
+    /// to format 1).
+    #[serde(skip_serializing_if = "<[NotOwned]>::is_empty")]
+    not_owned: &'a [NotOwned],
     safety: Safety,
     /// The Twilio preflight: `status` (`checked`, `skipped_keyless`, `off`, `not_needed`) and
     /// its structured warnings; absent when no preflight ran.
@@ -141,6 +148,7 @@ fn plan_doc(plan: &Plan) -> JsonPlan<'_> {
                 },
             })
             .collect(),
+        not_owned: &plan.not_owned,
         safety: Safety {
             implicit_deletes: plan.implicit_deletes(),
             managed_numbers: plan.managed_count,

@@ -140,6 +140,22 @@ pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> 
                 .join(", ")
         );
     }
+    if !plan.not_owned.is_empty() {
+        let _ = writeln!(
+            tail,
+            "**Set in Vapi, not declared in the spec (kept as they are):** {}\n",
+            plan.not_owned
+                .iter()
+                .map(|n| format!(
+                    "`{}` `{}` = {}",
+                    n.number,
+                    n.field,
+                    cell(n.value.as_deref().unwrap_or("(not modelled by vapictl)"))
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if !plan.out_of_scope.is_empty() {
         let _ = writeln!(
             tail,

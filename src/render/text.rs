@@ -89,6 +89,7 @@ pub fn render_plan_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io::
             k.reason
         )?;
     }
+    render_not_owned(plan, style, out)?;
     for o in &plan.out_of_scope {
         writeln!(
             out,
@@ -229,8 +230,26 @@ fn render_field(
     }
 }
 
-/// Writes a drift report: each finding with its cause and fingerprint.
+/// What Vapi has that the spec does not declare and vapictl keeps: one line each.
+fn render_not_owned(plan: &Plan, style: &Style, out: &mut dyn Write) -> io::Result<()> {
+    for n in &plan.not_owned {
+        writeln!(
+            out,
+            "  {} {:<9} {}  {} = {}  (set in Vapi, not declared in the spec: kept as it is)",
+            style.dim("~"),
+            "unowned",
+            n.number,
+            n.field,
+            n.value.as_deref().unwrap_or("(not modelled by vapictl)")
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes a drift report: each finding with its cause and fingerprint, and what the spec does
+/// not own (which is not drift).
 pub fn render_drift_text(plan: &Plan, style: &Style, out: &mut dyn Write) -> io::Result<()> {
+    render_not_owned(plan, style, out)?;
     if !plan.has_drift() {
         writeln!(
             out,

@@ -144,8 +144,7 @@ pub(crate) const PHONE_COLUMNS: &[PhoneColumn] = &[
     // What vapictl last applied to `server` and `smsEnabled`, which the row has no column for:
     // it tells a spec edit from an edit in Vapi (issue 9).
     column("vapictl_applied", text(|r| r.applied.clone()), "TEXT", "text").added(),
-    // The Twilio API key SID of a number on the API-key form (issue 12); its secret's ciphertext
-    // is in `twilio_auth_token`, where the token of the other form is.
+    // The Twilio API key SID of a number on the API-key form (issue 12).
     column("vapictl_twilio_api_key", text(|r| r.api_key.clone()), "TEXT", "text")
         .added()
         .null_when("a number is on the auth-token form"),
@@ -153,6 +152,12 @@ pub(crate) const PHONE_COLUMNS: &[PhoneColumn] = &[
     column("vapictl_squad_id", Source::Squad, "TEXT", "text")
         .added()
         .null_when("a number has no squad"),
+    // The API key's secret (age ciphertext) of a number on the API-key form (issue 12). The
+    // app's `twilio_auth_token` holds the same ciphertext, so that an app whose column is
+    // NOT NULL keeps working; it is never plaintext and never an auth token for such a number.
+    column("vapictl_twilio_api_secret", text(|r| r.api_secret.clone()), "TEXT", "text")
+        .added()
+        .null_when("a number is on the auth-token form"),
 ];
 
 /// vapictl's `CREATE TABLE phone_numbers` (with its index on `user_id`) in `dialect`.
@@ -494,6 +499,7 @@ pub(crate) struct RawPhoneRow<U> {
     vapictl_applied: Option<String>,
     vapictl_twilio_api_key: Option<String>,
     vapictl_squad_id: Option<String>,
+    vapictl_twilio_api_secret: Option<String>,
 }
 
 impl<U: Into<Uuid>> RawPhoneRow<U> {
@@ -530,6 +536,7 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
             protected: self.vapictl_protected.unwrap_or(false),
             applied: self.vapictl_applied,
             api_key: self.vapictl_twilio_api_key,
+            api_secret: self.vapictl_twilio_api_secret,
         })
     }
 }

@@ -10,12 +10,13 @@ fn an_insert_binds_one_value_per_written_column_and_the_id_last() {
             "INSERT INTO phone_numbers (user_id, phone_number, friendly_name, provider, \
              vapi_phone_id, vapi_credential_id, twilio_account_sid, twilio_auth_token, \
              assigned_assistant_id, notes, created_at, updated_at, vapictl_token_digest, \
-             vapictl_protected, vapictl_applied, vapictl_twilio_api_key, vapictl_squad_id, id) VALUES ($1, $2, $3, 'twilio', $4, "
+             vapictl_protected, vapictl_applied, vapictl_twilio_api_key, vapictl_squad_id, \
+             vapictl_twilio_api_secret, id) VALUES ($1, $2, $3, 'twilio', $4, "
         ),
         "{sql}"
     );
-    assert!(sql.ends_with("$16, $17) RETURNING id"), "{sql}");
-    assert!(insert_row(false).ends_with("$16) RETURNING id"));
+    assert!(sql.ends_with("$17, $18) RETURNING id"), "{sql}");
+    assert!(insert_row(false).ends_with("$17) RETURNING id"));
 }
 
 #[test]
@@ -27,7 +28,7 @@ fn an_update_never_writes_the_owner_provider_or_creation_time() {
             "{sql}"
         );
     }
-    assert!(sql.ends_with("WHERE id = $15 AND user_id = $16"), "{sql}");
+    assert!(sql.ends_with("WHERE id = $16 AND user_id = $17"), "{sql}");
 }
 
 #[test]
@@ -57,13 +58,14 @@ fn values_match_the_statements_placeholders() {
         protected: false,
         applied: None,
         api_key: None,
+        api_secret: None,
     };
     let now = Utc::now();
     let inserted = inserted_values(&app, Uuid::new_v4(), &row, now).unwrap();
-    assert_eq!(inserted.len(), 16, "$1..$16 before the id");
+    assert_eq!(inserted.len(), 17, "$1..$17 before the id");
     let id = DbId::Uuid(Uuid::new_v4());
     let updated = updated_values(&app, id, Uuid::new_v4(), &row, now).unwrap();
-    assert_eq!(updated.len(), 16, "$1..$14, then id and owner");
+    assert_eq!(updated.len(), 17, "$1..$15, then id and owner");
     assert_eq!(updated[0], RowValue::Text(Some("+15551230001".into())));
 }
 
@@ -150,5 +152,6 @@ fn row_with_squad(squad: Option<Uuid>) -> RowWrite {
         protected: false,
         applied: None,
         api_key: None,
+        api_secret: None,
     }
 }

@@ -193,6 +193,34 @@ fn dashboard_server_sub_fields_are_kept_by_an_unrelated_patch() {
         }}),
     );
     assert_converged(&w, &spec);
+    // Visible all the same: `drift` and `plan` name what Vapi has and the spec does not own,
+    // with the values (never a secret one), and it is not drift.
+    let o = w.run(&["drift", "--format", "json", spec.to_str().unwrap()]);
+    assert_code(&o, 0);
+    let drift: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        drift["not_owned"],
+        json!([
+            {"number": N1, "field": "server.headers", "value": "{X-Env: prod}"},
+            {"number": N1, "field": "server.backoffPlan",
+             "value": "{\"baseDelaySeconds\":1,\"maxRetries\":3,\"type\":\"exponential\"}"},
+            {"number": N1, "field": "server.futureField", "value": null},
+        ]),
+        "{drift:#}"
+    );
+    let o = w.run(&["drift", spec.to_str().unwrap()]);
+    let out = text(&o).0;
+    assert!(
+        out.contains("server.headers = {X-Env: prod}")
+            && out.contains("set in Vapi, not declared in the spec: kept as it is"),
+        "{out}"
+    );
+    let o = w.run(&["plan", "--format", "markdown", spec.to_str().unwrap()]);
+    assert!(
+        text(&o).0.contains("Set in Vapi, not declared in the spec"),
+        "{}",
+        text(&o).0
+    );
 
     // The spec changes the name and the server's timeout: the PATCH starts from Vapi's object.
     let spec = w.write(
@@ -505,10 +533,18 @@ fn api_key_numbers_are_created_rotated_and_re_encrypted() {
     assert_eq!(secrets.auth_token, None, "one form only");
     let row = &w.recorded().rows[N1];
     assert_eq!(row.api_key.as_deref(), Some(API_KEY));
+    // vapictl's own column holds the secret's ciphertext; the app's column the same, never
+    // plaintext.
+    assert_eq!(row.api_secret.as_deref(), Some(secret.as_str()));
     assert_eq!(row.twilio_auth_token.as_deref(), Some(secret.as_str()));
     assert_converged(&w, &spec);
 
-    // Re-encrypted to the same value: the row only, nothing sent to Vapi.
+    // A row written before vapictl's column existed is read from the app's column: the same
+    // secret, nothing to do.
+    w.exec_sql("UPDATE phone_numbers SET vapictl_twilio_api_secret = NULL");
+    assert_converged(&w, &spec);
+
+    // Re-encrypted to the same value: the row only (both columns), nothing sent to Vapi.
     let again = w.encrypt(API_SECRET);
     let spec = w.write(&w.spec().with(api_key_entry(&again)));
     let before = w.vapi.mutating_calls();
@@ -516,6 +552,10 @@ fn api_key_numbers_are_created_rotated_and_re_encrypted() {
     assert_code(&o, 0);
     assert!(text(&o).0.contains("re-encrypted"), "{}", text(&o).0);
     assert_eq!(w.vapi.mutating_calls(), before, "nothing sent to Vapi");
+    assert_eq!(
+        w.recorded().rows[N1].api_secret.as_deref(),
+        Some(again.as_str())
+    );
     assert_converged(&w, &spec);
 
     // Rotated: a PATCH with the key and the new secret.
@@ -550,6 +590,7 @@ fn api_key_numbers_are_created_rotated_and_re_encrypted() {
     assert_eq!(secrets.api_key, None);
     assert_eq!(secrets.api_secret, None);
     assert_eq!(w.recorded().rows[N1].api_key, None);
+    assert_eq!(w.recorded().rows[N1].api_secret, None);
     assert_converged(&w, &spec);
 
     all.push_str(&w.dump_db());

@@ -82,6 +82,7 @@ fn run_case(cases: &[Case]) {
                 twilio_account_sid: SID.into(),
                 twilio_auth_token: w.token_armored.clone(),
                 api_key: None,
+                api_secret: None,
                 token_digest: None,
                 assigned_assistant_id: None,
                 assigned_squad_id: None,

@@ -65,6 +65,7 @@ fn seed_converged(w: &World, store: &Store, desired: &DesiredState, assistant: (
             twilio_account_sid: d.twilio.account_sid.clone(),
             twilio_auth_token: d.twilio.auth_token.armored.clone(),
             api_key: None,
+            api_secret: None,
             token_digest: digest.clone(),
             assigned_assistant_id: Some(assistant.0),
             assigned_squad_id: None,

@@ -44,6 +44,10 @@ fn write(number: &str) -> RowWrite {
             "-----BEGIN AGE ENCRYPTED FILE-----\nciphertext\n-----END AGE ENCRYPTED FILE-----"
                 .to_owned(),
         api_key: Some("SK0123456789abcdef0123456789abcdef".to_owned()),
+        api_secret: Some(
+            "-----BEGIN AGE ENCRYPTED FILE-----\nciphertext\n-----END AGE ENCRYPTED FILE-----"
+                .to_owned(),
+        ),
         token_digest: Some("digest-1".to_owned()),
         assigned_assistant_id: None,
         assigned_squad_id: None,
