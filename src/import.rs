@@ -21,6 +21,7 @@ pub use crate::secrets::TOKEN_PLACEHOLDER;
 pub const HEADER_PLACEHOLDER: &str = "REPLACE-ME-encrypt-this-header-value";
 
 /// How to write tokens.
+#[derive(Debug)]
 pub enum Tokens<'a> {
     /// Keep each row's ciphertext as it is (no key needed; round-trips exactly).
     Keep,
@@ -29,6 +30,22 @@ pub enum Tokens<'a> {
         identities: &'a Identities,
         recipients: &'a [age::x25519::Recipient],
     },
+}
+
+impl<'a> Tokens<'a> {
+    /// Re-encrypt to `recipients` when there are any, else keep the stored ciphertexts.
+    pub fn new(
+        identities: &'a Identities,
+        recipients: Option<&'a [age::x25519::Recipient]>,
+    ) -> Self {
+        match recipients {
+            Some(recipients) => Tokens::ReEncrypt {
+                identities,
+                recipients,
+            },
+            None => Tokens::Keep,
+        }
+    }
 }
 
 /// The imported spec and what the user should know about it.

@@ -25,6 +25,29 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order plans list them.
+    pub const ALL: [Action; 6] = [
+        Action::Delete,
+        Action::RemoveRow,
+        Action::Create,
+        Action::Recreate,
+        Action::Adopt,
+        Action::Update,
+    ];
+
+    /// The action's name as the JSON plan spells it (`remove_row`): the metrics' label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Delete => "delete",
+            Action::RemoveRow => "remove_row",
+            Action::Create => "create",
+            Action::Recreate => "recreate",
+            Action::Adopt => "adopt",
+            Action::Update => "update",
+        }
+    }
+
+    /// The action for people (`remove row`, `re-create`).
     pub fn label(self) -> &'static str {
         match self {
             Action::Delete => "delete",
@@ -66,6 +89,35 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// Every cause.
+    pub const ALL: [Cause; 9] = [
+        Cause::NewInSpec,
+        Cause::SpecEdit,
+        Cause::VapiEditedOutOfBand,
+        Cause::DatabaseEditedOutOfBand,
+        Cause::DeletedInVapi,
+        Cause::StaleDatabaseRow,
+        Cause::AdoptUnmanaged,
+        Cause::RemovedFromSpec,
+        Cause::MarkedAbsent,
+    ];
+
+    /// The cause's name as the JSON plan spells it (`spec_edit`): the metrics' label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::NewInSpec => "new_in_spec",
+            Cause::SpecEdit => "spec_edit",
+            Cause::VapiEditedOutOfBand => "vapi_edited_out_of_band",
+            Cause::DatabaseEditedOutOfBand => "database_edited_out_of_band",
+            Cause::DeletedInVapi => "deleted_in_vapi",
+            Cause::StaleDatabaseRow => "stale_database_row",
+            Cause::AdoptUnmanaged => "adopt_unmanaged",
+            Cause::RemovedFromSpec => "removed_from_spec",
+            Cause::MarkedAbsent => "marked_absent",
+        }
+    }
+
+    /// The cause for people.
     pub fn describe(self) -> &'static str {
         match self {
             Cause::NewInSpec => "new in the spec",
@@ -335,5 +387,20 @@ impl Plan {
             .iter()
             .filter(|c| c.action == Action::Delete && c.cause == Cause::RemovedFromSpec)
             .count()
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_json_spelling_of_every_action_and_cause() {
+        for a in Action::ALL {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.name());
+        }
+        for c in Cause::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.name());
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! One observation for a whole run: one complete Vapi listing and one read of the database
-//! (two statements), whatever the number of owners; each owner is then diffed on its own view.
+//! (three statements), whatever the number of owners; each owner is then diffed on its own view.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,7 +35,7 @@ pub struct Orphan {
     pub rows: usize,
 }
 
-/// Reads Vapi (one complete listing) and the database (two statements) concurrently.
+/// Reads Vapi (one complete listing) and the database (three statements) concurrently.
 ///
 /// # Errors
 /// Any failed read: no owner is planned from a partial view.

@@ -72,54 +72,6 @@ struct RequestLabels {
     status: String,
 }
 
-const ACTIONS: [Action; 6] = [
-    Action::Delete,
-    Action::RemoveRow,
-    Action::Create,
-    Action::Recreate,
-    Action::Adopt,
-    Action::Update,
-];
-
-const CAUSES: [Cause; 9] = [
-    Cause::NewInSpec,
-    Cause::SpecEdit,
-    Cause::VapiEditedOutOfBand,
-    Cause::DatabaseEditedOutOfBand,
-    Cause::DeletedInVapi,
-    Cause::StaleDatabaseRow,
-    Cause::AdoptUnmanaged,
-    Cause::RemovedFromSpec,
-    Cause::MarkedAbsent,
-];
-
-/// The snake_case name of an action, as the JSON plan spells it (`remove_row`, `recreate`).
-pub fn action_label(a: Action) -> &'static str {
-    match a {
-        Action::Delete => "delete",
-        Action::RemoveRow => "remove_row",
-        Action::Create => "create",
-        Action::Recreate => "recreate",
-        Action::Adopt => "adopt",
-        Action::Update => "update",
-    }
-}
-
-/// The snake_case name of a cause, as the JSON plan spells it.
-pub fn cause_label(c: Cause) -> &'static str {
-    match c {
-        Cause::NewInSpec => "new_in_spec",
-        Cause::SpecEdit => "spec_edit",
-        Cause::VapiEditedOutOfBand => "vapi_edited_out_of_band",
-        Cause::DatabaseEditedOutOfBand => "database_edited_out_of_band",
-        Cause::DeletedInVapi => "deleted_in_vapi",
-        Cause::StaleDatabaseRow => "stale_database_row",
-        Cause::AdoptUnmanaged => "adopt_unmanaged",
-        Cause::RemovedFromSpec => "removed_from_spec",
-        Cause::MarkedAbsent => "marked_absent",
-    }
-}
-
 /// Every metric of the controller, in one registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -167,15 +119,11 @@ impl Metrics {
                 .reconciles
                 .get_or_create(&ResultLabel { result: r.label() });
         }
-        for a in ACTIONS {
-            let _ = m.applied.get_or_create(&ActionLabel {
-                action: action_label(a),
-            });
+        for a in Action::ALL {
+            let _ = m.applied.get_or_create(&ActionLabel { action: a.name() });
         }
-        for c in CAUSES {
-            let _ = m.findings.get_or_create(&CauseLabel {
-                cause: cause_label(c),
-            });
+        for c in Cause::ALL {
+            let _ = m.findings.get_or_create(&CauseLabel { cause: c.name() });
         }
         for s in ["ok", "failed", "refused"] {
             let _ = m.owners.get_or_create(&StateLabel { state: s });
@@ -274,18 +222,16 @@ impl Metrics {
     pub fn applied(&self, action: Action) {
         self.applied
             .get_or_create(&ActionLabel {
-                action: action_label(action),
+                action: action.name(),
             })
             .inc();
     }
 
     /// The last reconcile's findings by cause (every cause set, absent ones to 0).
     pub fn set_findings(&self, by_cause: &std::collections::BTreeMap<Cause, usize>) {
-        for c in CAUSES {
+        for c in Cause::ALL {
             self.findings
-                .get_or_create(&CauseLabel {
-                    cause: cause_label(c),
-                })
+                .get_or_create(&CauseLabel { cause: c.name() })
                 .set(gauge(by_cause.get(&c).copied().unwrap_or(0)));
         }
     }

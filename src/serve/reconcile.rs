@@ -150,9 +150,7 @@ impl Loop {
             if let Some(report) = outcome.report() {
                 for done in report.outcomes.iter().filter(|x| x.result.is_ok()) {
                     self.metrics.applied(done.action);
-                    *s.applied
-                        .entry(metrics::action_label(done.action))
-                        .or_default() += 1;
+                    *s.applied.entry(done.action.name()).or_default() += 1;
                 }
             }
             match outcome.verdict() {
@@ -236,12 +234,12 @@ struct LogProgress {
 
 impl Progress for LogProgress {
     fn started(&self, change: &Change) {
-        tracing::debug!(owner = %self.owner, number = %mask_number(&change.number), action = metrics::action_label(change.action), "applying");
+        tracing::debug!(owner = %self.owner, number = %mask_number(&change.number), action = change.action.name(), "applying");
     }
 
     fn finished(&self, outcome: &Outcome, _done: usize, _total: usize) {
         if let Err(e) = &outcome.result {
-            tracing::warn!(owner = %self.owner, number = %mask_number(&outcome.number), action = metrics::action_label(outcome.action), error = %e, "change failed");
+            tracing::warn!(owner = %self.owner, number = %mask_number(&outcome.number), action = outcome.action.name(), error = %e, "change failed");
         }
     }
 }

@@ -56,31 +56,20 @@ pub(crate) trait Backend: sqlx::Database {
     /// `$2` references ([`TextList`]).
     const TARGETS_FOR: &'static str;
 
-    /// Takes the owner's lease when it is free or expired, in one statement. `$1` owner, `$2`
-    /// host, `$3` pid, `$4` run, `$5` token, `$6` pid namespace, then the [`LeaseClock::Take`]
-    /// parameters.
+    /// Takes a lease (an owner's, or `vapictl serve`'s leader lease) when it is free or expired,
+    /// in one statement, raising the row's epoch (fencing token) by one (1 on a new row) and
+    /// returning it; no row when the lease was not taken. `$1` owner, `$2` host, `$3` pid, `$4`
+    /// run, `$5` token, `$6` pid namespace, then the [`LeaseClock::Take`] parameters.
     const TAKE_LEASE: &'static str;
 
-    /// Replaces the lease whose token is `$2` (a dead holder's), whatever its expiry. `$1` owner,
-    /// `$3` host, `$4` pid, `$5` run, `$6` new token, `$7` pid namespace, then the
-    /// [`LeaseClock::Take`] parameters.
+    /// Replaces the lease whose token is `$2` (a dead holder's), whatever its expiry, raising
+    /// and returning the epoch. `$1` owner, `$3` host, `$4` pid, `$5` run, `$6` new token, `$7`
+    /// pid namespace, then the [`LeaseClock::Take`] parameters.
     const TAKE_OVER_LEASE: &'static str;
 
-    /// Extends the lease. `$1` owner, `$2` token, then the [`LeaseClock::Renew`] parameters.
+    /// Extends a lease if the row still carries token `$2` and, unless `$3` is NULL, epoch `$3`
+    /// (`$1` owner), then the [`LeaseClock::Renew`] parameters.
     const RENEW_LEASE: &'static str;
-
-    /// [`TAKE_LEASE`](Backend::TAKE_LEASE) for `vapictl serve`'s leader lease: the same
-    /// parameters, and the row's epoch (fencing token) raised by one (1 on a new row), returned;
-    /// no row when the lease was not taken.
-    const TAKE_LEADER: &'static str;
-
-    /// [`TAKE_OVER_LEASE`](Backend::TAKE_OVER_LEASE) for the leader lease: the same parameters,
-    /// the epoch raised by one and returned.
-    const TAKE_OVER_LEADER: &'static str;
-
-    /// Extends the leader lease if the row still carries token `$2` and epoch `$3` (`$1` owner),
-    /// then the [`LeaseClock::Renew`] parameters.
-    const RENEW_LEADER: &'static str;
 
     /// Counts the leader rows (0 or 1) carrying token `$2` and epoch `$3` (`$1` owner) that have
     /// not expired, then the [`LeaseClock::Now`] parameters.
@@ -389,23 +378,6 @@ impl Backend for Sqlite {
     // The client's clock: `$7` acquired, `$8` expires, both fixed-width RFC 3339 text.
     const TAKE_LEASE: &'static str = "INSERT INTO vapictl_locks \
          (owner, holder_host, holder_pid, run_id, lease_token, holder_pid_namespace, \
-         acquired_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
-         holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
-         lease_token = excluded.lease_token, acquired_at = excluded.acquired_at, \
-         expires_at = excluded.expires_at, \
-         holder_pid_namespace = excluded.holder_pid_namespace \
-         WHERE vapictl_locks.expires_at < excluded.acquired_at";
-
-    const TAKE_OVER_LEASE: &'static str = "UPDATE vapictl_locks SET holder_host = $3, \
-         holder_pid = $4, run_id = $5, lease_token = $6, holder_pid_namespace = $7, \
-         acquired_at = $8, expires_at = $9 WHERE owner = $1 AND lease_token = $2";
-
-    const RENEW_LEASE: &'static str =
-        "UPDATE vapictl_locks SET expires_at = $3 WHERE owner = $1 AND lease_token = $2";
-
-    const TAKE_LEADER: &'static str = "INSERT INTO vapictl_locks \
-         (owner, holder_host, holder_pid, run_id, lease_token, holder_pid_namespace, \
          acquired_at, expires_at, epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) \
          ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
          holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
@@ -415,13 +387,13 @@ impl Backend for Sqlite {
          epoch = vapictl_locks.epoch + 1 \
          WHERE vapictl_locks.expires_at < excluded.acquired_at RETURNING epoch";
 
-    const TAKE_OVER_LEADER: &'static str = "UPDATE vapictl_locks SET holder_host = $3, \
+    const TAKE_OVER_LEASE: &'static str = "UPDATE vapictl_locks SET holder_host = $3, \
          holder_pid = $4, run_id = $5, lease_token = $6, holder_pid_namespace = $7, \
          acquired_at = $8, expires_at = $9, epoch = epoch + 1 \
          WHERE owner = $1 AND lease_token = $2 RETURNING epoch";
 
-    const RENEW_LEADER: &'static str = "UPDATE vapictl_locks SET expires_at = $4 \
-         WHERE owner = $1 AND lease_token = $2 AND epoch = $3";
+    const RENEW_LEASE: &'static str = "UPDATE vapictl_locks SET expires_at = $4 \
+         WHERE owner = $1 AND lease_token = $2 AND ($3 IS NULL OR epoch = $3)";
 
     const LEADER_IS_LIVE: &'static str = "SELECT count(*) FROM vapictl_locks \
          WHERE owner = $1 AND lease_token = $2 AND epoch = $3 AND expires_at > $4";
@@ -481,26 +453,6 @@ impl Backend for Postgres {
     // The server's clock, so that clients' clocks may disagree: `$7` the TTL in seconds.
     const TAKE_LEASE: &'static str = "INSERT INTO vapictl_locks \
          (owner, holder_host, holder_pid, run_id, lease_token, holder_pid_namespace, \
-         acquired_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7)) \
-         ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
-         holder_pid = excluded.holder_pid, run_id = excluded.run_id, \
-         lease_token = excluded.lease_token, acquired_at = excluded.acquired_at, \
-         expires_at = excluded.expires_at, \
-         holder_pid_namespace = excluded.holder_pid_namespace \
-         WHERE vapictl_locks.expires_at < now()";
-
-    const TAKE_OVER_LEASE: &'static str = "UPDATE vapictl_locks SET holder_host = $3, \
-         holder_pid = $4, run_id = $5, lease_token = $6, holder_pid_namespace = $7, \
-         acquired_at = now(), expires_at = now() + make_interval(secs => $8) \
-         WHERE owner = $1 AND lease_token = $2";
-
-    const RENEW_LEASE: &'static str = "UPDATE vapictl_locks \
-         SET expires_at = now() + make_interval(secs => $3) \
-         WHERE owner = $1 AND lease_token = $2";
-
-    const TAKE_LEADER: &'static str = "INSERT INTO vapictl_locks \
-         (owner, holder_host, holder_pid, run_id, lease_token, holder_pid_namespace, \
          acquired_at, expires_at, epoch) \
          VALUES ($1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7), 1) \
          ON CONFLICT (owner) DO UPDATE SET holder_host = excluded.holder_host, \
@@ -511,14 +463,14 @@ impl Backend for Postgres {
          epoch = vapictl_locks.epoch + 1 \
          WHERE vapictl_locks.expires_at < now() RETURNING epoch";
 
-    const TAKE_OVER_LEADER: &'static str = "UPDATE vapictl_locks SET holder_host = $3, \
+    const TAKE_OVER_LEASE: &'static str = "UPDATE vapictl_locks SET holder_host = $3, \
          holder_pid = $4, run_id = $5, lease_token = $6, holder_pid_namespace = $7, \
          acquired_at = now(), expires_at = now() + make_interval(secs => $8), \
          epoch = epoch + 1 WHERE owner = $1 AND lease_token = $2 RETURNING epoch";
 
-    const RENEW_LEADER: &'static str = "UPDATE vapictl_locks \
+    const RENEW_LEASE: &'static str = "UPDATE vapictl_locks \
          SET expires_at = now() + make_interval(secs => $4) \
-         WHERE owner = $1 AND lease_token = $2 AND epoch = $3";
+         WHERE owner = $1 AND lease_token = $2 AND ($3::bigint IS NULL OR epoch = $3)";
 
     const LEADER_IS_LIVE: &'static str = "SELECT count(*) FROM vapictl_locks \
          WHERE owner = $1 AND lease_token = $2 AND epoch = $3 AND expires_at > now()";

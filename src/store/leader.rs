@@ -1,6 +1,6 @@
 //! `vapictl serve`'s leader lease ([`LeaderLease`]): one more row of `vapictl_locks`, with an
 //! epoch (fencing token) that every take raises; its statements are the backend's
-//! (`TAKE_LEADER`, `RENEW_LEADER`, … in `backend.rs`), run by `pool.rs` as the owner leases are.
+//! (`TAKE_LEASE`, `RENEW_LEASE`, … in `backend.rs`, shared with the owners' leases), run by `pool.rs` as the owner leases are.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -94,6 +94,7 @@ where
     for<'e> Option<DbId>: Encode<'e, B> + Type<B>,
     for<'e> Option<Json<Value>>: Encode<'e, B> + Decode<'e, B> + Type<B>,
     for<'e> i64: Encode<'e, B> + Decode<'e, B> + Type<B>,
+    for<'e> Option<i64>: Encode<'e, B> + Type<B>,
     for<'e> bool: Encode<'e, B> + Type<B>,
     for<'e> DbId: Encode<'e, B> + Decode<'e, B> + Type<B>,
     for<'e> TimeValue: Encode<'e, B> + Type<B>,
@@ -479,8 +480,10 @@ where
         holder: &LockHolder,
         token: Uuid,
     ) -> Result<bool, StoreError> {
-        self.write_lease(B::TAKE_LEASE, owner, None, holder, token)
-            .await
+        let taken = self
+            .take_leader(owner, None, holder, token, self.lock_ttl)
+            .await?;
+        Ok(taken.is_some())
     }
 
     /// Replaces the lease whose token is `stale`, whatever its expiry, in one statement.
@@ -491,24 +494,10 @@ where
         holder: &LockHolder,
         token: Uuid,
     ) -> Result<bool, StoreError> {
-        self.write_lease(B::TAKE_OVER_LEASE, owner, Some(stale), holder, token)
-            .await
-    }
-
-    /// Runs a statement that gives the owner's lease to `holder` (`stale`: the token it must
-    /// replace); whether it did.
-    async fn write_lease(
-        &self,
-        statement: &'static str,
-        owner: Uuid,
-        stale: Option<Uuid>,
-        holder: &LockHolder,
-        token: Uuid,
-    ) -> Result<bool, StoreError> {
-        let query = Self::lease_taking(statement, owner, stale, holder, token, self.lock_ttl);
-        self.queries.tick();
-        let done = query.execute(&self.pool).await?;
-        Ok(B::rows_affected(&done) == 1)
+        let taken = self
+            .take_leader(owner, Some(stale), holder, token, self.lock_ttl)
+            .await?;
+        Ok(taken.is_some())
     }
 
     /// A statement that gives `owner`'s lease to `holder` for `ttl`, bound (the parameters of
@@ -534,9 +523,9 @@ where
         B::bind_lease_clock(query, ttl, LeaseClock::Take)
     }
 
-    /// Takes the leader lease `owner` for `ttl` when it is free or expired (`stale` None), or
-    /// replaces the lease whose token is `stale`; raises the row's epoch either way, in one
-    /// statement. The new epoch, or None when the lease was not taken.
+    /// Takes the lease `owner` (an owner's, or the leader lease) for `ttl` when it is free or
+    /// expired (`stale` None), or replaces the lease whose token is `stale`; raises the row's
+    /// epoch either way, in one statement. The new epoch, or None when the lease was not taken.
     pub(crate) async fn take_leader(
         &self,
         owner: Uuid,
@@ -546,8 +535,8 @@ where
         ttl: Duration,
     ) -> Result<Option<i64>, StoreError> {
         let statement = match stale {
-            None => B::TAKE_LEADER,
-            Some(_) => B::TAKE_OVER_LEADER,
+            None => B::TAKE_LEASE,
+            Some(_) => B::TAKE_OVER_LEASE,
         };
         let query = Self::lease_taking(statement, owner, stale, holder, token, ttl);
         self.queries.tick();
@@ -567,7 +556,19 @@ where
         epoch: i64,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let query = sqlx::query(B::RENEW_LEADER)
+        self.renew(owner, token, Some(epoch), ttl).await
+    }
+
+    /// Extends `owner`'s lease by `ttl` if the row still carries `token` (and `epoch`, when
+    /// given); whether it did.
+    async fn renew(
+        &self,
+        owner: Uuid,
+        token: Uuid,
+        epoch: Option<i64>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let query = sqlx::query(B::RENEW_LEASE)
             .bind(Self::own(owner))
             .bind(Self::own(token))
             .bind(epoch);
@@ -635,14 +636,7 @@ where
     }
 
     pub(crate) async fn renew_lease(&self, owner: Uuid, token: Uuid) -> Result<bool, StoreError> {
-        let query = sqlx::query(B::RENEW_LEASE)
-            .bind(Self::own(owner))
-            .bind(Self::own(token));
-        self.queries.tick();
-        let done = B::bind_lease_clock(query, self.lock_ttl, LeaseClock::Renew)
-            .execute(&self.pool)
-            .await?;
-        Ok(B::rows_affected(&done) == 1)
+        self.renew(owner, token, None, self.lock_ttl).await
     }
 
     pub(crate) async fn drop_lease(&self, owner: Uuid, token: Uuid) -> Result<bool, StoreError> {

@@ -50,7 +50,8 @@ pub(super) fn check_entry(
     number: Option<E164>,
 ) -> Option<DesiredNumber> {
     let f = |name: &str| format!("{base}.{name}");
-    let name_len = entry.name.chars().count();
+    // Vapi counts UTF-16 code units (JavaScript's `length`): an emoji counts twice.
+    let name_len = entry.name.encode_utf16().count();
     if name_len == 0 || entry.name.trim().is_empty() {
         c.push(
             &f("name"),
@@ -60,7 +61,14 @@ pub(super) fn check_entry(
     } else if name_len > MAX_NAME_CHARS {
         c.push(
             &f("name"),
-            format!("name is {name_len} characters, over Vapi's limit of {MAX_NAME_CHARS}"),
+            if name_len == entry.name.chars().count() {
+                format!("name is {name_len} characters, over Vapi's limit of {MAX_NAME_CHARS}")
+            } else {
+                format!(
+                    "name is {name_len} characters as Vapi counts them (UTF-16: some characters, \
+                     such as emoji, count twice), over Vapi's limit of {MAX_NAME_CHARS}"
+                )
+            },
             Some("shorten it; vapictl never truncates names".into()),
         );
     }

@@ -125,6 +125,39 @@ fn name_over_forty_characters_is_refused_not_truncated() {
 }
 
 #[test]
+fn name_length_is_counted_as_vapi_counts_it() {
+    let k = key();
+    // 21 emoji: 21 characters, 42 UTF-16 units, which Vapi refuses.
+    let p = problems(
+        &k,
+        &spec_with(
+            &k,
+            &format!(
+                "number: \"+14155551234\"\n    name: \"{}\"",
+                "🎉".repeat(21)
+            ),
+        ),
+    );
+    assert_eq!(p[0].field, "phoneNumbers[0].name");
+    assert!(
+        p[0].message.contains("42 characters as Vapi counts them"),
+        "{}",
+        p[0].message
+    );
+    run(
+        &k,
+        &spec_with(
+            &k,
+            &format!(
+                "number: \"+14155551234\"\n    name: \"{}\"",
+                "🎉".repeat(20)
+            ),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
 fn forty_characters_is_fine() {
     let k = key();
     run(

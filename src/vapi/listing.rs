@@ -279,28 +279,34 @@ impl VapiClient {
     }
 
     /// Phone numbers whose `number` is exactly `number` (used after a create's outcome is
-    /// unknown). Uses `/v2/phone-number?search=`, falling back to a full listing.
+    /// unknown). Uses `/v2/phone-number?search=`; when that finds no exact match (Vapi does not
+    /// document how `search` matches, and a wrong "absent" would create the number twice), or
+    /// cannot answer on one page, absence is confirmed on a full listing.
     pub async fn find_by_number(&self, number: &str) -> Result<Vec<ObservedNumber>, VapiError> {
+        let exact = |items: Vec<Value>| -> Vec<ObservedNumber> {
+            items
+                .into_iter()
+                .filter_map(|v| serde_json::from_value::<PhoneNumberDto>(v).ok())
+                .map(ObservedNumber::from)
+                .filter(|o| o.number.as_deref() == Some(number))
+                .collect()
+        };
         let q = [
             ("search", number.to_string()),
             ("limit", self.page_limit().to_string()),
         ];
-        let found = match self.v2_page(&q).await {
-            // More matches than one page: list everything instead.
-            Ok(Some(p)) if (p.results.len() as u64) >= p.metadata.total_items => Some(p.results),
-            Ok(_) | Err(VapiError::BadRequest { .. }) => None,
+        match self.v2_page(&q).await {
+            // Everything the search matched fits on the page: an exact match there is the answer.
+            Ok(Some(p)) if (p.results.len() as u64) >= p.metadata.total_items => {
+                let found = exact(p.results);
+                if !found.is_empty() {
+                    return Ok(found);
+                }
+            }
+            Ok(_) | Err(VapiError::BadRequest { .. }) => {}
             Err(e) => return Err(e),
-        };
-        let items = match found {
-            Some(items) => items,
-            None => self.list_all("/phone-number", true).await?.0,
-        };
-        Ok(items
-            .into_iter()
-            .filter_map(|v| serde_json::from_value::<PhoneNumberDto>(v).ok())
-            .map(ObservedNumber::from)
-            .filter(|o| o.number.as_deref() == Some(number))
-            .collect())
+        }
+        Ok(exact(self.list_all("/phone-number", true).await?.0))
     }
 }
 

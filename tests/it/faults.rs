@@ -428,3 +428,20 @@ fn a_lookup_after_an_unknown_create_outcome_never_logs_the_number() {
     let history = w.run(&["history", "--owner", OWNER]);
     assert!(!text(&history).0.contains(digits), "{}", text(&history).0);
 }
+
+#[test]
+fn a_lost_create_is_found_even_when_vapis_search_misses_it() {
+    let w = World::sqlite();
+    let ns = numbers(1, 5100);
+    // Vapi's `search` is undocumented: here it matches nothing. The POST is carried out and its
+    // answer lost; the lookup must not take "no match" for "absent" and create it again.
+    w.vapi.set_faults(FaultConfig {
+        blind_search: true,
+        ..FaultConfig::default()
+    });
+    w.vapi.lose_next("POST", "/phone-number", 1);
+    let spec = spec_of(&w, &ns, "Main");
+    apply_until_done(&w, &spec, 2);
+    assert_eq!(w.vapi.calls("POST"), 1, "one POST: the number was found");
+    assert_each_once(&w, &ns);
+}

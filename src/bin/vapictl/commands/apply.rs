@@ -87,23 +87,7 @@ async fn run_single(
     let run = ApplyRun::new(settings, false, vec![owner], saved)
         .with_identities(identities)
         .with_twilio(settings::twilio(g)?);
-    let outcomes = if run.needs_connection() {
-        if !auto_approve && !io::stdin().is_terminal() {
-            anyhow::bail!(
-                "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
-            );
-        }
-        // From here on, Ctrl-C or SIGTERM stops cleanly: in-flight changes finish, no new one
-        // starts; a wait for the lock ends at once (nothing changed yet).
-        let stopped = spawn_stop_on_signal(stop);
-        let (store, vapi) = connect(g).await?;
-        let hooks = SingleHooks { g };
-        run.interrupted_by(stopped)
-            .execute(&store, &vapi, &hooks)
-            .await?
-    } else {
-        run.without_connection()
-    };
+    let outcomes = execute(g, run, stop, auto_approve, &SingleHooks { g }).await?;
     let Some((_, outcome)) = outcomes.into_iter().next() else {
         return Ok(Exit::Ok);
     };
@@ -184,6 +168,33 @@ async fn run_saved_fleet(g: &GlobalArgs, saved: SavedRun, args: ApplyArgs) -> an
     run_fleet(g, loaded, identities, by_owner, args).await
 }
 
+/// Carries out `run`: without a connection when every owner's outcome is already decided;
+/// otherwise (refusing a non-terminal that would have to confirm) connects and applies, with
+/// `hooks` for what the user sees. From then on Ctrl-C or SIGTERM (which set `stop`) stops
+/// cleanly: in-flight changes finish, no new one starts; a wait for a lock ends at once.
+async fn execute(
+    g: &GlobalArgs,
+    run: ApplyRun,
+    stop: Arc<AtomicBool>,
+    auto_approve: bool,
+    hooks: &dyn ApplyHooks,
+) -> anyhow::Result<Vec<(OwnerSpec, OwnerOutcome)>> {
+    if !run.needs_connection() {
+        return Ok(run.without_connection());
+    }
+    if !auto_approve && !io::stdin().is_terminal() {
+        anyhow::bail!(
+            "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
+        );
+    }
+    let stopped = spawn_stop_on_signal(stop);
+    let (store, vapi) = connect(g).await?;
+    Ok(run
+        .interrupted_by(stopped)
+        .execute(&store, &vapi, hooks)
+        .await?)
+}
+
 /// Several specs: each owner under its own lock, concurrently, one report.
 async fn run_fleet(
     g: &GlobalArgs,
@@ -199,21 +210,7 @@ async fn run_fleet(
     let run = ApplyRun::new(settings, true, owners, saved)
         .with_identities(identities)
         .with_twilio(settings::twilio(g)?);
-    let outcomes = if run.needs_connection() {
-        if !auto_approve && !io::stdin().is_terminal() {
-            anyhow::bail!(
-                "apply needs confirmation, but stdin is not a terminal\nhint: review with `vapictl plan`, then run `vapictl apply --auto-approve` in pipelines"
-            );
-        }
-        let stopped = spawn_stop_on_signal(stop);
-        let (store, vapi) = connect(g).await?;
-        let hooks = FleetHooks { g };
-        run.interrupted_by(stopped)
-            .execute(&store, &vapi, &hooks)
-            .await?
-    } else {
-        run.without_connection()
-    };
+    let outcomes = execute(g, run, stop, auto_approve, &FleetHooks { g }).await?;
     let style = Style {
         color: settings::stdout_color(g),
     };

@@ -44,6 +44,10 @@ pub struct FaultConfig {
     /// as when numbers appear or vanish mid-listing).
     #[serde(default)]
     pub total_items_skew: i64,
+    /// `/v2/phone-number?search=` matches nothing (Vapi does not document how `search`
+    /// matches: a client must not take "no match" for "absent").
+    #[serde(default)]
+    pub blind_search: bool,
 }
 
 /// A fault that was applied to a request, as the request log records it.

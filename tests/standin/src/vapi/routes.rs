@@ -401,11 +401,12 @@ async fn list_numbers(State(sh): State<Arc<Shared>>, Query(pairs): Pairs) -> Api
 async fn list_numbers_v2(State(sh): State<Arc<Shared>>, Query(pairs): Pairs) -> ApiResult {
     let q = dto::page_query(&pairs).map_err(ApiError::bad_request)?;
     let search = q.search.clone().filter(|s| !s.is_empty());
+    let blind = lock(&sh.faults).config().blind_search;
     let offset = (q.page - 1).saturating_mul(q.limit);
     let page = lock(&sh.model).page_numbers(&q.filter, q.order, offset, q.limit, &|doc| {
         search
             .as_deref()
-            .is_none_or(|s| dto::search_matches(doc, s))
+            .is_none_or(|s| !blind && dto::search_matches(doc, s))
     });
     sh.lists.fetch_add(1, Ordering::SeqCst);
     let skew = lock(&sh.faults).config().total_items_skew;
