@@ -30,7 +30,7 @@ pub struct PlannedRun {
     pub orphans: Vec<Orphan>,
 }
 
-/// Observes once (one Vapi listing, two statements) and plans each owner on its own, with the
+/// Observes once (one Vapi listing, three statements) and plans each owner on its own, with the
 /// identities the specs were decrypted with (rows' tokens are compared by decryption).
 ///
 /// # Errors
