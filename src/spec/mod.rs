@@ -77,8 +77,9 @@ pub struct PhoneNumberSpec {
     #[schemars(length(min = 1, max = 40))]
     pub name: String,
     /// The assistant that answers inbound calls: the `name` or `id` of one of the owner's rows in
-    /// the `assistants` table. Not with `squad`. Omitted or `null` (and no `squad`): the routing
-    /// target of `defaults`, else none (Vapi sends `assistant-request` to the server URL instead).
+    /// the `assistants` table. Not with `squad`. Omitted (and no `squad`): the routing target of
+    /// `defaults`, else none (Vapi sends `assistant-request` to the server URL instead); `null`:
+    /// none, whatever `defaults` says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assistant: Option<String>,
     /// The squad that answers inbound calls instead of an assistant: the `name` or `id` of one of

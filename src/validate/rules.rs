@@ -119,10 +119,11 @@ pub(super) fn check_entry(
         .filter_map(|k| Some((*k, locations.get(&f(k))?)))
         .collect();
     // The routing target: the entry's, else the one `defaults` gives (its refusals then point
-    // at `defaults`).
+    // at `defaults`). An entry that writes `assistant: null` (or `squad: null`) has none.
     let mut from_defaults = Vec::new();
+    let explicitly_none = positions.contains_key("assistant") || positions.contains_key("squad");
     let (assistant, squad) = match (&entry.assistant, &entry.squad, &defaults.target) {
-        (None, None, Some((field, reference))) => {
+        (None, None, Some((field, reference))) if !explicitly_none => {
             if let Some(at) = locations.get(&format!("defaults.{field}")) {
                 positions.insert(field, at);
             }

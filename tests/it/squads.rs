@@ -164,17 +164,27 @@ both_backends!(
     |w: World| {
         let (_, bot) = w.assistant("sales-bot", OWNER);
         let (_, squad) = w.squad("night-shift", OWNER);
+        const N3: &str = "+14155551236";
         let yaml = w
             .spec()
             .with(Entry::new(N1, "Main"))
             .with(Entry::new(N2, "Second").assistant("sales-bot"))
+            .with(Entry::new(N3, "Third"))
             .to_yaml()
-            .replacen("defaults:\n", "defaults:\n  squad: night-shift\n", 1);
+            .replacen("defaults:\n", "defaults:\n  squad: night-shift\n", 1)
+            // `null` opts out of the default: no target at all.
+            .replacen(
+                "name: \"Third\"\n",
+                "name: \"Third\"\n    assistant: null\n",
+                1,
+            );
+        assert!(yaml.contains("assistant: null"), "{yaml}");
         let spec = w.path("spec.yaml");
         std::fs::write(&spec, yaml).unwrap();
         assert_code(&w.apply(&spec), 0);
         assert_eq!(routing(&w, N1), (None, Some(squad)));
         assert_eq!(routing(&w, N2), (Some(bot), None));
+        assert_eq!(routing(&w, N3), (None, None));
         assert_converged(&w, &spec);
     }
 );
