@@ -251,14 +251,18 @@ pub fn import(
                 (None, None) => None,
             }
         };
+        // Vapi's routing is what answers calls: when Vapi has a target, both come from Vapi
+        // (the row may still record an older one); the row is read only when Vapi has none.
+        let in_vapi = o.filter(|o| o.assistant_id.is_some() || o.squad_id.is_some());
+        let row = row.filter(|_| in_vapi.is_none());
         let assistant = one(
             &assistants,
-            o.and_then(|o| o.assistant_id.as_deref()),
+            in_vapi.and_then(|o| o.assistant_id.as_deref()),
             row.and_then(|r| r.assigned_assistant_id),
         );
         let squad = one(
             &squads,
-            o.and_then(|o| o.squad_id.as_deref()),
+            in_vapi.and_then(|o| o.squad_id.as_deref()),
             row.and_then(|r| r.assigned_squad_id),
         );
         if assistant.is_some() && squad.is_some() {

@@ -321,7 +321,17 @@ pub(crate) fn not_owned(
             .map(|s| crate::plan::NotOwned {
                 number: number.to_string(),
                 field: s.field.vapi_name.to_string(),
-                value: s.vapi,
+                // Headers the spec does not own are shown by name only: a secret may sit under
+                // any name (`X-Auth`), and nothing here says which values are secret.
+                value: if s.key == "headers" {
+                    os.headers.as_ref().map(|h| {
+                        let names: Vec<String> =
+                            h.keys().map(|k| format!("{k}: (not shown)")).collect();
+                        format!("{{{}}}", names.join(", "))
+                    })
+                } else {
+                    s.vapi
+                },
             })
             .collect();
     out.extend(

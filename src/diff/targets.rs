@@ -134,7 +134,8 @@ impl<'a> TargetIndex<'a> {
         observed: &ObservedState,
     ) -> Result<Resolved<'a>, RefusalReason> {
         let kind = self.kind;
-        let by_id = Uuid::parse_str(reference).ok();
+        // An `id` as the app spells it: a UUID, or an integer's digits.
+        let by_id = crate::store::ids::DbId::uuid_of_text(reference);
         let matches_ref = |a: &&TargetRow| {
             Some(a.id) == by_id
                 || a.name.as_deref() == Some(reference)

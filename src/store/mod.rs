@@ -108,7 +108,7 @@
 mod audit;
 mod backend;
 mod error;
-mod ids;
+pub(crate) mod ids;
 mod leader;
 mod lock;
 mod pool;

@@ -181,8 +181,13 @@ fn targets_for(rows: &[TargetRow], owner: Uuid, refs: &[String]) -> Vec<TargetRo
     let refs: BTreeSet<String> = sql::lowercase_too(refs).into_iter().collect();
     rows.iter()
         .filter(|a| {
+            // The id as the database spells it in text, as `TARGETS_FOR` compares it.
+            let id = match super::ids::uuid_as_int(a.id) {
+                Some(n) => n.to_string(),
+                None => a.id.to_string(),
+            };
             a.user_id == owner
-                || refs.contains(&a.id.to_string())
+                || refs.contains(&id)
                 || a.name.as_ref().is_some_and(|n| refs.contains(n))
                 || a.vapi_id.as_ref().is_some_and(|v| refs.contains(v))
         })

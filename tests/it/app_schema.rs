@@ -164,7 +164,8 @@ both_backends!(
         let spec = w.write(
             &w.spec()
                 .with(Entry::new(N1, "Main").assistant("sales-bot"))
-                .with(Entry::new("+14155551235", "Second").squad("night-shift")),
+                // By its integer id, as the app spells it.
+                .with(Entry::new("+14155551235", "Second").squad("3")),
         );
 
         assert_code(&w.apply(&spec), 0);
@@ -177,6 +178,33 @@ both_backends!(
         assert_eq!(
             w.vapi.find_by_number("+14155551235")[0]["squadId"],
             squad.as_str()
+        );
+        // Another user's squad, by its integer id: refused by name, in a single and a fleet run.
+        let theirs = w.write(
+            &w.spec()
+                .with(Entry::new(N1, "Main").assistant("sales-bot"))
+                .with(Entry::new("+14155551235", "Second").squad("1")),
+        );
+        let o = w.plan(&theirs);
+        assert_code(&o, 1);
+        assert!(
+            text(&o).1.contains("squad `1` belongs to another user"),
+            "{}",
+            text(&o).1
+        );
+        let dir1 = w.path("theirs");
+        std::fs::create_dir_all(&dir1).unwrap();
+        std::fs::copy(&theirs, dir1.join("owner.yaml")).unwrap();
+        let o = w.run(&["plan", dir1.to_str().unwrap()]);
+        let (out, err) = text(&o);
+        assert!(
+            format!("{out}{err}").contains("squad `1` belongs to another user"),
+            "{out}\n{err}"
+        );
+        let spec = w.write(
+            &w.spec()
+                .with(Entry::new(N1, "Main").assistant("sales-bot"))
+                .with(Entry::new("+14155551235", "Second").squad("3")),
         );
         let o = w.plan(&spec);
         assert_code(&o, 0);

@@ -187,7 +187,7 @@ fn dashboard_server_sub_fields_are_kept_by_an_unrelated_patch() {
         &id_of(&w),
         json!({"server": {
             "url": "https://hooks.example.com/a",
-            "headers": {"X-Env": "prod"},
+            "headers": {"X-Env": "prod", "X-Auth": HEADER_SECRET, "Authorization": HEADER_SECRET2},
             "backoffPlan": {"type": "exponential", "maxRetries": 3, "baseDelaySeconds": 1},
             "futureField": {"kept": true}
         }}),
@@ -201,7 +201,8 @@ fn dashboard_server_sub_fields_are_kept_by_an_unrelated_patch() {
     assert_eq!(
         drift["not_owned"],
         json!([
-            {"number": N1, "field": "server.headers", "value": "{X-Env: prod}"},
+            {"number": N1, "field": "server.headers",
+             "value": "{Authorization: (not shown), X-Auth: (not shown), X-Env: (not shown)}"},
             {"number": N1, "field": "server.backoffPlan",
              "value": "{\"baseDelaySeconds\":1,\"maxRetries\":3,\"type\":\"exponential\"}"},
             {"number": N1, "field": "server.futureField", "value": null},
@@ -211,16 +212,28 @@ fn dashboard_server_sub_fields_are_kept_by_an_unrelated_patch() {
     let o = w.run(&["drift", spec.to_str().unwrap()]);
     let out = text(&o).0;
     assert!(
-        out.contains("server.headers = {X-Env: prod}")
+        out.contains("server.headers = {Authorization: (not shown), X-Auth: (not shown)")
             && out.contains("set in Vapi, not declared in the spec: kept as it is"),
         "{out}"
     );
-    let o = w.run(&["plan", "--format", "markdown", spec.to_str().unwrap()]);
+    let mut all = format!("{out}{}{}", text(&o).1, String::from_utf8_lossy(&o.stdout));
+    for args in [
+        vec!["plan", "--format", "markdown"],
+        vec!["plan", "--format", "json"],
+        vec!["plan"],
+        vec!["drift", "--format", "json"],
+    ] {
+        let o = w.run(&[args, vec![spec.to_str().unwrap()]].concat());
+        all.push_str(&format!("{}{}", text(&o).0, text(&o).1));
+    }
     assert!(
-        text(&o).0.contains("Set in Vapi, not declared in the spec"),
-        "{}",
-        text(&o).0
+        all.contains("Set in Vapi, not declared in the spec"),
+        "{all}"
     );
+    // Dashboard secrets under any header name never leak into plans or drift reports.
+    for secret in [HEADER_SECRET, HEADER_SECRET2] {
+        assert!(!all.contains(secret), "a header secret leaked");
+    }
 
     // The spec changes the name and the server's timeout: the PATCH starts from Vapi's object.
     let spec = w.write(
@@ -240,7 +253,10 @@ fn dashboard_server_sub_fields_are_kept_by_an_unrelated_patch() {
     assert_code(&w.apply(&spec), 0);
     let server = only_number(&w)["server"].clone();
     assert_eq!(server["timeoutSeconds"], 30);
-    assert_eq!(server["headers"], json!({"X-Env": "prod"}));
+    assert_eq!(
+        server["headers"],
+        json!({"X-Env": "prod", "X-Auth": HEADER_SECRET, "Authorization": HEADER_SECRET2})
+    );
     assert_eq!(server["backoffPlan"]["maxRetries"], 3);
     assert_eq!(server["futureField"], json!({"kept": true}));
     assert_converged(&w, &spec);

@@ -366,6 +366,36 @@ both_backends!(
         let imported = w.path("imported.yaml");
         std::fs::write(&imported, &yaml).unwrap();
         assert_converged(&w, &imported);
+
+        // Moved to the squad in the dashboard: the row still records the assistant, but Vapi's
+        // routing is what answers calls, and the import keeps it (no assistant brought back).
+        let id = in_vapi(&w, N2)["id"].as_str().unwrap().to_string();
+        let squad = in_vapi(&w, N1)["squadId"].as_str().unwrap().to_string();
+        w.vapi
+            .patch_number(&id, json!({"assistantId": null, "squadId": squad}));
+        let o = w.run(&["import", "--owner", OWNER]);
+        assert_code(&o, 0);
+        let (yaml, err) = text(&o);
+        assert!(!yaml.contains("sales-bot"), "{yaml}");
+        assert!(!err.contains("both an assistant and a squad"), "{err}");
+        std::fs::write(&imported, &yaml).unwrap();
+        // Nothing changes in Vapi: only the row catches up with it.
+        let plan = plan_json(&w, &imported);
+        for (n, field, _) in fields_of(&plan) {
+            assert!(
+                n == N2 && ["assignedAssistantId", "vapictlSquadId"].contains(&field.as_str()),
+                "{plan:#}"
+            );
+        }
+        let before = w.vapi.mutating_calls();
+        assert_code(&w.apply(&imported), 0);
+        assert_eq!(
+            w.vapi.mutating_calls(),
+            before,
+            "Vapi already routes as the spec says"
+        );
+        assert_eq!(routing(&w, N2), (None, Some(squad)));
+        assert_converged(&w, &imported);
     }
 );
 
