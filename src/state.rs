@@ -305,6 +305,9 @@ pub struct RecordedState {
     pub assistants: Vec<AssistantRow>,
     /// The owner's `squads` rows, plus other users' the spec names, as for `assistants`.
     pub squads: Vec<SquadRow>,
+    /// Why the app's `squads` table cannot be read, when it cannot: `squads` is then empty and
+    /// an entry that names a squad is refused with this reason.
+    pub squads_unusable: Option<String>,
 }
 
 impl RecordedState {

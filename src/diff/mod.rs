@@ -89,7 +89,8 @@ pub fn diff(
         ..Plan::default()
     };
     let assistants = TargetIndex::assistants(desired.owner, &recorded.assistants);
-    let squads = TargetIndex::squads(desired.owner, &recorded.squads);
+    let squads = TargetIndex::squads(desired.owner, &recorded.squads)
+        .unusable(recorded.squads_unusable.as_deref());
     let matched = match_numbers(
         desired.numbers.keys().map(E164::as_str),
         &recorded.rows,

@@ -40,6 +40,8 @@ pub enum RefusalReason {
     },
     /// The row has no Vapi id.
     TargetWithoutVapiId { kind: TargetKind, reference: String },
+    /// The app's table of such targets cannot be read (`squads` of another shape).
+    TargetTableUnusable { kind: TargetKind, reason: String },
     /// The row points at a Vapi assistant (squad) that does not exist.
     TargetMissingInVapi {
         kind: TargetKind,
@@ -63,6 +65,7 @@ impl RefusalReason {
             | RefusalReason::TargetOfAnotherUser { kind, .. }
             | RefusalReason::AmbiguousTarget { kind, .. }
             | RefusalReason::TargetWithoutVapiId { kind, .. }
+            | RefusalReason::TargetTableUnusable { kind, .. }
             | RefusalReason::TargetMissingInVapi { kind, .. } => kind.field(),
             RefusalReason::TwilioAccountRefused { .. } => "twilio",
             _ => "number",
@@ -123,6 +126,10 @@ impl RefusalReason {
                 kind.field(),
                 kind.vapi_column()
             ),
+            RefusalReason::TargetTableUnusable { kind, reason } => format!(
+                "the application's `{}` table cannot be read: {reason}",
+                kind.table()
+            ),
             RefusalReason::TargetMissingInVapi {
                 kind,
                 reference,
@@ -181,6 +188,11 @@ impl RefusalReason {
             RefusalReason::TargetWithoutVapiId { kind, .. } => format!(
                 "create the {} in Vapi through the application first",
                 kind.field()
+            ),
+            RefusalReason::TargetTableUnusable { kind, .. } => format!(
+                "give `{}` the columns `id`, `user_id` (UUIDs), `name` and `{}` as vapictl reads them (README, \"The database\"), or route the number otherwise",
+                kind.table(),
+                kind.vapi_column()
             ),
             RefusalReason::TargetMissingInVapi { kind, .. } => format!(
                 "fix the `{}` row or re-create the {} in Vapi",

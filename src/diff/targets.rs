@@ -54,6 +54,8 @@ pub struct TargetIndex<'a> {
     kind: TargetKind,
     owner: Uuid,
     rows: &'a [TargetRow],
+    /// Why the table cannot be read, when it cannot: every reference is refused with it.
+    unusable: Option<&'a str>,
 }
 
 /// A resolved reference: the owner's row and its Vapi id.
@@ -102,7 +104,18 @@ impl Route {
 
 impl<'a> TargetIndex<'a> {
     pub fn new(kind: TargetKind, owner: Uuid, rows: &'a [TargetRow]) -> Self {
-        TargetIndex { kind, owner, rows }
+        TargetIndex {
+            kind,
+            owner,
+            rows,
+            unusable: None,
+        }
+    }
+
+    /// The index of a table that cannot be read (`reason`), when it cannot.
+    pub fn unusable(mut self, reason: Option<&'a str>) -> Self {
+        self.unusable = reason;
+        self
     }
 
     /// The owner's assistants among `rows`.
@@ -134,6 +147,12 @@ impl<'a> TargetIndex<'a> {
         observed: &ObservedState,
     ) -> Result<Resolved<'a>, RefusalReason> {
         let kind = self.kind;
+        if let Some(reason) = self.unusable {
+            return Err(RefusalReason::TargetTableUnusable {
+                kind,
+                reason: reason.to_owned(),
+            });
+        }
         // An `id` as the app spells it: a UUID, or an integer's digits.
         let by_id = crate::store::ids::DbId::uuid_of_text(reference);
         let matches_ref = |a: &&TargetRow| {

@@ -160,9 +160,14 @@ where
                 lookup.assistant_refs,
             )
             .await?;
-        state.squads = self
-            .load_targets(&SQUADS, mine(self.app.squad_user), lookup.squad_refs)
-            .await?;
+        match &self.app.squads_unusable {
+            None => {
+                state.squads = self
+                    .load_targets(&SQUADS, mine(self.app.squad_user), lookup.squad_refs)
+                    .await?;
+            }
+            Some(reason) => state.squads_unusable = Some(reason.clone()),
+        }
         Ok(state)
     }
 
@@ -193,16 +198,21 @@ where
         ))
     }
 
-    /// Every `phone_numbers`, `assistants` and `squads` row, in three statements.
+    /// Every `phone_numbers`, `assistants` and `squads` row, in three statements (two when the
+    /// app's `squads` cannot be read).
     pub(crate) async fn load_everything(&self) -> Result<Everything, StoreError> {
         self.queries.tick();
         let rows = sqlx::query_as(sql::select_all_rows())
             .fetch_all(&self.pool)
             .await?;
+        let squads = match &self.app.squads_unusable {
+            None => Ok(self.load_targets(&SQUADS, None, &[]).await?),
+            Some(reason) => Err(reason.clone()),
+        };
         Ok(Everything {
             rows,
             assistants: self.load_targets(&ASSISTANTS, None, &[]).await?,
-            squads: self.load_targets(&SQUADS, None, &[]).await?,
+            squads,
         })
     }
 

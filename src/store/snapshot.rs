@@ -30,6 +30,8 @@ pub struct RecordedSnapshot {
     numberless: Vec<(Uuid, String)>,
     assistants: Vec<AssistantRow>,
     squads: Vec<SquadRow>,
+    /// Why the app's `squads` table cannot be read, when it cannot.
+    squads_unusable: Option<String>,
 }
 
 /// Whether a stored number is written in E.164 as the claims query tells it (`+` then 7 to 15
@@ -81,6 +83,7 @@ impl RecordedSnapshot {
             numberless,
             assistants: sql::sorted_targets(assistants),
             squads: sql::sorted_targets(squads),
+            squads_unusable: None,
         }
     }
 
@@ -141,6 +144,7 @@ impl RecordedSnapshot {
         }
         state.assistants = targets_for(&self.assistants, owner, assistant_refs);
         state.squads = targets_for(&self.squads, owner, squad_refs);
+        state.squads_unusable = self.squads_unusable.clone();
         state
     }
 
@@ -220,8 +224,12 @@ impl Store {
                 Err(None) => {}
             }
         }
-        Ok(RecordedSnapshot::with_numberless(
-            rows, numberless, assistants, squads,
-        ))
+        let (squads, squads_unusable) = match squads {
+            Ok(squads) => (squads, None),
+            Err(reason) => (Vec::new(), Some(reason)),
+        };
+        let mut snapshot = RecordedSnapshot::with_numberless(rows, numberless, assistants, squads);
+        snapshot.squads_unusable = squads_unusable;
+        Ok(snapshot)
     }
 }

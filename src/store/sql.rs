@@ -545,7 +545,8 @@ impl<U: Into<Uuid>> RawPhoneRow<U> {
 pub(crate) struct Everything {
     pub rows: Vec<RawPhoneRow<DbId>>,
     pub assistants: Vec<TargetRow>,
-    pub squads: Vec<TargetRow>,
+    /// The squads, or why the app's `squads` table cannot be read.
+    pub squads: Result<Vec<TargetRow>, String>,
 }
 
 /// A row of a [`TargetTable`] as stored.

@@ -260,3 +260,41 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    an_app_squads_table_of_another_shape_refuses_only_entries_that_name_a_squad,
+    |w: World| {
+        // The app's own `squads` means something else: no `name`, no `vapi_squad_id`.
+        w.exec_sql(
+            "DROP TABLE squads;
+             CREATE TABLE squads (id integer PRIMARY KEY, user_id text, title text);",
+        );
+        let spec = w.write(&w.spec().with(Entry::new(N1, "Main")));
+        assert_code(&w.apply(&spec), 0);
+        let o = w.plan(&spec);
+        assert_code(&o, 0);
+
+        let spec = w.write(&w.spec().with(Entry::new(N1, "Main").squad("night-shift")));
+        let before = w.vapi.mutating_calls();
+        let o = w.plan(&spec);
+        assert_code(&o, 1);
+        let err = text(&o).1;
+        assert!(
+            err.contains("`phoneNumbers[0].squad`")
+                && err.contains("the application's `squads` table cannot be read")
+                && err.contains("vapi_squad_id"),
+            "{err}"
+        );
+        // A fleet run says the same for that owner.
+        let dir = w.path("fleet");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&spec, dir.join("owner.yaml")).unwrap();
+        let o = w.run(&["apply", "--auto-approve", dir.to_str().unwrap()]);
+        let (out, err) = text(&o);
+        assert!(
+            format!("{out}{err}").contains("the application's `squads` table cannot be read"),
+            "{out}\n{err}"
+        );
+        assert_eq!(w.vapi.mutating_calls(), before, "nothing was written");
+    }
+);

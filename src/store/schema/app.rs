@@ -30,6 +30,9 @@ pub(crate) struct AppSchema {
     /// `squads.id`: what `vapictl_squad_id` refers to (written as its text).
     pub squad_id: IdKind,
     pub squad_user: IdKind,
+    /// Why the app's `squads` table cannot be read, when it cannot (an app table of another
+    /// shape): no squad is read, and an entry that names one is refused with this reason.
+    pub squads_unusable: Option<String>,
     pub created_at: TimeRepr,
     pub updated_at: TimeRepr,
     /// The `CHECK` constraints of `phone_numbers`, to explain a rejected write.
@@ -113,7 +116,7 @@ pub(super) fn app_schema(
     dialect: Dialect,
     phone: &Table,
     assistants: &Table,
-    squads: &Table,
+    squads: Result<&Table, &String>,
 ) -> Result<AppSchema, StoreError> {
     let mut problems = Vec::new();
     let mut problem = |table: &str, column: &str, problem: String, hint: String| {
@@ -184,22 +187,34 @@ pub(super) fn app_schema(
     };
     let phone_user = user_kind("phone_numbers", phone);
     let assistant_user = user_kind("assistants", assistants);
-    let squad_user = user_kind("squads", squads);
-
-    // squads.id: read in its own type, and written into `vapictl_squad_id` as text.
-    let squad_id_column = col(squads, "id");
-    let squad_id = id_kind(dialect, &squad_id_column.ty).unwrap_or_else(|| {
-        problem(
-            "squads",
-            "id",
-            format!(
-                "is `{}`, a type vapictl cannot read as an id",
-                squad_id_column.ty
-            ),
-            format!("vapictl supports {uuid_or_text}, or integers"),
-        );
-        IdKind::Text
-    });
+    // squads: `user_id` holds UUIDs and `id` is read in its own type (and written into
+    // `vapictl_squad_id` as text); otherwise the table is unusable, which is not fatal.
+    let (squad_id, squad_user, squads_unusable) = match squads {
+        Err(reason) => (IdKind::Text, IdKind::Text, Some(reason.clone())),
+        Ok(squads) => {
+            let user = col(squads, "user_id");
+            let id = col(squads, "id");
+            match (id_kind(dialect, &id.ty), id_kind(dialect, &user.ty)) {
+                (Some(id), Some(user @ (IdKind::Uuid | IdKind::Text))) => (id, user, None),
+                (None, _) => (
+                    IdKind::Text,
+                    IdKind::Text,
+                    Some(format!(
+                        "`squads.id` is `{}`, a type vapictl cannot read as an id (it supports {uuid_or_text}, or integers)",
+                        id.ty
+                    )),
+                ),
+                (Some(_), _) => (
+                    IdKind::Text,
+                    IdKind::Text,
+                    Some(format!(
+                        "`squads.user_id` is `{}`, but vapictl's owners are UUIDs (it supports {uuid_or_text})",
+                        user.ty
+                    )),
+                ),
+            }
+        }
+    };
 
     // assigned_assistant_id holds an `assistants.id`: both integers, or neither.
     let assistant_id = col(assistants, "id");
@@ -310,6 +325,7 @@ pub(super) fn app_schema(
             assistant_user,
             squad_id,
             squad_user,
+            squads_unusable,
             created_at,
             updated_at,
             checks: phone.checks.clone(),

@@ -291,9 +291,14 @@ pub(crate) fn decide(
     }
     check_required("phone_numbers", &phone_numbers_required(), &phone.names())?;
     check_required(ASSISTANTS.name, &ASSISTANTS.required(), &assistants.names())?;
-    check_required(SQUADS.name, &SQUADS.required(), &squads.names())?;
+    // `squads` is optional for an app: one vapictl cannot read leaves every other command
+    // working, and only an entry that names a squad is refused (with this reason).
+    let squads = match check_required(SQUADS.name, &SQUADS.required(), &squads.names()) {
+        Ok(()) => Ok(squads),
+        Err(e) => Err(e.to_string()),
+    };
 
-    let app = app::app_schema(dialect, &phone, &assistants, &squads)?;
+    let app = app::app_schema(dialect, &phone, &assistants, squads.as_ref())?;
     let migrations_pending = migrations_pending(migrations, found)?;
     Ok(Decision {
         ddl,
