@@ -63,6 +63,27 @@ pub(crate) fn section(c: &Change) -> String {
 }
 
 /// Twilio-side drift findings as a caution block (empty when there are none).
+/// What Vapi has that the spec does not declare and vapictl keeps, as one paragraph (empty when
+/// there is none).
+pub(crate) fn not_owned_markdown(plan: &Plan) -> String {
+    if plan.not_owned.is_empty() {
+        return String::new();
+    }
+    format!(
+        "**Set in Vapi, not declared in the spec (kept as they are):** {}\n\n",
+        plan.not_owned
+            .iter()
+            .map(|n| format!(
+                "`{}` `{}` = {}",
+                n.number,
+                n.field,
+                cell(n.value.as_deref().unwrap_or("(not modelled by vapictl)"))
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 pub(crate) fn twilio_drift_markdown(plan: &Plan) -> String {
     let mut s = String::new();
     if plan.twilio_drift.is_empty() {
@@ -140,22 +161,7 @@ pub fn render_plan_markdown(plan: &Plan, budget: usize, out: &mut dyn Write) -> 
                 .join(", ")
         );
     }
-    if !plan.not_owned.is_empty() {
-        let _ = writeln!(
-            tail,
-            "**Set in Vapi, not declared in the spec (kept as they are):** {}\n",
-            plan.not_owned
-                .iter()
-                .map(|n| format!(
-                    "`{}` `{}` = {}",
-                    n.number,
-                    n.field,
-                    cell(n.value.as_deref().unwrap_or("(not modelled by vapictl)"))
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    tail.push_str(&not_owned_markdown(plan));
     if !plan.out_of_scope.is_empty() {
         let _ = writeln!(
             tail,

@@ -406,6 +406,7 @@ pub fn render_run_markdown(
                     let _ = writeln!(block, "> [!WARNING]\n> {}\n", cell(w));
                 }
                 block.push_str(&super::markdown::twilio_drift_markdown(p));
+                block.push_str(&super::markdown::not_owned_markdown(p));
                 let close = "</details>\n\n";
                 if doc.len() + block.len() + close.len() + tail.len() + RESERVE > budget {
                     cut = true;

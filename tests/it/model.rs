@@ -230,6 +230,24 @@ fn dashboard_server_sub_fields_are_kept_by_an_unrelated_patch() {
         all.contains("Set in Vapi, not declared in the spec"),
         "{all}"
     );
+    // The fleet comment shows it for an owner with changes too.
+    let dir = w.path("fleet");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("owner.yaml"),
+        w.spec()
+            .with(Entry::new(N1, "Renamed").yaml("server:\n  url: https://hooks.example.com/a"))
+            .to_yaml(),
+    )
+    .unwrap();
+    let o = w.run(&["plan", "--format", "markdown", dir.to_str().unwrap()]);
+    let comment = text(&o).0;
+    assert!(
+        comment.contains("Set in Vapi, not declared in the spec")
+            && comment.contains("`server.backoffPlan`"),
+        "{comment}"
+    );
+    all.push_str(&comment);
     // Dashboard secrets under any header name never leak into plans or drift reports.
     for secret in [HEADER_SECRET, HEADER_SECRET2] {
         assert!(!all.contains(secret), "a header secret leaked");
