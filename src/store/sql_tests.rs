@@ -33,34 +33,8 @@ fn an_update_never_writes_the_owner_provider_or_creation_time() {
 
 #[test]
 fn values_match_the_statements_placeholders() {
-    let app = AppSchema {
-        phone_id: IdKind::Uuid,
-        phone_user: IdKind::Uuid,
-        phone_assistant: IdKind::Uuid,
-        assistant_user: IdKind::Uuid,
-        squad_id: IdKind::Integer,
-        squad_user: IdKind::Uuid,
-        squads_unusable: None,
-        created_at: crate::store::schema::TimeRepr::Native,
-        updated_at: crate::store::schema::TimeRepr::Native,
-        checks: Vec::new(),
-    };
-    let row = RowWrite {
-        phone_number: "+15551230001".into(),
-        friendly_name: "Main".into(),
-        vapi_phone_id: None,
-        vapi_credential_id: None,
-        twilio_account_sid: "AC1".into(),
-        twilio_auth_token: "ciphertext".into(),
-        token_digest: None,
-        assigned_assistant_id: None,
-        assigned_squad_id: None,
-        notes: None,
-        protected: false,
-        applied: None,
-        api_key: None,
-        api_secret: None,
-    };
+    let app = app();
+    let row = row_with_squad(None);
     let now = Utc::now();
     let inserted = inserted_values(&app, Uuid::new_v4(), &row, now).unwrap();
     assert_eq!(inserted.len(), 17, "$1..$17 before the id");
@@ -99,18 +73,7 @@ fn the_created_table_declares_every_column() {
 
 #[test]
 fn a_squad_is_written_as_text_in_the_squads_id_form() {
-    let mut app = AppSchema {
-        phone_id: IdKind::Uuid,
-        phone_user: IdKind::Uuid,
-        phone_assistant: IdKind::Uuid,
-        assistant_user: IdKind::Uuid,
-        squad_id: IdKind::Integer,
-        squad_user: IdKind::Uuid,
-        squads_unusable: None,
-        created_at: crate::store::schema::TimeRepr::Native,
-        updated_at: crate::store::schema::TimeRepr::Native,
-        checks: Vec::new(),
-    };
+    let mut app = app();
     let squad = crate::store::ids::int_as_uuid(42);
     let value = |app: &AppSchema, id| {
         value(
@@ -137,6 +100,22 @@ fn a_squad_is_written_as_text_in_the_squads_id_form() {
     // A real UUID cannot be an integer id: refused, never written as something else.
     app.squad_id = IdKind::Integer;
     assert!(value(&app, Some(real)).is_err());
+}
+
+/// An app with UUID ids everywhere but integer `squads.id`s.
+fn app() -> AppSchema {
+    AppSchema {
+        phone_id: IdKind::Uuid,
+        phone_user: IdKind::Uuid,
+        phone_assistant: IdKind::Uuid,
+        assistant_user: IdKind::Uuid,
+        squad_id: IdKind::Integer,
+        squad_user: IdKind::Uuid,
+        squads_unusable: None,
+        created_at: crate::store::schema::TimeRepr::Native,
+        updated_at: crate::store::schema::TimeRepr::Native,
+        checks: Vec::new(),
+    }
 }
 
 fn row_with_squad(squad: Option<Uuid>) -> RowWrite {

@@ -407,11 +407,20 @@ impl Model {
     // ---- assistants ---------------------------------------------------------------------------
 
     /// Stores a new assistant from a validated body.
-    pub fn create_assistant(&mut self, mut body: Map<String, Value>) -> Value {
+    pub fn create_assistant(&mut self, body: Map<String, Value>) -> Value {
+        self.create_in(|m| &mut m.assistants, body)
+    }
+
+    /// Stores a new document (nulls dropped) in the collection `which` picks; returns it.
+    fn create_in(
+        &mut self,
+        which: fn(&mut Model) -> &mut BTreeMap<String, Record>,
+        mut body: Map<String, Value>,
+    ) -> Value {
         body.retain(|_, v| !v.is_null());
         let NewDocument { id, doc, ts } = self.new_document(body);
         let out = Value::Object(doc.clone());
-        self.assistants.insert(
+        which(self).insert(
             id,
             Record {
                 created: ts,
@@ -461,19 +470,8 @@ impl Model {
 
     /// Stores a new squad (Vapi's `CreateSquadDTO` needs `members`; the stand-in keeps what it
     /// is given).
-    pub fn create_squad(&mut self, mut body: Map<String, Value>) -> Value {
-        body.retain(|_, v| !v.is_null());
-        let NewDocument { id, doc, ts } = self.new_document(body);
-        let out = Value::Object(doc.clone());
-        self.squads.insert(
-            id,
-            Record {
-                created: ts,
-                updated: ts,
-                doc,
-            },
-        );
-        out
+    pub fn create_squad(&mut self, body: Map<String, Value>) -> Value {
+        self.create_in(|m| &mut m.squads, body)
     }
 
     pub fn get_squad(&self, id: &str) -> Option<Value> {
